@@ -1,0 +1,118 @@
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from project.ids import new_id
+
+# Camunda fetches tasks whose retries are unset (never failed) or still positive.
+FETCHABLE = Q(suspended=False) & (Q(retries__isnull=True) | Q(retries__gt=0))
+
+
+class ExternalTask(models.Model):
+    """A unit of work for an external worker, fetched by topic and locked for one worker."""
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_id)
+    topic_name = models.CharField(max_length=255)
+    worker_id = models.CharField(max_length=255, null=True, blank=True)
+    lock_expiration_time = models.DateTimeField(null=True, blank=True)
+    retries = models.IntegerField(null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    error_details = models.TextField(null=True, blank=True)
+    priority = models.BigIntegerField(default=0)
+    suspended = models.BooleanField(default=False)
+    activity_id = models.CharField(max_length=255, null=True, blank=True)
+    activity_instance_id = models.CharField(max_length=255, null=True, blank=True)
+    activity_name = models.CharField(max_length=255, null=True, blank=True)
+    execution_id = models.CharField(max_length=255, null=True, blank=True)
+    process_instance_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_key = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_version_tag = models.CharField(max_length=255, null=True, blank=True)
+    tenant_id = models.CharField(max_length=64, null=True, blank=True)
+    business_key = models.CharField(max_length=255, null=True, blank=True)
+    # name -> {"type": ..., "value": ..., "valueInfo": {...}}, as Camunda's REST API carries them.
+    variables = models.JSONField(default=dict, blank=True)
+    extension_properties = models.JSONField(default=dict, blank=True)
+    create_time = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The fetch path: fetchable tasks of a topic, highest priority first.
+            models.Index(
+                "topic_name",
+                models.F("priority").desc(),
+                "create_time",
+                name="ext_fetchable_idx",
+                condition=FETCHABLE,
+            ),
+            models.Index(fields=["-create_time"], name="ext_failed_idx", condition=Q(retries=0)),
+            models.Index(fields=["topic_name"], name="ext_topic_idx"),
+            models.Index(fields=["lock_expiration_time"], name="ext_lock_exp_idx"),
+            models.Index(fields=["worker_id"], name="ext_worker_idx"),
+            models.Index(fields=["-create_time"], name="ext_created_idx"),
+            models.Index(fields=["priority"], name="ext_priority_idx"),
+            models.Index(fields=["retries"], name="ext_retries_idx"),
+            models.Index(fields=["process_instance_id"], name="ext_pi_idx"),
+            models.Index(fields=["execution_id"], name="ext_execution_idx"),
+            models.Index(fields=["process_definition_key"], name="ext_pdkey_idx"),
+            models.Index(fields=["process_definition_id"], name="ext_pdid_idx"),
+            models.Index(fields=["activity_id"], name="ext_activity_idx"),
+            models.Index(fields=["tenant_id"], name="ext_tenant_idx"),
+            models.Index(fields=["business_key"], name="ext_business_key_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.topic_name} task {self.id}"
+
+    @property
+    def locked(self) -> bool:
+        return self.lock_expiration_time is not None and self.lock_expiration_time > timezone.now()
+
+
+class ExternalTaskLog(models.Model):
+    """History of one external task; completion outcomes (variables, worker) live here."""
+
+    class Event(models.TextChoices):
+        CREATED = "created"
+        LOCKED = "locked"
+        FAILED = "failed"
+        BPMN_ERROR = "bpmn-error"
+        COMPLETED = "completed"
+        DELETED = "deleted"
+        RETRIES_SET = "retries-set"
+        PRIORITY_SET = "priority-set"
+        SUSPENDED = "suspended"
+        ACTIVATED = "activated"
+        UNLOCKED = "unlocked"
+        LOCK_EXTENDED = "lock-extended"
+
+    task_id = models.CharField(max_length=64)
+    event = models.CharField(max_length=32, choices=Event.choices)
+    timestamp = models.DateTimeField(default=timezone.now)
+    worker_id = models.CharField(max_length=255, null=True, blank=True)
+    retries = models.IntegerField(null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    error_details = models.TextField(null=True, blank=True)
+    error_code = models.CharField(max_length=255, null=True, blank=True)
+    variables = models.JSONField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    # Copied from the task so history stays scoped and searchable after the task is gone.
+    topic_name = models.CharField(max_length=255, blank=True, default="")
+    tenant_id = models.CharField(max_length=64, null=True, blank=True)
+    process_instance_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_key = models.CharField(max_length=255, null=True, blank=True)
+    activity_id = models.CharField(max_length=255, null=True, blank=True)
+    business_key = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [
+            models.Index(fields=["task_id", "-timestamp"], name="extlog_task_idx"),
+            models.Index(fields=["-timestamp"], name="extlog_time_idx"),
+            models.Index(fields=["event", "-timestamp"], name="extlog_event_idx"),
+            models.Index(fields=["topic_name", "-timestamp"], name="extlog_topic_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.task_id} {self.event} at {self.timestamp:%Y-%m-%d %H:%M:%S}"

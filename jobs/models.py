@@ -1,0 +1,139 @@
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from project.ids import new_id
+
+ACTIVE_WITH_RETRIES = Q(suspended=False, retries__gt=0)
+
+
+class JobDefinition(models.Model):
+    """Configuration shared by the jobs of one activity: suspension and an overriding priority."""
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_id)
+    activity_id = models.CharField(max_length=255, null=True, blank=True)
+    job_type = models.CharField(max_length=255, null=True, blank=True)
+    job_configuration = models.TextField(null=True, blank=True)
+    process_definition_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_key = models.CharField(max_length=255, null=True, blank=True)
+    tenant_id = models.CharField(max_length=64, null=True, blank=True)
+    suspended = models.BooleanField(default=False)
+    overriding_priority = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["process_definition_key"], name="jobdef_pdkey_idx"),
+            models.Index(fields=["process_definition_id"], name="jobdef_pdid_idx"),
+            models.Index(fields=["activity_id"], name="jobdef_activity_idx"),
+            models.Index(fields=["tenant_id"], name="jobdef_tenant_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.job_type or 'job'} {self.activity_id or self.id}"
+
+
+class Job(models.Model):
+    """A unit of background work: a handler to call with a payload, due now or later."""
+
+    class Type(models.TextChoices):
+        TIMER = "timer", "Timer"
+        MESSAGE = "message", "Message"
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_id)
+    job_definition = models.ForeignKey(
+        JobDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.MESSAGE)
+    handler = models.CharField(max_length=255, blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+    due_date = models.DateTimeField(null=True, blank=True)
+    retries = models.IntegerField(default=3)
+    exception_message = models.TextField(null=True, blank=True)
+    exception_stacktrace = models.TextField(null=True, blank=True)
+    failed_activity_id = models.CharField(max_length=255, null=True, blank=True)
+    suspended = models.BooleanField(default=False)
+    priority = models.BigIntegerField(default=0)
+    process_instance_id = models.CharField(max_length=255, null=True, blank=True)
+    execution_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_key = models.CharField(max_length=255, null=True, blank=True)
+    activity_id = models.CharField(max_length=255, null=True, blank=True)
+    tenant_id = models.CharField(max_length=64, null=True, blank=True)
+    lock_owner = models.CharField(max_length=255, null=True, blank=True)
+    lock_expiration_time = models.DateTimeField(null=True, blank=True)
+    create_time = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The executor's acquisition path: active jobs with retries, by priority then due date.
+            models.Index(
+                models.F("priority").desc(),
+                "due_date",
+                name="job_acquirable_idx",
+                condition=ACTIVE_WITH_RETRIES,
+            ),
+            # Failed jobs (incidents) are what operators look for first.
+            models.Index(fields=["-create_time"], name="job_failed_idx", condition=Q(retries=0)),
+            models.Index(fields=["due_date"], name="job_due_idx"),
+            models.Index(fields=["-create_time"], name="job_created_idx"),
+            models.Index(fields=["priority"], name="job_priority_idx"),
+            models.Index(fields=["retries"], name="job_retries_idx"),
+            models.Index(fields=["process_instance_id"], name="job_pi_idx"),
+            models.Index(fields=["execution_id"], name="job_execution_idx"),
+            models.Index(fields=["process_definition_key"], name="job_pdkey_idx"),
+            models.Index(fields=["process_definition_id"], name="job_pdid_idx"),
+            models.Index(fields=["activity_id"], name="job_activity_idx"),
+            models.Index(fields=["tenant_id"], name="job_tenant_idx"),
+            models.Index(fields=["lock_expiration_time"], name="job_lock_exp_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} job {self.id}"
+
+
+class JobLog(models.Model):
+    """History of one job: created, started, failed, succeeded, deleted, retries set, ..."""
+
+    class Event(models.TextChoices):
+        CREATED = "created"
+        STARTED = "started"
+        FAILED = "failed"
+        SUCCEEDED = "succeeded"
+        DELETED = "deleted"
+        RETRIES_SET = "retries-set"
+        SUSPENDED = "suspended"
+        ACTIVATED = "activated"
+        PRIORITY_SET = "priority-set"
+        DUE_DATE_SET = "due-date-set"
+        UNLOCKED = "unlocked"
+        LOCK_EXPIRED = "lock-expired"
+
+    job_id = models.CharField(max_length=64)
+    event = models.CharField(max_length=32, choices=Event.choices)
+    timestamp = models.DateTimeField(default=timezone.now)
+    worker = models.CharField(max_length=255, null=True, blank=True)
+    retries = models.IntegerField(null=True, blank=True)
+    exception_message = models.TextField(null=True, blank=True)
+    exception_stacktrace = models.TextField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    return_value = models.JSONField(null=True, blank=True)
+    # Copied from the job so history stays scoped and searchable after the job is gone.
+    job_definition_id = models.CharField(max_length=64, null=True, blank=True)
+    handler = models.CharField(max_length=255, blank=True, default="")
+    tenant_id = models.CharField(max_length=64, null=True, blank=True)
+    process_instance_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_key = models.CharField(max_length=255, null=True, blank=True)
+    activity_id = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [
+            models.Index(fields=["job_id", "-timestamp"], name="joblog_job_idx"),
+            models.Index(fields=["-timestamp"], name="joblog_time_idx"),
+            models.Index(fields=["event", "-timestamp"], name="joblog_event_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.job_id} {self.event} at {self.timestamp:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,22 @@
+from django.contrib import admin
+
+from project.models import AuditEntry, Membership
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "tenant_id"]
+    list_filter = ["tenant_id"]
+    search_fields = ["user__username", "tenant_id"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "username", "action", "target_type", "count", "source"]
+    list_filter = ["action", "target_type", "source"]
+    search_fields = ["username", "action"]
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the audit trail is append-only

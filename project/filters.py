@@ -1,0 +1,184 @@
+"""Building blocks for the one-FilterSet-per-model rule.
+
+A FilterSet is fed by three adapters that all produce the same plain dict: Camunda GET query
+parameters (`data_from_query`: repeated keys and comma-separated lists), Camunda POST bodies
+(`data_from_body`: JSON lists, booleans, objects) and the console (which also uses
+`data_from_query`). Invalid values become a Camunda 400 through `filtered()`; the console shows
+`form.errors` instead.
+"""
+
+from collections.abc import Mapping
+
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+
+from project.rest import InvalidRequest, parse_date, parse_int
+
+
+def _bad(name_hint: str, value, why: str) -> ValidationError:
+    return ValidationError(f"Cannot set query parameter to value '{value}': {why}", code=name_hint)
+
+
+class ListField(forms.Field):
+    """A list of strings from "a,b", ["a", "b"] or repeated query keys (already joined)."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            items = []
+            for item in value:
+                if item is None or isinstance(item, dict | list):
+                    raise _bad("list", value, "list items must be strings")
+                items.extend(part.strip() for part in str(item).split(",") if part.strip())
+            return items
+        raise _bad("list", value, "expected a list of strings")
+
+
+class TrueField(forms.Field):
+    """Camunda flags: "Value may only be true, as false is the default behavior"."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text == "true":
+            return True
+        if text == "false":
+            return False
+        raise _bad("bool", value, "expected true or false")
+
+
+class DateField(forms.Field):
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        try:
+            return parse_date(value)
+        except InvalidRequest as error:
+            raise ValidationError(error.message) from None
+
+
+class LongField(forms.Field):
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        try:
+            return parse_int(value, "value", java_type="long")
+        except InvalidRequest:
+            raise _bad("long", value, f"Cannot convert value {value} to java type long") from None
+
+
+class IntegerField(forms.Field):
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        try:
+            return parse_int(value, "value", java_type="int")
+        except InvalidRequest:
+            raise _bad("int", value, f"Cannot convert value {value} to java type int") from None
+
+
+class StringField(forms.Field):
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, dict | list | bool):
+            raise _bad("string", value, "expected a string")
+        return str(value)
+
+
+class ListFilter(django_filters.Filter):
+    """`fooIn`: the field is one of the given values. An empty list filters nothing."""
+
+    field_class = ListField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("lookup_expr", "in")
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return super().filter(qs, value)
+
+
+class TrueFilter(django_filters.Filter):
+    """A flag that applies `method` (or field=True) when true and does nothing when false."""
+
+    field_class = TrueField
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return super().filter(qs, value)
+
+
+class StringFilter(django_filters.Filter):
+    field_class = StringField
+
+
+class LongFilter(django_filters.Filter):
+    field_class = LongField
+
+
+class IntegerFilter(django_filters.Filter):
+    field_class = IntegerField
+
+
+class DateFilter(django_filters.Filter):
+    field_class = DateField
+
+
+class CamundaFilterSet(django_filters.FilterSet):
+    """Base FilterSet: Camunda parameter names, three input adapters, Camunda 400s."""
+
+    @classmethod
+    def list_names(cls) -> set[str]:
+        return {name for name, f in cls.base_filters.items() if isinstance(f, ListFilter)}
+
+    @classmethod
+    def data_from_query(cls, params) -> dict:
+        """Query parameters -> data. Repeated list keys are joined; other keys keep the last."""
+        lists = cls.list_names()
+        data = {}
+        for name in params:
+            if name not in cls.base_filters:
+                continue
+            values = params.getlist(name) if hasattr(params, "getlist") else [params[name]]
+            data[name] = ",".join(values) if name in lists else values[-1]
+        return data
+
+    @classmethod
+    def data_from_body(cls, body: Mapping) -> dict:
+        """A POST body -> data. Nulls mean "not set", as Camunda treats them."""
+        if not isinstance(body, Mapping):
+            raise InvalidRequest("The request body must be a JSON object")
+        return {
+            name: value
+            for name, value in body.items()
+            if name in cls.base_filters and value is not None
+        }
+
+    def error_message(self) -> str:
+        parts = []
+        for name, errors in self.form.errors.items():
+            for error in errors:
+                text = str(error)
+                if text.startswith("Cannot set query parameter to value"):
+                    text = text.replace("query parameter", f"query parameter '{name}'", 1)
+                elif name != "__all__":
+                    text = f"Cannot set query parameter '{name}': {text}"
+                parts.append(text)
+        return "; ".join(parts)
+
+    def filtered(self):
+        """The filtered queryset, or a Camunda 400 naming every bad parameter."""
+        if not self.is_valid():
+            raise InvalidRequest(self.error_message())
+        return self.qs

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from project import api, views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("login/", login_not_required(auth_views.LoginView.as_view()), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The three REST faces over the same models and service functions.
+    path("engine-rest/version", api.version, name="camunda-version"),
+    path("engine-rest/engine", api.engines, name="camunda-engines"),
+    path("engine-rest/", include("jobs.api_urls")),
+    path("engine-rest/", include("external_tasks.api_urls")),
+    path("external-job-api/", include("external_tasks.flowable_urls")),
+    path("api/external-jobs", include("external_tasks.seed_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The console.
+    path("", views.overview, name="overview"),
+    path("jobs/", include("jobs.urls")),
+    path("external-tasks/", include("external_tasks.urls")),
+]

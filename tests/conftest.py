@@ -1,0 +1,84 @@
+"""Shared fixtures: real users in each role, API clients speaking HTTP Basic like Camunda's."""
+
+import base64
+import os
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from rest_framework.test import APIClient
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" in engine:
+        return
+    skip = pytest.mark.skip(reason="requires PostgreSQL (DATABASE_URL=postgres://...)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def make_user(username, role, tenants=()):
+    args = [username, "--role", role, "--password", f"{username}-password"]
+    for tenant in tenants:
+        args += ["--tenant", tenant]
+    with open(os.devnull, "w") as quiet:
+        call_command("create_user", *args, stdout=quiet, stderr=quiet)
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username=username)
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("alice", "admin")
+
+
+@pytest.fixture
+def operator_user(db):
+    return make_user("bob", "operator", ["acme"])
+
+
+@pytest.fixture
+def viewer_user(db):
+    return make_user("carol", "viewer", ["acme"])
+
+
+@pytest.fixture
+def worker_user(db):
+    return make_user("walter", "worker", ["acme"])
+
+
+def basic_client(user) -> APIClient:
+    client = APIClient()
+    token = base64.b64encode(f"{user.username}:{user.username}-password".encode()).decode()
+    client.credentials(HTTP_AUTHORIZATION=f"Basic {token}")
+    return client
+
+
+@pytest.fixture
+def admin_api(admin_user):
+    return basic_client(admin_user)
+
+
+@pytest.fixture
+def operator_api(operator_user):
+    return basic_client(operator_user)
+
+
+@pytest.fixture
+def viewer_api(viewer_user):
+    return basic_client(viewer_user)
+
+
+@pytest.fixture
+def worker_api(worker_user):
+    return basic_client(worker_user)
+
+
+@pytest.fixture
+def is_postgres():
+    return connection.vendor == "postgresql"
