@@ -19,6 +19,8 @@ urlpatterns = [
     path("api/external-jobs", include("external_tasks.seed_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Health, metrics and other operations endpoints.
+    path("", include("project.ops_urls")),
     # The console.
     path("", views.overview, name="overview"),
     path("jobs/", include("jobs.urls")),
