@@ -143,6 +143,7 @@ class RequestLogMiddleware:
             seconds * 1000,
             extra={
                 "event": "request",
+                "request_id": request.request_id,
                 "face": face,
                 "method": method,
                 "path": request.path_info,
@@ -178,6 +179,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None) or current_request_id.get(),
         }
+        if entry["request_id"] == "-":  # the plain format's placeholder; JSON says null
+            entry["request_id"] = None
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in entry and not key.startswith("_"):
                 entry[key] = value
