@@ -14,8 +14,9 @@ Two kinds of numbers live here:
   a scrape in between only reads memory. A refresh is bounded too: every state is first counted
   on at most `TASKYARD_METRICS_EXACT_LIMIT` rows, which is exact for the states that are usually
   small (failed, suspended, expired locks) and for small installations; only a state with more
-  rows than that is read from PostgreSQL's planner estimates, so a refresh never scans millions
-  of rows. On SQLite (the embedded, small deployment) a big state is counted exactly instead.
+  rows than that is estimated on PostgreSQL, from a block sample of about
+  `TASKYARD_METRICS_SAMPLE_ROWS` rows (TABLESAMPLE SYSTEM) scaled up, so a refresh never scans
+  millions of rows. On SQLite (the embedded, small deployment) a big state is counted exactly.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_not_required
-from django.db import DatabaseError, connection
+from django.core.cache import caches
+from django.db import DatabaseError, connection, connections
 from django.db.models import Count, Q
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
@@ -307,73 +309,72 @@ class Snapshot:
     duration: float  # seconds the refresh took
 
 
-def _planner_estimate(queryset) -> int:
-    """PostgreSQL's row estimate for a query: planning only, no rows read."""
-    sql, params = queryset.values("pk").query.sql_with_params()
+def _planner_rows(model) -> float:
+    """PostgreSQL's estimate of the table's row count: planning only, no rows read. The planner
+    scales the last ANALYZE's figure by the table's current size, so it tracks growth."""
+    table = connection.ops.quote_name(model._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}")
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):
         plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    return float(plan[0]["Plan"]["Plan Rows"])
 
 
-def _distinct_topics(limit: int) -> list[str]:
-    """Distinct topic names by skipping through ext_topic_idx (a loose index scan): one index
-    probe per topic instead of reading every row."""
-    from external_tasks.models import ExternalTask
+def _sampled_counts(rows, model, group_field: str, percent: float) -> dict[str, int]:
+    """Counts per group from a block sample (TABLESAMPLE SYSTEM) scaled up by 100/percent.
 
-    table = connection.ops.quote_name(ExternalTask._meta.db_table)
+    Unlike planner estimates, this evaluates the state's real condition on real rows, so
+    correlated columns (a worker id is set exactly when a lock is) do not skew the numbers."""
+    grouped = rows.order_by().values_list(group_field).annotate(n=Count("pk"))
+    sql, params = grouped.query.sql_with_params()
+    table = connection.ops.quote_name(model._meta.db_table)
+    # TABLESAMPLE goes right after the table in FROM; `percent` is our own float, not input.
+    sampled = sql.replace(f"FROM {table}", f"FROM {table} TABLESAMPLE SYSTEM ({percent:.6f})", 1)
+    if sampled == sql:  # the ORM changed its SQL shape: count exactly rather than guess
+        return dict(grouped)
+    with connection.cursor() as cursor:
+        cursor.execute(sampled, params)
+        return {group: round(n * 100 / percent) for group, n in cursor.fetchall()}
+
+
+def _bounded_counts(rows, model, group_field: str, limit: int) -> dict[str, int]:
+    """Counts per group over at most limit+1 matching rows, aggregated in the database."""
+    inner = rows.order_by().values_list(group_field)[: limit + 1]
+    sql, params = inner.query.sql_with_params()
+    column = connection.ops.quote_name(model._meta.get_field(group_field).column)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
-            WITH RECURSIVE topics(name) AS (
-                (SELECT topic_name FROM {table} ORDER BY topic_name LIMIT 1)
-                UNION ALL
-                SELECT (SELECT topic_name FROM {table} WHERE topic_name > topics.name
-                        ORDER BY topic_name LIMIT 1)
-                FROM topics WHERE topics.name IS NOT NULL
-            )
-            SELECT name FROM topics WHERE name IS NOT NULL LIMIT %s
-            """,
-            [limit],
+            f"SELECT {column}, COUNT(*) FROM ({sql}) AS bounded GROUP BY {column}", params
         )
-        return [row[0] for row in cursor.fetchall()]
+        return dict(cursor.fetchall())
 
 
-def _common_values(model, column: str) -> list[str]:
-    """The column's most common values from PostgreSQL's statistics (empty before ANALYZE)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT most_common_vals::text::text[] FROM pg_stats "
-            "WHERE schemaname = current_schema() AND tablename = %s AND attname = %s",
-            [model._meta.db_table, column],
-        )
-        row = cursor.fetchone()
-    return list(row[0] or []) if row else []
-
-
-def _count_backlog(model, group_field: str, states: dict[str, Q], group_candidates) -> Backlog:
+def _count_backlog(model, group_field: str, states: dict[str, Q]) -> Backlog:
     limit = settings.TASKYARD_METRICS_EXACT_LIMIT
     backlog = Backlog()
+    percent = None
     for state, condition in states.items():
         rows = model.objects.filter(condition)
-        # Reading at most limit+1 group values tells whether the state is small enough to count
-        # exactly from those very rows.
-        sample = list(rows.values_list(group_field, flat=True).order_by()[: limit + 1])
-        if len(sample) <= limit:
-            for group, count in Tally(sample).items():
+        # Counting at most limit+1 rows tells whether the state is small enough to be counted
+        # exactly by that very query (failed, suspended and expired locks usually are).
+        bounded = _bounded_counts(rows, model, group_field, limit)
+        if sum(bounded.values()) <= limit:
+            for group, count in bounded.items():
                 backlog.counts[(group, state)] = count
             continue
         if connection.vendor == "postgresql":
-            backlog.estimated = True
-            for group in sorted(set(group_candidates()) | set(sample)):
-                estimate = _planner_estimate(rows.filter(**{group_field: group}))
-                if estimate:
-                    backlog.counts[(group, state)] = estimate
+            if percent is None:
+                total = _planner_rows(model)
+                wanted = settings.TASKYARD_METRICS_SAMPLE_ROWS
+                percent = 100.0 if total <= wanted else max(0.01, 100.0 * wanted / total)
+            counts = _sampled_counts(rows, model, group_field, percent)
+            backlog.estimated = backlog.estimated or percent < 100
         else:
-            grouped = rows.order_by().values_list(group_field).annotate(n=Count("pk"))
-            for group, count in grouped:
+            # SQLite is the embedded, small deployment: an exact count is affordable there.
+            counts = dict(rows.order_by().values_list(group_field).annotate(n=Count("pk")))
+        for group, count in counts.items():
+            if count:
                 backlog.counts[(group, state)] = count
     return _fold_groups(backlog, settings.TASKYARD_METRICS_MAX_GROUPS)
 
@@ -400,55 +401,98 @@ def compute_snapshot() -> Snapshot:
 
     started = time.perf_counter()
     now = timezone.now()
-    postgres = connection.vendor == "postgresql"
-    max_groups = settings.TASKYARD_METRICS_MAX_GROUPS
-    tasks = _count_backlog(
-        ExternalTask,
-        "topic_name",
-        external_task_states(now),
-        (lambda: _distinct_topics(max_groups + 1)) if postgres else list,
-    )
-    jobs = _count_backlog(
-        Job,
-        "handler",
-        job_states(now),
-        (lambda: _common_values(Job, "handler")) if postgres else list,
-    )
+    tasks = _count_backlog(ExternalTask, "topic_name", external_task_states(now))
+    jobs = _count_backlog(Job, "handler", job_states(now))
     return Snapshot(tasks, jobs, time.time(), time.perf_counter() - started)
 
 
 class SnapshotCache:
-    """The last snapshot of this process. Stale after TASKYARD_METRICS_REFRESH_SECONDS; while one
-    thread refreshes, concurrent scrapes get the previous snapshot instead of queueing."""
+    """The backlog snapshot, refreshed at most every TASKYARD_METRICS_REFRESH_SECONDS.
+
+    A scrape never waits for a refresh except the very first one of a process: a stale snapshot
+    is served while a background thread counts anew (its age is exported, so nothing is hidden).
+    Snapshots also go to the Django cache named by TASKYARD_METRICS_CACHE: with a shared cache
+    (database, Redis, memcached) the server processes refresh in turn instead of each counting.
+    """
+
+    KEY = "taskyard:metrics:backlog"
+    CLAIM_KEY = "taskyard:metrics:backlog:refreshing"
 
     def __init__(self):
         self._lock = threading.Lock()
         self.last: Snapshot | None = None
         self.failed = False  # the last refresh attempt raised
-        self._taken_monotonic = 0.0
+        self._refresher: threading.Thread | None = None
+
+    @staticmethod
+    def _cache():
+        return caches[settings.TASKYARD_METRICS_CACHE]
+
+    @staticmethod
+    def _fresh(snapshot: Snapshot | None) -> bool:
+        max_age = settings.TASKYARD_METRICS_REFRESH_SECONDS
+        return snapshot is not None and time.time() - snapshot.taken_at < max_age
 
     def invalidate(self) -> None:
+        """Forget every snapshot, so the next scrape counts (used by tests and after bulk loads)."""
+        self.wait()
         self.last = None
+        self._cache().delete_many([self.KEY, self.CLAIM_KEY])
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a background refresh of this process to finish."""
+        refresher = self._refresher
+        if refresher is not None:
+            refresher.join(timeout)
 
     def get(self) -> Snapshot:
-        snapshot = self.last
-        max_age = settings.TASKYARD_METRICS_REFRESH_SECONDS
-        if snapshot is not None and time.monotonic() - self._taken_monotonic < max_age:
-            return snapshot
-        if not self._lock.acquire(blocking=snapshot is None):
-            return snapshot
-        try:
-            if self.last is snapshot:
-                try:
-                    self.last = compute_snapshot()
-                except DatabaseError:
-                    self.failed = True
-                    raise
-                self.failed = False
-                self._taken_monotonic = time.monotonic()
+        if self._fresh(self.last):
             return self.last
+        shared = self._cache().get(self.KEY)
+        if shared is not None and (self.last is None or shared.taken_at > self.last.taken_at):
+            self.last = shared
+        if self._fresh(self.last):
+            return self.last
+        if self.last is None:
+            return self.refresh()  # nothing to show yet: this one scrape waits
+        self._refresh_in_background()
+        return self.last
+
+    def refresh(self) -> Snapshot:
+        """Count now, in the calling thread."""
+        with self._lock:
+            try:
+                snapshot = compute_snapshot()
+            except DatabaseError:
+                self.failed = True
+                raise
+            self.failed = False
+            self.last = snapshot
+            timeout = max(60.0, settings.TASKYARD_METRICS_REFRESH_SECONDS * 10)
+            self._cache().set(self.KEY, snapshot, timeout=timeout)
+            return snapshot
+
+    def _refresh_in_background(self) -> None:
+        if self._refresher is not None and self._refresher.is_alive():
+            return
+        # One refresh per interval among the processes sharing the cache; the claim simply
+        # expires, so a process that dies mid-count blocks nobody for long.
+        claim_for = max(1.0, settings.TASKYARD_METRICS_REFRESH_SECONDS)
+        if not self._cache().add(self.CLAIM_KEY, os.getpid(), timeout=claim_for):
+            return
+        self._refresher = threading.Thread(
+            target=self._background, name="taskyard-metrics-refresh", daemon=True
+        )
+        self._refresher.start()
+
+    def _background(self) -> None:
+        try:
+            self.refresh()
+        except Exception:
+            log.warning("metrics: background backlog refresh failed", exc_info=True)
         finally:
-            self._lock.release()
+            # This thread's own database connections; the request threads keep theirs.
+            connections.close_all()
 
 
 snapshots = SnapshotCache()

@@ -189,10 +189,15 @@ TASKYARD_REQUEST_ID_HEADER = os.environ.get("TASKYARD_REQUEST_ID_HEADER", "X-Req
 # TASKYARD_METRICS_PUBLIC only when a network rule keeps the path away from the world.
 TASKYARD_METRICS_TOKEN = os.environ.get("TASKYARD_METRICS_TOKEN", "")
 TASKYARD_METRICS_PUBLIC = env_bool("TASKYARD_METRICS_PUBLIC", False)
-# Backlog gauges are recounted at most this often per process; scrapes in between read memory.
+# Backlog gauges are recounted at most this often, in the background; scrapes read the last
+# snapshot. It is also kept in this Django cache: a shared one (database, Redis) lets the server
+# processes take turns instead of each counting.
 TASKYARD_METRICS_REFRESH_SECONDS = float(os.environ.get("TASKYARD_METRICS_REFRESH_SECONDS", "15"))
-# A state with more rows than this is read from PostgreSQL's planner estimates, not counted.
+TASKYARD_METRICS_CACHE = os.environ.get("TASKYARD_METRICS_CACHE", "default")
+# A state with more rows than this is estimated on PostgreSQL from a block sample of about
+# TASKYARD_METRICS_SAMPLE_ROWS rows instead of being counted.
 TASKYARD_METRICS_EXACT_LIMIT = int(os.environ.get("TASKYARD_METRICS_EXACT_LIMIT", "10000"))
+TASKYARD_METRICS_SAMPLE_ROWS = int(os.environ.get("TASKYARD_METRICS_SAMPLE_ROWS", "50000"))
 # Topics / handlers past this many get summed up under the label "__other__".
 TASKYARD_METRICS_MAX_GROUPS = int(os.environ.get("TASKYARD_METRICS_MAX_GROUPS", "200"))
 

@@ -17,8 +17,7 @@ from project.rest import BadUserRequest
 
 @pytest.fixture(autouse=True)
 def fresh_backlog(settings):
-    """Every scrape recounts, unless a test asks for caching."""
-    settings.TASKYARD_METRICS_REFRESH_SECONDS = 0
+    settings.TASKYARD_METRICS_REFRESH_SECONDS = 3600
     settings.TASKYARD_METRICS_PUBLIC = False
     settings.TASKYARD_METRICS_TOKEN = "s3cret-token"
     metrics.snapshots.invalidate()
@@ -26,8 +25,12 @@ def fresh_backlog(settings):
     metrics.snapshots.invalidate()
 
 
-def scrape(client) -> dict:
-    """Scrape /metrics with the bearer token and parse it with Prometheus' own parser."""
+def scrape(client, recount=True) -> dict:
+    """Scrape /metrics with the bearer token and parse it with Prometheus' own parser. With
+    `recount`, the backlog is counted for this scrape (the first scrape of a process waits for
+    the count; later ones are served from the snapshot)."""
+    if recount:
+        metrics.snapshots.invalidate()
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
     assert response.status_code == 200, response.content
     values = {}
@@ -181,15 +184,41 @@ def test_empty_tables_give_no_backlog_series_but_parse(client, db):
     assert value(values, "taskyard_backlog_up") == 1
 
 
-def test_backlog_is_cached_until_the_refresh_interval_passes(client, db, settings):
-    settings.TASKYARD_METRICS_REFRESH_SECONDS = 3600
+def test_backlog_is_served_from_the_snapshot_within_the_refresh_interval(client, db):
     task()
     assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="available") == 1
     task()
     # Within the interval a scrape reads the snapshot, not the table.
-    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="available") == 1
-    metrics.snapshots.invalidate()
+    values = scrape(client, recount=False)
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_backlog_snapshot_age_seconds") >= 0
     assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="available") == 2
+
+
+def test_stale_snapshot_is_served_while_a_background_refresh_counts(
+    client, transactional_db, settings
+):
+    task()
+    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="available") == 1
+    task()
+    settings.TASKYARD_METRICS_REFRESH_SECONDS = 0  # everything is stale from now on
+    stale = scrape(client, recount=False)
+    # The scrape did not wait: it answered with the old numbers and started a refresh.
+    assert value(stale, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    metrics.snapshots.wait(timeout=30)
+    settings.TASKYARD_METRICS_REFRESH_SECONDS = 3600
+    fresh = scrape(client, recount=False)
+    assert value(fresh, "taskyard_external_tasks", topic="invoice", state="available") == 2
+
+
+def test_a_process_picks_up_the_snapshot_another_process_left_in_the_cache(client, db):
+    task()
+    scrape(client)
+    task()
+    # A second process starts with no snapshot of its own but finds the shared one.
+    metrics.snapshots.last = None
+    values = scrape(client, recount=False)
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
 
 
 def test_many_topics_are_folded_into_other(client, db, settings):
@@ -220,21 +249,42 @@ def test_state_over_the_exact_limit_is_still_counted_on_sqlite(client, db, setti
     assert value(values, "taskyard_external_tasks", topic="other", state="available") == 1
 
 
-@pytest.mark.postgres
-def test_state_over_the_exact_limit_comes_from_planner_estimates(client, db, settings):
-    settings.TASKYARD_METRICS_EXACT_LIMIT = 50
-    ExternalTask.objects.bulk_create(ExternalTask(topic_name="invoice") for _ in range(400))
-    ExternalTask.objects.bulk_create(ExternalTask(topic_name="payment") for _ in range(100))
+def seed_big_backlog():
+    ExternalTask.objects.bulk_create(ExternalTask(topic_name="invoice") for _ in range(3000))
+    ExternalTask.objects.bulk_create(ExternalTask(topic_name="payment") for _ in range(1000))
     task("invoice", retries=0)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {ExternalTask._meta.db_table}")
+
+
+@pytest.mark.postgres
+def test_state_over_the_exact_limit_is_counted_when_the_sample_is_the_whole_table(
+    client, db, settings
+):
+    settings.TASKYARD_METRICS_EXACT_LIMIT = 50
+    settings.TASKYARD_METRICS_SAMPLE_ROWS = 1_000_000
+    seed_big_backlog()
+    values = scrape(client)
+    assert value(values, "taskyard_backlog_estimated", table="external_task") == 0
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 3000
+    assert value(values, "taskyard_external_tasks", topic="payment", state="available") == 1000
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1
+
+
+@pytest.mark.postgres
+def test_state_over_the_exact_limit_is_estimated_from_a_block_sample(client, db, settings):
+    settings.TASKYARD_METRICS_EXACT_LIMIT = 50
+    settings.TASKYARD_METRICS_SAMPLE_ROWS = 2000
+    seed_big_backlog()
     values = scrape(client)
     assert value(values, "taskyard_backlog_estimated", table="external_task") == 1
-    # Estimates, so only roughly right; the small failed state stays exact.
-    invoice = value(values, "taskyard_external_tasks", topic="invoice", state="available")
-    payment = value(values, "taskyard_external_tasks", topic="payment", state="available")
-    assert 200 <= invoice <= 600
-    assert 30 <= payment <= 200
+    # A sample of about half the blocks scaled up: roughly right, never absurd.
+    total = sum(
+        value(values, "taskyard_external_tasks", topic=topic, state="available")
+        for topic in ("invoice", "payment")
+    )
+    assert 1000 <= total <= 8000
+    # The small failed state stays exact.
     assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1
 
 
