@@ -9,14 +9,14 @@ Two kinds of numbers live here:
   prometheus objects, so the metric names stay in one file. Outcome functions also write one
   structured log line, so an operator sees the same event in metrics and logs.
 
-* Backlog gauges (external tasks by topic and state, jobs by handler and state). These come from a
-  snapshot that each process refreshes at most once every `TASKYARD_METRICS_REFRESH_SECONDS`;
-  a scrape in between only reads memory. A refresh is bounded too: every state is first counted
-  on at most `TASKYARD_METRICS_EXACT_LIMIT` rows, which is exact for the states that are usually
-  small (failed, suspended, expired locks) and for small installations; only a state with more
-  rows than that is estimated on PostgreSQL, from a block sample of about
-  `TASKYARD_METRICS_SAMPLE_ROWS` rows (TABLESAMPLE SYSTEM) scaled up, so a refresh never scans
-  millions of rows. On SQLite (the embedded, small deployment) a big state is counted exactly.
+* Backlog gauges (external tasks by topic and state, jobs by handler and state). They come from
+  a snapshot recounted at most every `TASKYARD_METRICS_REFRESH_SECONDS`, in a background thread
+  (`SnapshotCache`), so a scrape only reads memory. A recount is bounded as well. Tables smaller
+  than `TASKYARD_METRICS_SAMPLE_ROWS` (and SQLite, the embedded deployment) are counted exactly.
+  On a big PostgreSQL table each state is first estimated from a block sample of about that many
+  rows (TABLESAMPLE SYSTEM, scaled up); a state that is not clearly big is then counted on at
+  most `TASKYARD_METRICS_EXACT_LIMIT` rows, which is exact for the states that are usually small
+  and matter most (failed, suspended, expired locks). No recount reads millions of rows.
 """
 
 from __future__ import annotations
@@ -350,29 +350,36 @@ def _bounded_counts(rows, model, group_field: str, limit: int) -> dict[str, int]
         return dict(cursor.fetchall())
 
 
+def _exact_counts(rows, group_field: str) -> dict[str, int]:
+    return dict(rows.order_by().values_list(group_field).annotate(n=Count("pk")))
+
+
 def _count_backlog(model, group_field: str, states: dict[str, Q]) -> Backlog:
     limit = settings.TASKYARD_METRICS_EXACT_LIMIT
     backlog = Backlog()
-    percent = None
+    percent = 100.0
+    if connection.vendor == "postgresql":
+        total = _planner_rows(model)
+        wanted = settings.TASKYARD_METRICS_SAMPLE_ROWS
+        percent = 100.0 if total <= wanted else max(0.01, 100.0 * wanted / total)
     for state, condition in states.items():
         rows = model.objects.filter(condition)
-        # Counting at most limit+1 rows tells whether the state is small enough to be counted
-        # exactly by that very query (failed, suspended and expired locks usually are).
-        bounded = _bounded_counts(rows, model, group_field, limit)
-        if sum(bounded.values()) <= limit:
-            for group, count in bounded.items():
-                backlog.counts[(group, state)] = count
-            continue
-        if connection.vendor == "postgresql":
-            if percent is None:
-                total = _planner_rows(model)
-                wanted = settings.TASKYARD_METRICS_SAMPLE_ROWS
-                percent = 100.0 if total <= wanted else max(0.01, 100.0 * wanted / total)
-            counts = _sampled_counts(rows, model, group_field, percent)
-            backlog.estimated = backlog.estimated or percent < 100
+        if percent >= 100:
+            # A small table (or SQLite, the embedded deployment): counting it all is cheap.
+            counts = _exact_counts(rows, group_field)
         else:
-            # SQLite is the embedded, small deployment: an exact count is affordable there.
-            counts = dict(rows.order_by().values_list(group_field).annotate(n=Count("pk")))
+            # A block sample first (a few percent of the pages): if the state is clearly big, the
+            # scaled-up sample is the answer. Otherwise count at most limit+1 rows, which is
+            # exact for the small states operators care about most (failed, expired locks).
+            counts = _sampled_counts(rows, model, group_field, percent)
+            big = sum(counts.values()) > 2 * limit
+            if not big:
+                bounded = _bounded_counts(rows, model, group_field, limit)
+                if sum(bounded.values()) <= limit:
+                    counts = bounded
+                else:
+                    big = True
+            backlog.estimated = backlog.estimated or big
         for group, count in counts.items():
             if count:
                 backlog.counts[(group, state)] = count
@@ -445,7 +452,8 @@ class SnapshotCache:
         if refresher is not None:
             refresher.join(timeout)
 
-    def get(self) -> Snapshot:
+    def get(self) -> Snapshot | None:
+        """The snapshot to export; None only while a process's first count is still running."""
         if self._fresh(self.last):
             return self.last
         shared = self._cache().get(self.KEY)
@@ -454,7 +462,14 @@ class SnapshotCache:
         if self._fresh(self.last):
             return self.last
         if self.last is None:
-            return self.refresh()  # nothing to show yet: this one scrape waits
+            # Nothing to show yet (a process's first scrape): wait a little for the count, and
+            # if it takes longer, answer without backlog gauges this once.
+            first_wait = settings.TASKYARD_METRICS_FIRST_WAIT_SECONDS
+            if first_wait is None:
+                return self.refresh()
+            self._refresh_in_background(claim=False)
+            self.wait(first_wait)
+            return self.last
         self._refresh_in_background()
         return self.last
 
@@ -472,13 +487,13 @@ class SnapshotCache:
             self._cache().set(self.KEY, snapshot, timeout=timeout)
             return snapshot
 
-    def _refresh_in_background(self) -> None:
+    def _refresh_in_background(self, claim: bool = True) -> None:
         if self._refresher is not None and self._refresher.is_alive():
             return
         # One refresh per interval among the processes sharing the cache; the claim simply
         # expires, so a process that dies mid-count blocks nobody for long.
         claim_for = max(1.0, settings.TASKYARD_METRICS_REFRESH_SECONDS)
-        if not self._cache().add(self.CLAIM_KEY, os.getpid(), timeout=claim_for):
+        if claim and not self._cache().add(self.CLAIM_KEY, os.getpid(), timeout=claim_for):
             return
         self._refresher = threading.Thread(
             target=self._background, name="taskyard-metrics-refresh", daemon=True
@@ -515,8 +530,9 @@ class BacklogCollector:
             snapshot = snapshots.last
         yield GaugeMetricFamily(
             "taskyard_backlog_up",
-            "1 when the last backlog refresh succeeded, 0 when the database could not be read.",
-            value=int(not snapshots.failed),
+            "1 when backlog gauges are exported and their last refresh succeeded; 0 when the "
+            "database could not be read or a process's first count is still running.",
+            value=int(not snapshots.failed and snapshot is not None),
         )
         if snapshot is None:
             return

@@ -194,6 +194,11 @@ TASKYARD_METRICS_PUBLIC = env_bool("TASKYARD_METRICS_PUBLIC", False)
 # processes take turns instead of each counting.
 TASKYARD_METRICS_REFRESH_SECONDS = float(os.environ.get("TASKYARD_METRICS_REFRESH_SECONDS", "15"))
 TASKYARD_METRICS_CACHE = os.environ.get("TASKYARD_METRICS_CACHE", "default")
+# A process's first scrape waits this long for the first count, then answers without backlog
+# gauges that once (None: count in the scraping thread, however long it takes).
+TASKYARD_METRICS_FIRST_WAIT_SECONDS = float(
+    os.environ.get("TASKYARD_METRICS_FIRST_WAIT_SECONDS", "0.5")
+)
 # A state with more rows than this is estimated on PostgreSQL from a block sample of about
 # TASKYARD_METRICS_SAMPLE_ROWS rows instead of being counted.
 TASKYARD_METRICS_EXACT_LIMIT = int(os.environ.get("TASKYARD_METRICS_EXACT_LIMIT", "10000"))

@@ -18,6 +18,8 @@ from project.rest import BadUserRequest
 @pytest.fixture(autouse=True)
 def fresh_backlog(settings):
     settings.TASKYARD_METRICS_REFRESH_SECONDS = 3600
+    # Count in the scraping thread: a background thread would not see this test's transaction.
+    settings.TASKYARD_METRICS_FIRST_WAIT_SECONDS = None
     settings.TASKYARD_METRICS_PUBLIC = False
     settings.TASKYARD_METRICS_TOKEN = "s3cret-token"
     metrics.snapshots.invalidate()
@@ -209,6 +211,27 @@ def test_stale_snapshot_is_served_while_a_background_refresh_counts(
     settings.TASKYARD_METRICS_REFRESH_SECONDS = 3600
     fresh = scrape(client, recount=False)
     assert value(fresh, "taskyard_external_tasks", topic="invoice", state="available") == 2
+
+
+def test_first_scrape_counts_in_the_background_and_waits_for_it(client, transactional_db, settings):
+    settings.TASKYARD_METRICS_FIRST_WAIT_SECONDS = 30
+    task()
+    values = scrape(client)
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_backlog_up") == 1
+
+
+def test_first_scrape_does_not_wait_long_for_a_slow_count(client, transactional_db, settings):
+    settings.TASKYARD_METRICS_FIRST_WAIT_SECONDS = 0.05
+    task()
+    with metrics.snapshots._lock:  # a count that cannot finish yet
+        values = scrape(client)
+    assert value(values, "taskyard_backlog_up") == 0
+    assert not [key for key in values if key[0] == "taskyard_external_tasks"]
+    metrics.snapshots.wait(timeout=30)
+    values = scrape(client, recount=False)
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_backlog_up") == 1
 
 
 def test_a_process_picks_up_the_snapshot_another_process_left_in_the_cache(client, db):

@@ -82,6 +82,7 @@ def test_metrics_stay_scrapeable_during_a_database_outage(client, outage, settin
 
     settings.TASKYARD_METRICS_PUBLIC = True
     settings.TASKYARD_METRICS_REFRESH_SECONDS = 0
+    settings.TASKYARD_METRICS_FIRST_WAIT_SECONDS = None
     metrics.snapshots.invalidate()
     outage.begin()
     response = client.get("/metrics")
