@@ -212,4 +212,12 @@ TASKYARD_HISTORY_RETENTION_DAYS = os.environ.get("TASKYARD_HISTORY_RETENTION_DAY
 TASKYARD_AUDIT_RETENTION_DAYS = os.environ.get("TASKYARD_AUDIT_RETENTION_DAYS", "365") or None
 # Rows deleted per statement (each batch is its own short transaction).
 TASKYARD_PRUNE_BATCH_SIZE = int(os.environ.get("TASKYARD_PRUNE_BATCH_SIZE", "5000"))
+# Optional streaming replica for reads that tolerate lag (views opt in; see project/db_routers).
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(
+        os.environ["DATABASE_REPLICA_URL"],
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
+    )
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["project.db_routers.ReplicaRouter"]
 # ------------------------------------------------------------------------- end of OPERATIONS
