@@ -49,11 +49,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
 
 from project import tenancy
+
+# The *_created series double the series count and no dashboard of ours reads them.
+disable_created_metrics()
 
 log = logging.getLogger("taskyard.metrics")
 worker_log = logging.getLogger("taskyard.worker")
