@@ -121,6 +121,22 @@ def test_prune_deletes_in_batches_until_done(db):
     ]
 
 
+def test_old_history_of_live_work_does_not_stall_the_batches(db):
+    live = Job.objects.create(handler="report.build")
+    kept = {job_log(live.id, 50 * DAY, "failed").id for _ in range(5)}
+    for n in range(3):
+        job_log(f"gone-{n}", 50 * DAY)
+    output = prune("--history-days=30", "--audit-days=never", "--batch-size=2")
+    assert ids(JobLog) == kept
+    assert "Deleted 3 job log entries" in output
+
+
+def test_dry_run_counts_exactly_what_a_real_run_deletes(history):
+    dry = prune("--history-days", "30", "--audit-days", "365", "--dry-run", "--batch-size", "1")
+    real = prune("--history-days", "30", "--audit-days", "365", "--batch-size", "1")
+    assert dry.replace("Would delete", "Deleted") == real
+
+
 def test_prune_leaves_an_audit_entry_saying_what_it_removed(history):
     prune("--history-days", "30", "--audit-days", "365")
     [entry] = AuditEntry.objects.filter(action="history.prune")

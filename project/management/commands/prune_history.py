@@ -9,7 +9,8 @@ What goes:
   record of who changed what).
 
 Each batch is one short DELETE in its own transaction; the rows it touches are old history no
-worker or console action writes to, so nothing waits on it for long.
+worker or console action writes to, so nothing waits on it for long. --dry-run walks the same
+batches and counts instead.
 """
 
 import time
@@ -17,7 +18,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Exists, OuterRef
+from django.db import connection
 from django.utils import timezone
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
@@ -26,6 +27,9 @@ from project import audit
 from project.models import AuditEntry
 
 NEVER = "never"
+# A DELETE binds one parameter per row; SQLite allows 32,766 per statement.
+SQLITE_MAX_BATCH = 30_000
+LOOKUP_CHUNK = 1000
 
 
 def parse_days(value, name: str) -> int | None:
@@ -41,6 +45,17 @@ def parse_days(value, name: str) -> int | None:
     if days < 1:
         raise CommandError(f"{name} must be at least 1 day (use 'never' to keep forever).")
     return days
+
+
+def _existing_ids(model, ids) -> set[str]:
+    """Which of `ids` are still rows of `model`, by primary-key lookups in modest chunks (large
+    IN lists tempt the planner into a sequential scan)."""
+    ids = sorted(ids)
+    found = set()
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        found.update(model.objects.filter(id__in=chunk).values_list("id", flat=True))
+    return found
 
 
 class Command(BaseCommand):
@@ -90,40 +105,33 @@ class Command(BaseCommand):
             )
 
         now = timezone.now()
+        # (label, history model, its runtime model and the field pointing there, retention)
         targets = []
         if history_days is not None:
-            cutoff = now - timedelta(days=history_days)
-            targets += [
-                (
-                    "job log entries",
-                    JobLog.objects.filter(timestamp__lt=cutoff).exclude(
-                        Exists(Job.objects.filter(id=OuterRef("job_id")))
-                    ),
-                    history_days,
-                ),
+            targets.append(("job log entries", JobLog, Job, "job_id", history_days))
+            targets.append(
                 (
                     "external task log entries",
-                    ExternalTaskLog.objects.filter(timestamp__lt=cutoff).exclude(
-                        Exists(ExternalTask.objects.filter(id=OuterRef("task_id")))
-                    ),
+                    ExternalTaskLog,
+                    ExternalTask,
+                    "task_id",
                     history_days,
                 ),
-            ]
-        if audit_days is not None:
-            cutoff = now - timedelta(days=audit_days)
-            targets.append(
-                ("audit entries", AuditEntry.objects.filter(timestamp__lt=cutoff), audit_days)
             )
+        if audit_days is not None:
+            targets.append(("audit entries", AuditEntry, None, None, audit_days))
         if not targets:
             self.stdout.write("Nothing to prune: every retention is 'never'.")
             return
+        if connection.vendor == "sqlite":
+            batch_size = min(batch_size, SQLITE_MAX_BATCH)
 
         removed = {}
-        for label, queryset, days in targets:
-            if dry_run:
-                count = queryset.count()
-            else:
-                count = self._delete_in_batches(label, queryset, batch_size, pause)
+        for label, model, runtime_model, ref_field, days in targets:
+            cutoff = now - timedelta(days=days)
+            count = self._prune(
+                label, model, cutoff, runtime_model, ref_field, batch_size, pause, dry_run
+            )
             removed[label] = count
             verb = "Would delete" if dry_run else "Deleted"
             self.stdout.write(f"{verb} {count:,} {label} older than {days} days.")
@@ -139,19 +147,39 @@ class Command(BaseCommand):
                 source="command",
             )
 
-    def _delete_in_batches(self, label, queryset, batch_size, pause) -> int:
+    def _prune(self, label, model, cutoff, runtime_model, ref_field, batch_size, pause, dry_run):
+        """Walk the old rows in primary-key order, one batch at a time, and delete those whose
+        job or task is gone. Walking by key (not re-querying "the oldest rows") moves past rows
+        that are kept, and every statement stays small: a range scan of the primary key and
+        primary-key lookups in the runtime table. (A NOT EXISTS over the batch made PostgreSQL
+        hash-join the whole runtime table for every batch: 0.7 s each at 1M rows.)"""
         total = 0
+        last_id = 0
+        columns = ("id", ref_field) if ref_field else ("id",)
         while True:
-            ids = list(queryset.order_by().values_list("id", flat=True)[:batch_size])
-            if not ids:
+            rows = list(
+                model.objects.filter(timestamp__lt=cutoff, id__gt=last_id)
+                .order_by("id")
+                .values_list(*columns)[:batch_size]
+            )
+            if not rows:
                 return total
-            # The conditions are applied again at delete time, so a row that stopped qualifying
-            # since the SELECT (a task re-created under the same id) is left alone.
-            deleted, _ = queryset.filter(id__in=ids).delete()
-            total += deleted
+            last_id = rows[-1][0]
+            doomed = [row[0] for row in rows]
+            if runtime_model is not None:
+                live = _existing_ids(runtime_model, {row[1] for row in rows})
+                doomed = [row[0] for row in rows if row[1] not in live]
+            if dry_run or not doomed:
+                total += len(doomed)
+            else:
+                # Not re-checked inside the DELETE (that made PostgreSQL scan the log table).
+                # A producer re-creating a task under an old id in the milliseconds since the
+                # lookup would at worst lose history of that id's previous, finished life,
+                # which is past retention anyway.
+                total += model.objects.filter(id__in=doomed, timestamp__lt=cutoff).delete()[0]
             if self.verbosity >= 2:
                 self.stdout.write(f"  {label}: {total:,} so far")
-            if len(ids) < batch_size:
+            if len(rows) < batch_size:
                 return total
             if pause:
                 time.sleep(pause)
