@@ -1,6 +1,7 @@
 """Taskyard settings. Everything that differs between machines comes from the environment."""
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -108,17 +109,21 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Hashed file names (long browser caching) need `collectstatic` first, so production opts in
+# with STATIC_MANIFEST=true; a fresh checkout serves the files straight from static/.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if env_bool("STATIC_MANIFEST", False)
+            else "whitenoise.storage.CompressedStaticFilesStorage"
         )
     },
 }
 WHITENOISE_USE_FINDERS = True
+# Until `collectstatic` has run, STATIC_ROOT does not exist and the finders serve static/.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # HTMX reads the token from the page, not the cookie.
