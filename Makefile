@@ -9,7 +9,7 @@ DEMO_TASKS ?= 20000
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help run test lint check test-sqlite test-postgres venv demo clean
+.PHONY: help run test lint check test-sqlite test-postgres venv venv-dev demo clean
 
 help:
 	@echo "make run    set up and start the console with demo data on SQLite (http://$(HOST):$(PORT))"
@@ -22,10 +22,16 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet '.[dev]'
 	@touch $@
 
 venv: $(VENV)/.installed
+
+venv-dev: $(VENV)/.installed-dev
 
 demo: venv
 	$(BIN)/python manage.py migrate --verbosity 0
@@ -39,18 +45,18 @@ run: demo
 	@echo
 	$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT) --log-level warning
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-check: venv
+check: venv-dev
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-test-sqlite: venv
+test-sqlite: venv-dev
 	env -u DATABASE_URL $(BIN)/pytest
 
-test-postgres: venv
+test-postgres: venv-dev
 	@if ! DATABASE_URL=$(PG_URL) $(BIN)/python .ci/pg-ready; then \
 		echo "PostgreSQL is not reachable at $(PG_URL): set PG_URL or start it."; \
 		if [ "$${CI:-}" = "true" ]; then echo "CI=true: failing."; exit 1; fi; \

@@ -123,7 +123,7 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 # Until `collectstatic` has run, STATIC_ROOT does not exist and the finders serve static/.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at")
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # HTMX reads the token from the page, not the cookie.
