@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_duration
 from rest_framework import authentication, exceptions, parsers, permissions, status
 from rest_framework.response import Response
 
-from project import tenancy
+from project import tenancy, throttle
 
 # ---------------------------------------------------------------------------------------------
 # Errors: {"type": ..., "message": ...} with a 4xx status, exactly like Camunda's REST API.
@@ -286,9 +286,20 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
 
 
 class BasicAuthentication(authentication.BasicAuthentication):
-    """HTTP Basic, what Camunda and Flowable clients send; a failed login answers 401."""
+    """HTTP Basic, what Camunda and Flowable clients send; a failed login answers 401, and
+    repeated failures are throttled like console logins."""
 
     www_authenticate_realm = "taskyard"
+
+    def authenticate_credentials(self, userid, password, request=None):
+        address = throttle.client_address(request) if request is not None else None
+        if throttle.is_blocked(userid, address):
+            raise exceptions.AuthenticationFailed("Too many failed logins; try again later.")
+        try:
+            return super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            throttle.record_failure(userid, address)
+            raise
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
@@ -341,6 +352,23 @@ def _drop_stray_commas(text: str) -> str:
     return _STRING_OR_COMMAS.sub(replace, text)
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _depth(data) -> int:
+    """Nesting depth without recursion (a hostile body must not exhaust the stack)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                return level
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 class LenientJSONParser(parsers.JSONParser):
     """JSON, forgiving the stray and trailing commas of hand-written bodies (Camunda's docs
     example for POST /job has one), so the documented examples work as written."""
@@ -355,13 +383,19 @@ class LenientJSONParser(parsers.JSONParser):
         if not text.strip():
             return {}
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except ValueError:
-            pass
-        try:
-            return json.loads(_drop_stray_commas(text))
-        except ValueError as error:
-            raise exceptions.ParseError(f"Invalid JSON in request body: {error}") from None
+            try:
+                data = json.loads(_drop_stray_commas(text))
+            except ValueError as error:
+                raise exceptions.ParseError(f"Invalid JSON in request body: {error}") from None
+            except RecursionError:
+                raise exceptions.ParseError("JSON nested too deeply") from None
+        except RecursionError:
+            raise exceptions.ParseError("JSON nested too deeply") from None
+        if _depth(data) > MAX_JSON_DEPTH:
+            raise exceptions.ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        return data
 
 
 def json_body(request) -> dict:
