@@ -272,6 +272,8 @@ def external_task_states(now) -> dict[str, Q]:
         ),
         "locked": fetchable & Q(lock_expiration_time__gt=now),
         # The worker that held it is gone or slow: the next fetch hands it to someone else.
+        # (Like Camunda, a failure keeps the worker id and sets the lock to the retry timeout,
+        # so a failed task whose timeout has passed shows here too until it is fetched again.)
         "lock_expired": fetchable & Q(lock_expiration_time__lte=now, worker_id__isnull=False),
         "failed": Q(suspended=False, retries__lte=0),
         "suspended": Q(suspended=True),
@@ -593,6 +595,23 @@ def exposition() -> bytes:
     else:
         registry = REGISTRY
     return generate_latest(registry) + generate_latest(BACKLOG_REGISTRY)
+
+
+def start_metrics_server(port: int, addr: str = "127.0.0.1"):
+    """Serve this process's event metrics (not the backlog, which the web processes export) on
+    a plain HTTP port, for processes without a web face, e.g. an executor on its own host.
+    Returns (server, thread); `server.shutdown()` stops it. Bind to a private address: this
+    endpoint has no authentication."""
+    from prometheus_client import start_http_server
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return start_http_server(port, addr=addr, registry=registry)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -433,3 +433,21 @@ def test_http_requests_are_counted_by_face(client, viewer_api):
     before = value(scrape(client), name, **labels)
     assert viewer_api.get("/engine-rest/version").status_code == 200
     assert value(scrape(client), name, **labels) - before == 1
+
+
+def test_metrics_server_for_processes_without_a_web_face_serves_event_metrics():
+    import urllib.request
+
+    metrics.record_job_run("standalone.handler", "succeeded", 0.5)
+    server, thread = metrics.start_metrics_server(0)  # port 0: any free port
+    try:
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            body = response.read().decode()
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    names = {f.name for f in text_string_to_metric_families(body)}
+    assert "taskyard_job_run_duration_seconds" in names
+    assert 'handler="standalone.handler"' in body
+    assert "taskyard_external_tasks" not in names  # the backlog comes from the web processes
