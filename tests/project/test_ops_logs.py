@@ -23,7 +23,12 @@ def boom(request):
 
 
 # This module doubles as a URLconf for the error test: the real routes plus a view that fails.
-urlpatterns = [path("boom/", boom), path("", include("project.urls"))]
+urlpatterns = [
+    path("boom/", boom),
+    path("engine-rest/boom", boom),
+    path("", include("project.urls")),
+]
+handler500 = "project.errors.server_error"
 
 
 def request_lines(caplog):
@@ -87,6 +92,21 @@ def test_server_error_log_carries_the_request_id(db, caplog):
     assert error.exc_info and "handler exploded" in str(error.exc_info[1])
     [line] = request_lines(caplog)
     assert line.levelname == "ERROR" and line.request_id == request_id
+
+
+@pytest.mark.urls(__name__)
+def test_server_error_answers_quote_the_request_id(db):
+    client = Client(raise_request_exception=False)
+    api = client.get("/engine-rest/boom")
+    assert api.status_code == 500
+    assert api.json() == {
+        "type": "RestException",
+        "message": "Internal server error; the incident has been logged. "
+        f"Request id: {api['X-Request-ID']}.",
+    }
+    page = client.get("/boom/")
+    assert page.status_code == 500
+    assert f"Request id: {page['X-Request-ID']}." in page.content.decode()
 
 
 def test_async_requests_get_an_id_too(db):
