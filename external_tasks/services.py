@@ -21,7 +21,7 @@ from django.utils import timezone
 from external_tasks import notify
 from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
 from project import audit, tenancy
-from project.rest import BadUserRequest, InvalidRequest, NotFound
+from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date
 from project.variables import from_request
 
 Event = ExternalTaskLog.Event
@@ -144,6 +144,10 @@ def _duration_ms(task: ExternalTask, now: datetime) -> float | None:
     return (now - locked_at).total_seconds() * 1000 if locked_at else None
 
 
+def _json_safe(value):
+    return format_date(value) if isinstance(value, datetime) else value
+
+
 def _target_queryset(user, target) -> tuple[QuerySet, list[str] | None]:
     """(scoped queryset, requested ids or None) for an id, a list of ids or a queryset."""
     visible = _visible(user)
@@ -195,7 +199,9 @@ def _bulk(
             if not locked:
                 continue
             if requested == 1:
-                single_before = {k: getattr(locked[0], k) for k in changes} if changes else None
+                single_before = (
+                    {k: _json_safe(getattr(locked[0], k)) for k in changes} if changes else None
+                )
             locked_ids = [t.pk for t in locked]
             if delete:
                 ExternalTask.objects.filter(pk__in=locked_ids).delete()
