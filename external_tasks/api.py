@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -120,12 +121,22 @@ def _list(user, data, sorting, params):
 class ExternalTaskList(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Get external tasks (GET /external-task)", responses=dict)
+    @extend_schema(
+        summary="Get external tasks (GET /external-task)",
+        operation_id="getExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         data = ExternalTaskFilter.data_from_query(request.query_params)
         return _list(request.user, data, sorting_from_query(request.query_params), request.GET)
 
-    @extend_schema(summary="Get external tasks (POST /external-task)", responses=dict)
+    @extend_schema(
+        summary="Get external tasks (POST /external-task)",
+        operation_id="queryExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         body = json_body(request)
         data = ExternalTaskFilter.data_from_body(body)
@@ -135,12 +146,22 @@ class ExternalTaskList(APIView):
 class ExternalTaskCount(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Count external tasks (GET)", responses=dict)
+    @extend_schema(
+        summary="Count external tasks (GET)",
+        operation_id="getExternalTasksCount",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         data = ExternalTaskFilter.data_from_query(request.query_params)
         return Response({"count": filtered_tasks(request.user, data).count()})
 
-    @extend_schema(summary="Count external tasks (POST)", responses=dict)
+    @extend_schema(
+        summary="Count external tasks (POST)",
+        operation_id="queryExternalTasksCount",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         data = ExternalTaskFilter.data_from_body(json_body(request))
         return Response({"count": filtered_tasks(request.user, data).count()})
@@ -156,7 +177,12 @@ def get_visible(user, task_id) -> ExternalTask:
 class ExternalTaskDetail(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Get an external task", responses=dict)
+    @extend_schema(
+        summary="Get an external task",
+        operation_id="getExternalTask",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, task_id):
         return Response(camunda_task(get_visible(request.user, task_id)))
 
@@ -164,7 +190,12 @@ class ExternalTaskDetail(APIView):
 class ExternalTaskErrorDetails(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Error details of an external task (text/plain)", responses=str)
+    @extend_schema(
+        summary="Error details of an external task (text/plain)",
+        operation_id="getExternalTaskErrorDetails",
+        request=OpenApiTypes.OBJECT,
+        responses={(200, "text/plain"): OpenApiTypes.STR, 204: None},
+    )
     def get(self, request, task_id):
         task = get_visible(request.user, task_id)
         if not task.error_details:
@@ -175,7 +206,12 @@ class ExternalTaskErrorDetails(APIView):
 class TopicNames(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Distinct topic names of external tasks", responses=list)
+    @extend_schema(
+        summary="Distinct topic names of external tasks",
+        operation_id="getTopicNames",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         data = {}
         params = request.query_params
@@ -320,7 +356,12 @@ class FetchAndLockStart(APIView):
 
     permission_classes = [CanWork]
 
-    @extend_schema(summary="Fetch and lock external tasks (long polling)", responses=list)
+    @extend_schema(
+        summary="Fetch and lock external tasks (long polling)",
+        operation_id="fetchAndLock",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         fetch = FetchRequest(request.data if request.data != {} else {})
         tasks = fetch.claim(request.user)
@@ -400,6 +441,11 @@ async def fetch_and_lock(request):
     return JsonResponse(tasks, safe=False)
 
 
+# The OpenAPI generator documents DRF views only: describe fetchAndLock by its DRF half.
+fetch_and_lock.cls = FetchAndLockStart
+fetch_and_lock.initkwargs = {}
+
+
 # ---------------------------------------------------------------------------------------------
 # Worker actions
 
@@ -412,7 +458,12 @@ class TaskAction(APIView):
 
 
 class Complete(TaskAction):
-    @extend_schema(summary="Complete an external task", responses={204: None})
+    @extend_schema(
+        summary="Complete an external task",
+        operation_id="completeExternalTaskResource",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.complete(
@@ -426,7 +477,12 @@ class Complete(TaskAction):
 
 
 class Failure(TaskAction):
-    @extend_schema(summary="Report a failure of an external task", responses={204: None})
+    @extend_schema(
+        summary="Report a failure of an external task",
+        operation_id="handleFailure",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.handle_failure(
@@ -444,7 +500,12 @@ class Failure(TaskAction):
 
 
 class BpmnError(TaskAction):
-    @extend_schema(summary="Report a BPMN error for an external task", responses={204: None})
+    @extend_schema(
+        summary="Report a BPMN error for an external task",
+        operation_id="handleExternalTaskBpmnError",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.handle_bpmn_error(
@@ -459,7 +520,12 @@ class BpmnError(TaskAction):
 
 
 class ExtendLock(TaskAction):
-    @extend_schema(summary="Extend the lock of an external task", responses={204: None})
+    @extend_schema(
+        summary="Extend the lock of an external task",
+        operation_id="extendLock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.extend_lock(
@@ -472,7 +538,12 @@ class ExtendLock(TaskAction):
 
 
 class Lock(TaskAction):
-    @extend_schema(summary="Lock an external task for a worker", responses={204: None})
+    @extend_schema(
+        summary="Lock an external task for a worker",
+        operation_id="lock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.lock(
@@ -487,7 +558,12 @@ class Lock(TaskAction):
 class Create(TaskAction):
     """Taskyard extension, not part of Camunda: producers create external tasks."""
 
-    @extend_schema(summary="Create external tasks (Taskyard extension)", responses=list)
+    @extend_schema(
+        summary="Create external tasks (Taskyard extension)",
+        operation_id="createExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         tasks = services.create(request.user, request.data)
         return Response([camunda_locked_task(t, None, True) for t in tasks], status=200)
@@ -500,7 +576,12 @@ class Create(TaskAction):
 class Unlock(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Unlock an external task", responses={204: None})
+    @extend_schema(
+        summary="Unlock an external task",
+        operation_id="unlock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         services.unlock(request.user, task_id)
         return no_content()
@@ -509,7 +590,12 @@ class Unlock(APIView):
 class Retries(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set retries of an external task", responses={204: None})
+    @extend_schema(
+        summary="Set retries of an external task",
+        operation_id="setExternalTaskResourceRetries",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def put(self, request, task_id):
         body = json_body(request)
         get_visible(request.user, task_id)
@@ -520,7 +606,12 @@ class Retries(APIView):
 class Priority(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set the priority of an external task", responses={204: None})
+    @extend_schema(
+        summary="Set the priority of an external task",
+        operation_id="setExternalTaskResourcePriority",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def put(self, request, task_id):
         body = json_body(request)
         get_visible(request.user, task_id)
@@ -579,7 +670,12 @@ def bulk_retries(request):
 class BulkRetries(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set retries of many external tasks", responses={204: None})
+    @extend_schema(
+        summary="Set retries of many external tasks",
+        operation_id="setExternalTaskRetries",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def put(self, request):
         bulk_retries(request)
         return no_content()
@@ -588,7 +684,12 @@ class BulkRetries(APIView):
 class BulkRetriesAsync(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set retries of many external tasks (batch)", responses=dict)
+    @extend_schema(
+        summary="Set retries of many external tasks (batch)",
+        operation_id="setExternalTaskRetriesAsyncOperation",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         # Set-based updates finish within the request, so the batch is complete on return.
         result = bulk_retries(request)

@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from external_tasks import notify
+from external_tasks.filters import json_lookup, variable
 from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
 from project import audit, tenancy
 from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date
@@ -70,7 +71,7 @@ class TopicRequest:
             q &= Q(tenant_id__in=self.tenant_ids)
         for name, value in self.process_variables.items():
             # Camunda matches processVariables by equality of the (untyped) value.
-            q &= Q(**{f"variables__{name}__value": value})
+            q &= json_lookup(variable(name, "value"), "exact", value)
         return q
 
 
