@@ -329,11 +329,8 @@ class FetchRequest:
     def options_for(self, task):
         """Response options of the first topic entry the task matches."""
         for topic, options in zip(self.topics, self.topic_options, strict=True):
-            if topic.topic_name != task.topic_name:
-                continue
-            if topic.business_key is not None and topic.business_key != task.business_key:
-                continue
-            return options
+            if topic.matches(task):
+                return options
         return {"variables": None, "extension": self.include_extension_properties}
 
     def claim(self, user) -> list[dict]:
