@@ -8,6 +8,8 @@ available again (its retry timeout), else null. Taskyard's tasks are all BPMN-sc
 scope* fields are null, scope filters other than "without" match nothing.
 """
 
+import contextlib
+import json
 from collections.abc import Mapping
 
 from django.db.models import OuterRef, Q, Subquery
@@ -91,6 +93,10 @@ def variables_out(variables: Mapping | None) -> list[dict]:
         value = variable.get("value")
         if type_name == "date" and isinstance(value, str):
             value = format_date_z(parse_date(value, name))
+        elif type_name == "json" and isinstance(value, str):
+            # Camunda clients send Json serialised; Flowable clients expect the JSON itself.
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
         result.append({"name": name, "type": type_name, "value": value})
     return result
 
