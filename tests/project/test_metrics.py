@@ -16,6 +16,12 @@ from project.rest import BadUserRequest
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    # HTTP Basic checks the password on every call; the default hasher would dominate run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def fresh_backlog(settings):
     settings.TASKYARD_METRICS_REFRESH_SECONDS = 3600
     # Count in the scraping thread: a background thread would not see this test's transaction.
@@ -174,6 +180,35 @@ def test_backlog_follows_fetch_complete_and_failure(client, db):
     # complete removes the runtime row; a failure without retries left makes an incident
     ExternalTask.objects.filter(id=ids[0]).delete()
     ExternalTask.objects.filter(id=ids[1]).update(retries=0, lock_expiration_time=None)
+    values = scrape(client)
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="locked") == 0
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+
+
+def test_backlog_follows_real_fetch_complete_and_failure_calls(client, worker_api):
+    for _ in range(3):
+        task(tenant_id="acme")
+    url = "/engine-rest/external-task"
+    fetched = worker_api.post(
+        f"{url}/fetchAndLock",
+        {
+            "workerId": "w1",
+            "maxTasks": 2,
+            "topics": [{"topicName": "invoice", "lockDuration": 60000}],
+        },
+        format="json",
+    )
+    assert fetched.status_code == 200
+    first, second = (t["id"] for t in fetched.json())
+    values = scrape(client)
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="locked") == 2
+
+    completed = worker_api.post(f"{url}/{first}/complete", {"workerId": "w1"}, format="json")
+    assert completed.status_code == 204
+    failure = {"workerId": "w1", "errorMessage": "boom", "retries": 0, "retryTimeout": 0}
+    assert worker_api.post(f"{url}/{second}/failure", failure, format="json").status_code == 204
     values = scrape(client)
     assert value(values, "taskyard_external_tasks", topic="invoice", state="locked") == 0
     assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1

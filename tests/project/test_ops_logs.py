@@ -31,6 +31,11 @@ urlpatterns = [
 handler500 = "project.errors.server_error"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def request_lines(caplog):
     return [r for r in caplog.records if r.name == "taskyard.request"]
 
