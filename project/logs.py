@@ -33,6 +33,11 @@ request_log = logging.getLogger("taskyard.request")
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "taskyard_request_id", default=None
 )
+# The face (camunda, flowable, seed, console, ...) of the request being served, for metrics
+# recorded deep in service code.
+current_request_face: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "taskyard_request_face", default=None
+)
 
 # What we accept from a proxy: short, printable, no spaces; anything else is replaced so a client
 # cannot inject text into the logs.
@@ -94,26 +99,36 @@ class RequestLogMiddleware:
     def __call__(self, request):
         if self.is_async:
             return self._acall(request)
-        token, started = self._start(request)
+        tokens, started = self._start(request)
         try:
             response = self.get_response(request)
             self._finish(request, response, started)
             return response
         finally:
-            current_request_id.reset(token)
+            self._reset(tokens)
 
     async def _acall(self, request):
-        token, started = self._start(request)
+        tokens, started = self._start(request)
         try:
             response = await self.get_response(request)
             self._finish(request, response, started)
             return response
         finally:
-            current_request_id.reset(token)
+            self._reset(tokens)
 
     def _start(self, request):
         request.request_id = _request_id(request)
-        return current_request_id.set(request.request_id), time.perf_counter()
+        tokens = (
+            current_request_id.set(request.request_id),
+            current_request_face.set(face_of(request.path_info)),
+        )
+        return tokens, time.perf_counter()
+
+    @staticmethod
+    def _reset(tokens) -> None:
+        id_token, face_token = tokens
+        current_request_face.reset(face_token)
+        current_request_id.reset(id_token)
 
     def _finish(self, request, response, started) -> None:
         seconds = time.perf_counter() - started

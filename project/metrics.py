@@ -67,6 +67,16 @@ executor_log = logging.getLogger("taskyard.executor")
 CAMUNDA = "camunda"
 FLOWABLE = "flowable"
 SEED = "seed"
+INTERNAL = "internal"  # outside any request: commands, executors, the shell
+
+
+def current_face() -> str:
+    """The face of the request being served (set by the request middleware), else `internal`.
+    So service functions can record outcomes without being told which face called them."""
+    from project.logs import current_request_face
+
+    return current_request_face.get() or INTERNAL
+
 
 OTHER_GROUP = "__other__"  # label for groups past TASKYARD_METRICS_MAX_GROUPS
 
@@ -145,10 +155,11 @@ def _outcome_of(exc: BaseException | None) -> str:
 
 
 @contextmanager
-def worker_operation(operation: str, face: str):
+def worker_operation(operation: str, *, face: str | None = None):
     """Time one worker call. `operation`: fetch_and_lock, complete, failure, bpmn_error,
     extend_lock, unlock. An exception with a 4xx `status_code` (the Camunda errors) counts as
     `rejected`, any other exception as `error`; the exception propagates unchanged."""
+    face = face or current_face()
     started = time.perf_counter()
     try:
         yield
@@ -161,10 +172,10 @@ def worker_operation(operation: str, face: str):
 
 
 @contextmanager
-def long_poll_waiting(face: str):
+def long_poll_waiting(*, face: str | None = None):
     """Count a fetchAndLock request as waiting while the block runs (async code may use it too:
     it only touches memory)."""
-    gauge = LONG_POLL_WAITERS.labels(face)
+    gauge = LONG_POLL_WAITERS.labels(face or current_face())
     gauge.inc()
     try:
         yield
@@ -172,8 +183,9 @@ def long_poll_waiting(face: str):
         gauge.dec()
 
 
-def record_fetched(face: str, topics, *, worker_id: str | None = None) -> None:
+def record_fetched(topics, *, worker_id: str | None = None, face: str | None = None) -> None:
     """Tasks were handed to a worker: pass one topic name per task locked (may be empty)."""
+    face = face or current_face()
     tally = Tally(topics)
     for topic, count in tally.items():
         TASKS_FETCHED.labels(face, topic).inc(count)
@@ -186,7 +198,6 @@ def record_fetched(face: str, topics, *, worker_id: str | None = None) -> None:
 
 
 def record_task_outcome(
-    face: str,
     topic: str,
     outcome: str,
     *,
@@ -194,8 +205,10 @@ def record_task_outcome(
     worker_id: str | None = None,
     retries: int | None = None,
     error: str | None = None,
+    face: str | None = None,
 ) -> None:
     """A worker reported an outcome: `completed`, `failed` or `bpmn_error`."""
+    face = face or current_face()
     TASK_OUTCOMES.labels(face, topic, outcome).inc()
     worker_log.log(
         logging.WARNING if outcome == "failed" else logging.INFO,

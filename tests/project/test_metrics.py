@@ -6,12 +6,16 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.http import HttpResponse
+from django.test import RequestFactory
 from django.utils import timezone
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from external_tasks.models import ExternalTask
 from jobs.models import Job, JobDefinition
 from project import metrics
+from project.logs import RequestLogMiddleware
 from project.rest import BadUserRequest
 
 
@@ -398,10 +402,10 @@ def test_job_backlog_follows_a_run_and_a_failure(client, db):
 
 def test_fetch_and_outcome_counters_increase(client, db):
     before = scrape(client)
-    metrics.record_fetched("camunda", ["invoice", "invoice", "shipping"], worker_id="w1")
-    metrics.record_task_outcome("camunda", "invoice", "completed", task_id="t1", worker_id="w1")
-    metrics.record_task_outcome("camunda", "invoice", "failed", task_id="t2", retries=2)
-    metrics.record_task_outcome("flowable", "shipping", "bpmn_error", task_id="t3")
+    metrics.record_fetched(["invoice", "invoice", "shipping"], worker_id="w1", face="camunda")
+    metrics.record_task_outcome("invoice", "completed", task_id="t1", face="camunda")
+    metrics.record_task_outcome("invoice", "failed", task_id="t2", retries=2, face="camunda")
+    metrics.record_task_outcome("shipping", "bpmn_error", task_id="t3", face="flowable")
     after = scrape(client)
 
     def delta(name, **labels):
@@ -418,11 +422,11 @@ def test_fetch_and_outcome_counters_increase(client, db):
 def test_worker_operation_counts_ok_rejected_and_error(client, db):
     name = "taskyard_worker_operation_duration_seconds_count"
     before = scrape(client)
-    with metrics.worker_operation("complete", "camunda"):
+    with metrics.worker_operation("complete", face="camunda"):
         pass
-    with pytest.raises(BadUserRequest), metrics.worker_operation("complete", "camunda"):
+    with pytest.raises(BadUserRequest), metrics.worker_operation("complete", face="camunda"):
         raise BadUserRequest("locked by another worker")
-    with pytest.raises(RuntimeError), metrics.worker_operation("complete", "camunda"):
+    with pytest.raises(RuntimeError), metrics.worker_operation("complete", face="camunda"):
         raise RuntimeError("bug")
     after = scrape(client)
     for outcome in ("ok", "rejected", "error"):
@@ -431,7 +435,7 @@ def test_worker_operation_counts_ok_rejected_and_error(client, db):
 
 
 def test_long_poll_waiters_gauge_rises_and_falls(client, db):
-    with metrics.long_poll_waiting("camunda"):
+    with metrics.long_poll_waiting(face="camunda"):
         during = scrape(client)
     after = scrape(client)
     waiting = value(during, "taskyard_long_poll_waiters", face="camunda")
@@ -460,6 +464,29 @@ def test_job_runs_polls_and_lock_expirations_are_counted(client, db, caplog):
     assert delta("taskyard_lock_expirations_total", kind="external_task") == 3
     failed = [r for r in caplog.records if getattr(r, "job_id", None) == "j2"]
     assert failed and failed[0].levelname == "WARNING" and failed[0].error == "ValueError"
+
+
+def test_outcomes_recorded_outside_a_request_are_labelled_internal(client, db):
+    name = "taskyard_external_task_outcomes_total"
+    labels = {"face": "internal", "topic": "invoice", "outcome": "completed"}
+    before = value(scrape(client), name, **labels)
+    metrics.record_task_outcome("invoice", "completed", task_id="t1")
+    assert value(scrape(client), name, **labels) - before == 1
+
+
+def test_outcomes_recorded_while_serving_a_request_take_the_request_face(db):
+    def view(request):
+        # Service code deep below a view records without knowing the face.
+        metrics.record_task_outcome("invoice", "completed", task_id="t1")
+        return HttpResponse(status=204)
+
+    labels = {"face": "flowable", "topic": "invoice", "outcome": "completed"}
+    name = "taskyard_external_task_outcomes_total"
+    before = REGISTRY.get_sample_value(name, labels) or 0
+    request = RequestFactory().post("/external-job-api/acquire/jobs/t1/complete")
+    RequestLogMiddleware(view)(request)
+    assert REGISTRY.get_sample_value(name, labels) - before == 1
+    assert metrics.current_face() == "internal"  # reset once the request is done
 
 
 def test_http_requests_are_counted_by_face(client, viewer_api):
