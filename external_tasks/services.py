@@ -259,6 +259,9 @@ def _bulk(
 # Producers
 
 
+# The fixed paths under /engine-rest/external-task/ that an id in the URL cannot take.
+RESERVED_TASK_IDS = ("count", "topic-names", "fetchAndLock", "create", "retries", "retries-async")
+
 CREATE_FIELDS = {
     "topicName": "topic_name",
     "priority": "priority",
@@ -312,6 +315,12 @@ def _task_from_spec(user, spec, index: int) -> ExternalTask:
     if spec.get("id") is not None:
         if not isinstance(spec["id"], str) or not spec["id"].strip():
             raise InvalidRequest(f"Task {index}: 'id' must be a non-empty string")
+        # Such an id could never be addressed: /external-task/<id> would route elsewhere.
+        if spec["id"] in RESERVED_TASK_IDS or "/" in spec["id"]:
+            raise InvalidRequest(
+                f"Task {index}: 'id' must not contain '/' nor be one of "
+                f"{', '.join(RESERVED_TASK_IDS)}"
+            )
         values["id"] = spec["id"]
     return ExternalTask(
         variables=from_request(spec.get("variables")),
