@@ -51,6 +51,7 @@ from project.rest import (
     CanWork,
     InvalidRequest,
     NotFound,
+    has_nul,
     json_body,
     order_by,
     page,
@@ -209,6 +210,8 @@ class ExternalTaskCount(APIView):
 
 
 def get_visible(user, task_id) -> ExternalTask:
+    if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
+        raise NotFound(f"External task with id {task_id!r} does not exist")
     try:
         return tenancy.scope(ExternalTask.objects.all(), user).get(pk=task_id)
     except ExternalTask.DoesNotExist:

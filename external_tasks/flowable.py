@@ -41,6 +41,7 @@ from project.rest import (
     NotFound,
     format_date,
     format_date_z,
+    has_nul,
     order_by,
     parse_bool,
     parse_date,
@@ -321,6 +322,8 @@ def _task_action(request, task_id, action):
 
 
 def _visible_task(user, task_id) -> ExternalTask:
+    if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
+        raise NotFound(f"Could not find external worker job with id {task_id!r}.")
     try:
         return with_last_event(tenancy.scope(ExternalTask.objects.all(), user)).get(pk=task_id)
     except ExternalTask.DoesNotExist:

@@ -22,7 +22,7 @@ from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
 from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
 from project import audit, metrics, tenancy
-from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date
+from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date, has_nul
 from project.variables import from_request
 
 Event = ExternalTaskLog.Event
@@ -127,6 +127,8 @@ def _visible(user) -> QuerySet:
 
 def _get_locked_for_update(user, task_id: str) -> ExternalTask:
     """The task row, locked for this transaction; other tenants' tasks look absent."""
+    if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
+        raise NotFound(f"External task with id {task_id!r} does not exist")
     try:
         return _visible(user).select_for_update().get(pk=task_id)
     except ExternalTask.DoesNotExist:
@@ -183,7 +185,9 @@ def _target_queryset(user, target) -> tuple[QuerySet, list[str] | None]:
     if isinstance(target, QuerySet):
         return tenancy.scope(target, user), None
     ids = [target] if isinstance(target, str) else [str(i) for i in target]
-    return visible.filter(pk__in=ids), ids
+    # An id with a NUL character cannot exist (PostgreSQL would refuse it in the query): it is
+    # left out of the query and reported missing like any unknown id.
+    return visible.filter(pk__in=[i for i in ids if not has_nul(i)]), ids
 
 
 def _check_all_found(ids: list[str] | None, found: Iterable[str]):
