@@ -1,5 +1,6 @@
 """External tasks as each REST face answers them. Every key is always present (null if unset)."""
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from project.rest import format_date
@@ -61,6 +62,7 @@ def _flowable_date(**kwargs):
     return serializers.DateTimeField(allow_null=True, **kwargs)
 
 
+@extend_schema_serializer(component_name="VariableValueDto")
 class VariableValueSerializer(serializers.Serializer):
     """Camunda's VariableValueDto: value of any JSON type, its type name and valueInfo."""
 
@@ -69,6 +71,7 @@ class VariableValueSerializer(serializers.Serializer):
     valueInfo = serializers.DictField(required=False)  # noqa: N815 - Camunda's key
 
 
+@extend_schema_serializer(component_name="ExternalTaskDto")
 class ExternalTaskSerializer(serializers.Serializer):
     """Camunda's ExternalTaskDto."""
 
@@ -93,6 +96,7 @@ class ExternalTaskSerializer(serializers.Serializer):
     businessKey = _text()  # noqa: N815
 
 
+@extend_schema_serializer(component_name="LockedExternalTaskDto")
 class LockedExternalTaskSerializer(ExternalTaskSerializer):
     """Camunda's LockedExternalTaskDto."""
 
@@ -100,10 +104,12 @@ class LockedExternalTaskSerializer(ExternalTaskSerializer):
     extensionProperties = serializers.DictField(child=serializers.CharField())  # noqa: N815
 
 
+@extend_schema_serializer(component_name="CountResultDto")
 class CountSerializer(serializers.Serializer):
     count = serializers.IntegerField(min_value=0)
 
 
+@extend_schema_serializer(component_name="BatchDto")
 class BatchSerializer(serializers.Serializer):
     """Camunda's BatchDto. Taskyard applies the batch at once; the counts say what it did."""
 
@@ -124,11 +130,13 @@ class BatchSerializer(serializers.Serializer):
 # Request bodies (Camunda's DTO names). Nothing here validates: the views do, answering 400.
 
 
+@extend_schema_serializer(component_name="SortingDto")
 class SortingSerializer(serializers.Serializer):
     sortBy = serializers.CharField()  # noqa: N815
     sortOrder = serializers.ChoiceField(choices=["asc", "desc"])  # noqa: N815
 
 
+@extend_schema_serializer(component_name="VariableQueryParameterDto")
 class VariableConditionSerializer(serializers.Serializer):
     name = serializers.CharField()
     operator = serializers.ChoiceField(
@@ -167,6 +175,7 @@ ExternalTaskQuerySerializer = type(
 )
 
 
+@extend_schema_serializer(component_name="FetchExternalTaskTopicDto")
 class FetchTopicSerializer(serializers.Serializer):
     """Camunda's FetchExternalTaskTopicDto."""
 
@@ -193,6 +202,7 @@ class FetchTopicSerializer(serializers.Serializer):
     includeExtensionProperties = serializers.BooleanField(required=False)  # noqa: N815
 
 
+@extend_schema_serializer(component_name="FetchExternalTasksDto")
 class FetchExternalTasksSerializer(serializers.Serializer):
     """Camunda's FetchExternalTasksDto."""
 
@@ -207,6 +217,7 @@ class FetchExternalTasksSerializer(serializers.Serializer):
     sorting = SortingSerializer(many=True, required=False)
 
 
+@extend_schema_serializer(component_name="CompleteExternalTaskDto")
 class CompleteSerializer(serializers.Serializer):
     """Camunda's CompleteExternalTaskDto."""
 
@@ -217,6 +228,7 @@ class CompleteSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(component_name="ExternalTaskFailureDto")
 class FailureSerializer(serializers.Serializer):
     """Camunda's ExternalTaskFailureDto."""
 
@@ -233,6 +245,7 @@ class FailureSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(component_name="ExternalTaskBpmnError")
 class BpmnErrorSerializer(serializers.Serializer):
     """Camunda's ExternalTaskBpmnError."""
 
@@ -242,6 +255,7 @@ class BpmnErrorSerializer(serializers.Serializer):
     variables = serializers.DictField(child=VariableValueSerializer(), required=False)
 
 
+@extend_schema_serializer(component_name="ExtendLockOnExternalTaskDto")
 class ExtendLockSerializer(serializers.Serializer):
     """Camunda's ExtendLockOnExternalTaskDto."""
 
@@ -249,6 +263,7 @@ class ExtendLockSerializer(serializers.Serializer):
     newDuration = serializers.IntegerField()  # noqa: N815
 
 
+@extend_schema_serializer(component_name="LockExternalTaskDto")
 class LockSerializer(serializers.Serializer):
     """Camunda's LockExternalTaskDto."""
 
@@ -256,14 +271,17 @@ class LockSerializer(serializers.Serializer):
     lockDuration = serializers.IntegerField()  # noqa: N815
 
 
+@extend_schema_serializer(component_name="RetriesDto")
 class RetriesSerializer(serializers.Serializer):
     retries = serializers.IntegerField(min_value=0)
 
 
+@extend_schema_serializer(component_name="PriorityDto")
 class PrioritySerializer(serializers.Serializer):
     priority = serializers.IntegerField()
 
 
+@extend_schema_serializer(component_name="SetRetriesForExternalTasksDto")
 class SetRetriesSerializer(serializers.Serializer):
     """Camunda's SetRetriesForExternalTasksDto (without the process instance queries, which
     Taskyard refuses with 400: it has no process instances)."""
@@ -305,12 +323,14 @@ CreateTaskSerializer = type("CreateExternalTaskDto", (serializers.Serializer,), 
 # Flowable's external worker API and the seed's version of it.
 
 
+@extend_schema_serializer(component_name="FlowableEngineRestVariable")
 class FlowableVariableSerializer(serializers.Serializer):
     name = serializers.CharField()
     type = serializers.CharField(allow_null=True)
     value = serializers.JSONField(allow_null=True)
 
 
+@extend_schema_serializer(component_name="ExternalWorkerJobResponse")
 class FlowableJobSerializer(serializers.Serializer):
     """Flowable's ExternalWorkerJobResponse."""
 
@@ -335,12 +355,14 @@ class FlowableJobSerializer(serializers.Serializer):
     lockExpirationTime = _flowable_date()  # noqa: N815
 
 
+@extend_schema_serializer(component_name="AcquiredExternalWorkerJobResponse")
 class FlowableAcquiredJobSerializer(FlowableJobSerializer):
     """An acquired job: the job plus its variables."""
 
     variables = FlowableVariableSerializer(many=True)
 
 
+@extend_schema_serializer(component_name="DataResponseExternalWorkerJobResponse")
 class FlowableJobPageSerializer(serializers.Serializer):
     """Flowable's DataResponse of jobs."""
 
@@ -352,6 +374,7 @@ class FlowableJobPageSerializer(serializers.Serializer):
     size = serializers.IntegerField()
 
 
+@extend_schema_serializer(component_name="AcquireExternalWorkerJobRequest")
 class FlowableAcquireSerializer(serializers.Serializer):
     """Flowable's AcquireExternalWorkerJobRequest (the seed face takes the same body)."""
 
@@ -363,6 +386,7 @@ class FlowableAcquireSerializer(serializers.Serializer):
     scopeType = serializers.CharField(required=False, allow_null=True)  # noqa: N815
 
 
+@extend_schema_serializer(component_name="ExternalWorkerJobActionRequest")
 class FlowableJobActionSerializer(serializers.Serializer):
     """The body of complete, bpmnError, cmmnTerminate and fail (fields by action)."""
 
@@ -377,14 +401,17 @@ class FlowableJobActionSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(component_name="ExternalWorkerJobUnacquireRequest")
 class WorkerIdSerializer(serializers.Serializer):
     workerId = serializers.CharField()  # noqa: N815
 
 
+@extend_schema_serializer(component_name="SeedLinks")
 class SeedLinksSerializer(serializers.Serializer):
     empty = serializers.BooleanField()
 
 
+@extend_schema_serializer(component_name="SeedExternalJob")
 class SeedJobSerializer(serializers.Serializer):
     """The seed's job object (variables only when acquired)."""
 
@@ -408,6 +435,7 @@ class SeedJobSerializer(serializers.Serializer):
     links = SeedLinksSerializer()
 
 
+@extend_schema_serializer(component_name="SeedExternalJobPage")
 class SeedJobPageSerializer(serializers.Serializer):
     links = SeedLinksSerializer()
     content = SeedJobSerializer(many=True)

@@ -19,7 +19,7 @@ def schema(admin_api):
 @pytest.mark.skipif(not REFERENCE.exists(), reason="Camunda reference not available")
 @pytest.mark.parametrize(
     ("reference", "ours"),
-    [("ExternalTaskDto", "ExternalTask"), ("LockedExternalTaskDto", "LockedExternalTask")],
+    [("ExternalTaskDto", "ExternalTaskDto"), ("LockedExternalTaskDto", "LockedExternalTaskDto")],
 )
 def test_task_bodies_have_every_camunda_field(schema, reference, ours):
     camunda = json.loads(REFERENCE.read_text())["components"]["schemas"][reference]
