@@ -1,7 +1,10 @@
 """OpenAPI helpers: our authentication classes (drf-spectacular matches exact classes), error
 bodies and typed query parameters shared by the faces."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -110,3 +113,14 @@ CAMUNDA_DATE = {
 @extend_schema_field(CAMUNDA_DATE)
 class CamundaDateField(serializers.CharField):
     """Documents a date in Camunda's REST format (answers are built by project.rest.format_date)."""
+
+
+class CamundaDateTimeFieldScheme(OpenApiSerializerFieldExtension):
+    """The job API's date field answers Camunda's format too: document it as such. (Optional:
+    the job API may not be installed yet.)"""
+
+    target_class = "jobs.serializers.CamundaDateTimeField"
+    optional = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        return dict(CAMUNDA_DATE)
