@@ -68,3 +68,77 @@ def test_a_nul_character_in_a_body_is_a_400_and_writes_nothing(
 def test_an_id_with_a_nul_character_is_not_found(admin_api, db, method, path, body):
     response = getattr(admin_api, method)(path, body, format="json")
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        (ET, {"lockExpirationAfter": "yesterday"}),
+        (ET, {"lockExpirationBefore": "2024-13-45T99:00:00"}),
+        (ET, {"priorityHigherThanOrEquals": "high"}),
+        (ET, {"priorityLowerThanOrEquals": "99999999999999999999"}),
+        (ET, {"locked": "maybe"}),
+        (ET, {"firstResult": "-1"}),
+        (ET, {"maxResults": "ten"}),
+        (ET, {"sortBy": "id"}),
+        (ET, {"sortBy": "nonsense", "sortOrder": "asc"}),
+        (f"{ET}/topic-names", {"withLockedTasks": "sometimes"}),
+        ("/external-job-api/jobs", {"start": "x"}),
+        ("/external-job-api/jobs", {"locked": "perhaps"}),
+        ("/external-job-api/jobs", {"sort": "nonsense"}),
+        ("/api/external-jobs", {"offset": "-3"}),
+    ],
+)
+def test_garbage_dates_numbers_and_flags_in_queries_are_400s(admin_api, db, path, params):
+    response = admin_api.get(path, params)
+    assert response.status_code == 400, response.content
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{ET}/fetchAndLock", {"workerId": "w", "maxTasks": "five"}),
+        (f"{ET}/fetchAndLock", {"workerId": "w", "maxTasks": 1, "usePriority": "yes"}),
+        (f"{ET}/fetchAndLock", {"workerId": "w", "maxTasks": 1, "asyncResponseTimeout": 1.5}),
+        (
+            f"{ET}/fetchAndLock",
+            {"workerId": "w", "maxTasks": 1, "topics": [{"topicName": "t", "lockDuration": -1}]},
+        ),
+        (f"{ET}/fetchAndLock", {"workerId": "w", "maxTasks": 2**40}),
+        (ET, {"lockExpirationAfter": "soon"}),
+        (ET, {"priorityHigherThanOrEquals": [1]}),
+        (
+            "/external-job-api/acquire/jobs",
+            {"topic": "t", "workerId": "w", "lockDuration": "ten minutes"},
+        ),
+        ("/external-job-api/acquire/jobs", {"topic": "t", "workerId": "w", "lockDuration": 600}),
+        (
+            "/external-job-api/acquire/jobs",
+            {"topic": "t", "workerId": "w", "lockDuration": "PT1M", "numberOfTasks": "2"},
+        ),
+        ("/api/external-jobs", {"topic": "t", "workerId": "w", "lockDuration": "P1X"}),
+    ],
+)
+def test_garbage_values_in_bodies_are_400s(admin_api, db, path, body):
+    response = admin_api.post(path, body, format="json")
+    assert response.status_code == 400, response.content
+    assert not ExternalTaskLog.objects.exists()
+
+
+def test_garbage_in_worker_reports_is_a_400_and_the_task_stays_locked(admin_api, db):
+    task = ExternalTask.objects.create(topic_name="t")
+    admin_api.post(f"{ET}/{task.id}/lock", {"workerId": "w", "lockDuration": 60000}, format="json")
+    for path, body in (
+        ("failure", {"workerId": "w", "retries": "three"}),
+        ("failure", {"workerId": "w", "retryTimeout": "later"}),
+        ("complete", {"workerId": "w", "variables": {"v": {"value": 1, "type": "Nonsense"}}}),
+        ("complete", {"workerId": "w", "variables": ["not", "a", "map"]}),
+        ("extendLock", {"workerId": "w", "newDuration": "long"}),
+        ("bpmnError", {"workerId": "w", "errorCode": 42}),
+    ):
+        response = admin_api.post(f"{ET}/{task.id}/{path}", body, format="json")
+        assert response.status_code == 400, (path, body, response.content)
+    task.refresh_from_db()
+    assert task.worker_id == "w" and task.error_message is None
+    events = list(ExternalTaskLog.objects.values_list("event", flat=True))
+    assert events == ["locked"]
