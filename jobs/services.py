@@ -41,7 +41,18 @@ BATCH_SIZE = 500
 
 # Fields copied from a job onto each of its log entries, so history stays scoped and searchable
 # after the job is gone. The payload is kept only on the "created" entry.
-_LOG_COPY_EXCLUDE = {"id", "job_id", "event", "timestamp", "worker", "retries", "payload"}
+_LOG_COPY_EXCLUDE = {
+    "id",
+    "job_id",
+    "event",
+    "timestamp",
+    "worker",
+    "retries",
+    "payload",
+    # Only failure entries carry the exception; they pass it explicitly.
+    "exception_message",
+    "exception_stacktrace",
+}
 
 
 def _log_fields() -> list[str]:
@@ -59,8 +70,9 @@ def _log_entry(row: dict, event: str, *, worker: str | None = None, **extra) -> 
     fields.setdefault("handler", row.get("handler") or "")
     if fields.get("handler") is None:
         fields["handler"] = ""
-    extra.setdefault("retries", row.get("retries"))
-    return JobLog(job_id=row["id"], event=event, worker=worker, **fields, **extra)
+    fields["retries"] = row.get("retries")
+    fields.update(extra)
+    return JobLog(job_id=row["id"], event=event, worker=worker, **fields)
 
 
 def _log_values() -> list[str]:
