@@ -175,12 +175,16 @@ def _job_query_parameters():
 @extend_schema(
     methods=["GET"],
     summary="Get Jobs",
+    operation_id="getJobs",
+    tags=["Job"],
     parameters=_job_query_parameters(),
     responses=JobSerializer(many=True),
 )
 @extend_schema(
     methods=["POST"],
     summary="Get Jobs (POST)",
+    operation_id="queryJobs",
+    tags=["Job"],
     request=OpenApiTypes.OBJECT,
     responses=JobSerializer(many=True),
 )
@@ -190,10 +194,18 @@ def job_list(request):
     return _list(request, JobFilter, services.visible_jobs(request.user), JobSerializer)
 
 
-@extend_schema(methods=["GET"], summary="Get Job Count", responses=CountSerializer)
+@extend_schema(
+    methods=["GET"],
+    summary="Get Job Count",
+    operation_id="getJobsCount",
+    tags=["Job"],
+    responses=CountSerializer,
+)
 @extend_schema(
     methods=["POST"],
     summary="Get Job Count (POST)",
+    operation_id="queryJobsCount",
+    tags=["Job"],
     request=OpenApiTypes.OBJECT,
     responses=CountSerializer,
 )
@@ -209,18 +221,25 @@ class JobDetail(APIView):
     def get_permissions(self):
         return [CanDelete()] if self.request.method == "DELETE" else [CanView()]
 
-    @extend_schema(summary="Get Job", responses=JobSerializer)
+    @extend_schema(summary="Get Job", operation_id="getJob", tags=["Job"], responses=JobSerializer)
     def get(self, request, job_id):
         return Response(JobSerializer(services.get_job(request.user, job_id)).data)
 
-    @extend_schema(summary="Delete Job", responses={204: None})
+    @extend_schema(
+        summary="Delete Job", operation_id="deleteJob", tags=["Job"], responses={204: None}
+    )
     def delete(self, request, job_id):
         job = services.get_job(request.user, job_id)
         services.delete(request.user, [job.id])
         return _no_content()
 
 
-@extend_schema(summary="Get Exception Stacktrace", responses={(200, "text/plain"): str})
+@extend_schema(
+    summary="Get Exception Stacktrace",
+    operation_id="getStacktrace",
+    tags=["Job"],
+    responses={(200, "text/plain"): str},
+)
 @api_view(["GET"])
 @permission_classes([CanView])
 def job_stacktrace(request, job_id):
@@ -231,7 +250,13 @@ def job_stacktrace(request, job_id):
     return HttpResponse(job.exception_stacktrace, content_type="text/plain; charset=utf-8")
 
 
-@extend_schema(summary="Set Job Retries", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Set Job Retries",
+    operation_id="setJobRetries",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_retries(request, job_id):
@@ -243,7 +268,13 @@ def job_retries(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Activate/Suspend Job By Id", request=OpenApiTypes.OBJECT)
+@extend_schema(
+    summary="Activate/Suspend Job By Id",
+    operation_id="updateJobSuspensionState",
+    tags=["Job"],
+    responses={204: None},
+    request=OpenApiTypes.OBJECT,
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_suspended(request, job_id):
@@ -254,7 +285,13 @@ def job_suspended(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Set Job Due Date", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Set Job Due Date",
+    operation_id="setJobDuedate",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_duedate(request, job_id):
@@ -268,6 +305,8 @@ def job_duedate(request, job_id):
 
 @extend_schema(
     summary="Recalculate Job Due Date",
+    operation_id="recalculateDuedate",
+    tags=["Job"],
     parameters=[OpenApiParameter("creationDateBased", OpenApiTypes.BOOL)],
     request=None,
     responses={204: None},
@@ -281,7 +320,13 @@ def job_duedate_recalculate(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Set Job Priority", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Set Job Priority",
+    operation_id="setJobPriority",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_priority(request, job_id):
@@ -292,7 +337,13 @@ def job_priority(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Execute Job", request=None, responses={204: None})
+@extend_schema(
+    summary="Execute Job",
+    operation_id="executeJob",
+    tags=["Job"],
+    request=None,
+    responses={204: None},
+)
 @api_view(["POST"])
 @permission_classes([CanOperate])
 def job_execute(request, job_id):
@@ -307,7 +358,11 @@ def job_execute(request, job_id):
 
 
 @extend_schema(
-    summary="Set Job Retries Async (POST)", request=OpenApiTypes.OBJECT, responses=BatchSerializer
+    summary="Set Job Retries Async (POST)",
+    operation_id="setJobRetriesAsyncOperation",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses=BatchSerializer,
 )
 @api_view(["POST"])
 @permission_classes([CanOperate])
@@ -378,7 +433,13 @@ JOB_SELECTORS = {
 }
 
 
-@extend_schema(summary="Activate/Suspend Jobs", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Activate/Suspend Jobs",
+    operation_id="updateSuspensionStateBy",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_suspended_by(request):
@@ -458,6 +519,8 @@ def _job_spec(item, index: int) -> dict:
 
 @extend_schema(
     summary="Create jobs (Taskyard extension, not part of Camunda's API)",
+    operation_id="createJobs",
+    tags=["Job"],
     description="Takes one job or a list of jobs: handler (dotted path of a callable), payload "
     "({args, kwargs}), type (timer|message; timer when dueDate is set), dueDate, retries "
     "(default 3), priority and the process fields. Answers the created jobs.",
@@ -487,11 +550,17 @@ def job_create(request):
 
 
 @extend_schema(
-    methods=["GET"], summary="Get Job Definitions", responses=JobDefinitionSerializer(many=True)
+    methods=["GET"],
+    summary="Get Job Definitions",
+    operation_id="getJobDefinitions",
+    tags=["Job Definition"],
+    responses=JobDefinitionSerializer(many=True),
 )
 @extend_schema(
     methods=["POST"],
     summary="Get Job Definitions (POST)",
+    operation_id="queryJobDefinitions",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses=JobDefinitionSerializer(many=True),
 )
@@ -506,10 +575,18 @@ def job_definition_list(request):
     )
 
 
-@extend_schema(methods=["GET"], summary="Get Job Definition Count", responses=CountSerializer)
+@extend_schema(
+    methods=["GET"],
+    summary="Get Job Definition Count",
+    operation_id="getJobDefinitionsCount",
+    tags=["Job Definition"],
+    responses=CountSerializer,
+)
 @extend_schema(
     methods=["POST"],
     summary="Get Job Definition Count (POST)",
+    operation_id="queryJobDefinitionsCount",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses=CountSerializer,
 )
@@ -519,7 +596,12 @@ def job_definition_count(request):
     return _count(request, JobDefinitionFilter, services.visible_job_definitions(request.user))
 
 
-@extend_schema(summary="Get Job Definition", responses=JobDefinitionSerializer)
+@extend_schema(
+    summary="Get Job Definition",
+    operation_id="getJobDefinition",
+    tags=["Job Definition"],
+    responses=JobDefinitionSerializer,
+)
 @api_view(["GET"])
 @permission_classes([CanView])
 def job_definition_detail(request, job_definition_id):
@@ -529,6 +611,8 @@ def job_definition_detail(request, job_definition_id):
 
 @extend_schema(
     summary="Activate/Suspend Job Definition By Id",
+    operation_id="updateSuspensionStateJobDefinition",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses={204: None},
 )
@@ -554,7 +638,11 @@ DEFINITION_SELECTORS = {
 
 
 @extend_schema(
-    summary="Activate/Suspend Job Definitions", request=OpenApiTypes.OBJECT, responses={204: None}
+    summary="Activate/Suspend Job Definitions",
+    operation_id="updateSuspensionStateJobDefinitions",
+    tags=["Job Definition"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -588,6 +676,8 @@ def job_definition_suspended_by(request):
 
 @extend_schema(
     summary="Set Job Definition Priority by Id",
+    operation_id="setJobPriorityJobDefinition",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses={204: None},
 )
@@ -605,6 +695,8 @@ def job_definition_priority(request, job_definition_id):
 
 @extend_schema(
     summary="Set Job Retries By Job Definition Id",
+    operation_id="setJobRetriesJobDefinition",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses={204: None},
 )
