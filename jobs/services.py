@@ -732,10 +732,22 @@ def execute_now(user, job_id: str, *, source: str = "api"):
     (then JobExecutionFailed is raised). Returns the handler's return value."""
     job = get_job(user, job_id)
     audit.record(user, "job.execute", "job", ids=[job.id], count=1, source=source)
-    # The executor section below defines how a job runs; until it provides `run_job_now`,
-    # a minimal inline runner with the same outcome keeps this endpoint working.
-    runner = globals().get("run_job_now", _run_inline)
-    return runner(job.id, worker=f"{source}:{_actor(user)}")
+    # The executor section below owns how a job runs (`execute_job`: claim, run outside any
+    # transaction, succeed or fail with back-off). Until it is merged, a minimal inline runner
+    # with the same outcome keeps this endpoint working.
+    execute_job = globals().get("execute_job")
+    worker = f"{source}:{_actor(user)}"
+    if execute_job is None:
+        return _run_inline(job.id, worker=worker)
+    try:
+        outcome = execute_job(job.id, worker)
+    except Exception as error:
+        if type(error).__name__ == "JobNotExecutable":
+            raise BadUserRequest(f"Cannot execute job {job.id}: {error}") from None
+        raise
+    if not outcome.succeeded:
+        raise JobExecutionFailed(job.id, outcome.exception_message or "The job failed")
+    return outcome.return_value
 
 
 def _run_inline(job_id: str, *, worker: str):
