@@ -5,7 +5,6 @@ functions; nothing else writes to Job, JobDefinition or JobLog. Each function is
 transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
 """
 
-import importlib
 import json
 import re
 import time
@@ -14,10 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
+from django.utils.module_loading import import_string
 
 from jobs.models import Job, JobDefinition, JobLog
 from project import audit, tenancy
@@ -234,6 +235,41 @@ JOB_FIELDS = {
 }
 
 
+def _within(module: str, packages) -> bool:
+    return any(module == package or module.startswith(f"{package}.") for package in packages)
+
+
+def check_handler(handler: str | None) -> None:
+    """Refuse a handler the executor would refuse, when the job is created rather than when it
+    first runs: anyone who may create a job picks its handler, so it must not be any dotted
+    path (os.system). The executor's rule applies when it is installed; otherwise only
+    callables in TASKYARD_EXECUTOR["HANDLER_MODULES"] are allowed."""
+    if not handler:
+        raise InvalidRequest("Every job needs a handler (the dotted path of a callable)")
+    try:
+        from jobs.executor import resolve_handler
+    except ImportError:
+        resolve_handler = None
+    if resolve_handler is not None:
+        try:
+            resolve_handler(handler)
+        except Exception as error:  # refused, missing module or attribute: all a bad handler
+            raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
+        return
+    modules = getattr(settings, "TASKYARD_EXECUTOR", {}).get("HANDLER_MODULES") or ()
+    if not _within(handler.rpartition(".")[0], modules):
+        raise InvalidRequest(
+            f"Handler '{handler}' is not allowed: job handlers must be callables in a module "
+            "listed in TASKYARD_EXECUTOR['HANDLER_MODULES']"
+        )
+    try:
+        target = import_string(handler)
+    except ImportError as error:
+        raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
+    if not callable(target):
+        raise InvalidRequest(f"Invalid handler '{handler}': not callable")
+
+
 def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
     """Create jobs from dicts of model field names; all or none. Logs "created" for each.
 
@@ -250,8 +286,7 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
                 "The number of job retries must be a non-negative Integer, but "
                 f"'{fields['retries']}' has been provided."
             )
-        if not fields.get("handler"):
-            raise InvalidRequest("Every job needs a handler (the dotted path of a callable)")
+        check_handler(fields.get("handler"))
         definition_id = fields.get("job_definition_id")
         if definition_id:
             definition = get_job_definition(user, definition_id)
@@ -752,11 +787,11 @@ def execute_now(user, job_id: str, *, source: str = "api"):
 
 def _run_inline(job_id: str, *, worker: str):
     job = Job.objects.get(id=job_id)
-    module_name, _, attribute = job.handler.rpartition(".")
+    check_handler(job.handler)
     payload = job.payload if isinstance(job.payload, dict) else {}
     started = time.monotonic()
     try:
-        handler = getattr(importlib.import_module(module_name), attribute)
+        handler = import_string(job.handler)
         result = handler(*payload.get("args", []), **payload.get("kwargs", {}))
     except Exception as error:
         message = f"{type(error).__name__}: {error}"

@@ -515,21 +515,26 @@ def test_create_a_list_of_jobs_inheriting_from_their_definition(operator_api, db
     )
 
 
+OK = "tests.jobs.handlers.succeed"
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
         ({"handler": "not a path"}, 400, "handler"),
+        ({"handler": "os.system", "payload": {"args": ["rm -rf /"]}}, 400, "not allowed"),
+        ({"handler": "tests.jobs.handlers.missing"}, 400, "handler"),
         ({}, 400, "job object"),
         ([], 400, "empty"),
-        ({"handler": "a.b", "payload": [1]}, 400, "payload"),
-        ({"handler": "a.b", "payload": {"args": {}}}, 400, "args"),
-        ({"handler": "a.b", "colour": "red"}, 400, "colour"),
-        ({"handler": "a.b", "retries": -1}, 400, "'-1'"),
-        ({"handler": "a.b", "type": "cron"}, 400, "type"),
-        ({"handler": "a.b", "dueDate": "tomorrow"}, 400, "dueDate"),
-        ({"handler": "a.b", "tenantId": "globex"}, 403, "globex"),
-        ({"handler": "a.b", "jobDefinitionId": "nope"}, 404, "nope"),
-        ([{"handler": "a.b"}, {"handler": "a.b", "priority": "x"}], 400, "priority"),
+        ({"handler": OK, "payload": [1]}, 400, "payload"),
+        ({"handler": OK, "payload": {"args": {}}}, 400, "args"),
+        ({"handler": OK, "colour": "red"}, 400, "colour"),
+        ({"handler": OK, "retries": -1}, 400, "'-1'"),
+        ({"handler": OK, "type": "cron"}, 400, "type"),
+        ({"handler": OK, "dueDate": "tomorrow"}, 400, "dueDate"),
+        ({"handler": OK, "tenantId": "globex"}, 403, "globex"),
+        ({"handler": OK, "jobDefinitionId": "nope"}, 404, "nope"),
+        ([{"handler": OK}, {"handler": OK, "priority": "x"}], 400, "priority"),
     ],
 )
 def test_create_rejects_bad_jobs_and_creates_nothing(operator_api, db, body, status, message):
