@@ -176,7 +176,9 @@ def _bulk_update(
     with transaction.atomic():
         for ids in _batches(queryset):
             matched += len(ids)
-            rows = Job.objects.select_for_update().filter(id__in=ids)
+            # Lock in id order: two bulk actions over overlapping rows then wait for each
+            # other instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
+            rows = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
             if only_if is not None:
                 rows = rows.filter(only_if)
             fields = _log_values()
@@ -730,7 +732,12 @@ def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
     with transaction.atomic():
         for ids in _batches(queryset):
             matched += len(ids)
-            rows = list(Job.objects.select_for_update().filter(id__in=ids).values(*_log_values()))
+            rows = list(
+                Job.objects.select_for_update()
+                .filter(id__in=ids)
+                .order_by("id")
+                .values(*_log_values())
+            )
             row_ids = [row["id"] for row in rows]
             changed += Job.objects.filter(id__in=row_ids).delete()[0]
             JobLog.objects.bulk_create(
