@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from django.db.models import Q
 from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -143,13 +144,12 @@ def _only(body: Mapping, allowed: set[str]) -> Mapping:
     return body
 
 
-def _no_execution_date(body: Mapping) -> None:
-    # Camunda schedules a delayed (de)activation as a timer job; Taskyard applies it at once
-    # and refuses a future date rather than silently ignoring it.
-    if _date(body, "executionDate") is not None:
-        raise InvalidRequest(
-            "executionDate is not supported: suspension state changes take effect immediately"
-        )
+def _execution_date(body: Mapping):
+    """A future `executionDate` schedules the change; a past one (or none) applies it now."""
+    execution_date = _date(body, "executionDate")
+    if execution_date is not None and execution_date <= timezone.now():
+        return None
+    return execution_date
 
 
 def _no_content():
@@ -622,11 +622,20 @@ def job_definition_suspended(request, job_definition_id):
     body = _only(json_body(request), {"suspended", "includeJobs", "executionDate"})
     suspended = _bool(body, "suspended", required=True)
     include_jobs = _bool(body, "includeJobs")
-    _no_execution_date(body)
+    execution_date = _execution_date(body)
     definition = services.get_job_definition(request.user, job_definition_id)
-    services.set_job_definitions_suspended(
-        request.user, [definition.id], suspended, include_jobs=include_jobs
-    )
+    if execution_date is not None:
+        services.schedule_job_definitions_suspension(
+            request.user,
+            [definition.id],
+            suspended,
+            include_jobs=include_jobs,
+            execution_date=execution_date,
+        )
+    else:
+        services.set_job_definitions_suspended(
+            request.user, [definition.id], suspended, include_jobs=include_jobs
+        )
     return _no_content()
 
 
@@ -659,18 +668,25 @@ def job_definition_suspended_by(request):
     )
     suspended = _bool(body, "suspended", required=True)
     include_jobs = _bool(body, "includeJobs")
-    _no_execution_date(body)
+    execution_date = _execution_date(body)
     selection = services.job_definitions_selected_by(
         **{field: _string(body, name) for name, field in DEFINITION_SELECTORS.items()},
         process_definition_without_tenant_id=_bool(body, "processDefinitionWithoutTenantId"),
     )
-    services.set_job_definitions_suspended(
-        request.user,
-        selection,
-        suspended,
-        include_jobs=include_jobs,
-        filter={name: body[name] for name in DEFINITION_SELECTORS if body.get(name) is not None},
-    )
+    selected = {name: body[name] for name in DEFINITION_SELECTORS if body.get(name) is not None}
+    if execution_date is not None:
+        services.schedule_job_definitions_suspension(
+            request.user,
+            selection,
+            suspended,
+            include_jobs=include_jobs,
+            execution_date=execution_date,
+            filter=selected,
+        )
+    else:
+        services.set_job_definitions_suspended(
+            request.user, selection, suspended, include_jobs=include_jobs, filter=selected
+        )
     return _no_content()
 
 

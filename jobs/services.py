@@ -13,9 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.apps import apps
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.tasks import Task
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
 from django.utils.module_loading import import_string
@@ -258,16 +261,24 @@ def check_handler(handler: str | None) -> None:
         except Exception as error:  # refused, missing module or attribute: all a bad handler
             raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
         return
-    modules = getattr(settings, "TASKYARD_EXECUTOR", {}).get("HANDLER_MODULES") or ()
-    if not _within(handler.rpartition(".")[0], modules):
-        raise InvalidRequest(
-            f"Handler '{handler}' is not allowed: job handlers must be callables in a module "
-            "listed in TASKYARD_EXECUTOR['HANDLER_MODULES']"
-        )
+    module = handler.rpartition(".")[0]
+    plain_allowed = _within(
+        module, getattr(settings, "TASKYARD_EXECUTOR", {}).get("HANDLER_MODULES") or ()
+    )
+    refusal = (
+        f"Handler '{handler}' is not allowed: job handlers are django.tasks tasks of an "
+        "installed app, or callables in a module listed in TASKYARD_EXECUTOR['HANDLER_MODULES']"
+    )
+    if not plain_allowed and not _within(module, [app.name for app in apps.get_app_configs()]):
+        raise InvalidRequest(refusal)
     try:
         target = import_string(handler)
     except ImportError as error:
         raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
+    if isinstance(target, Task):
+        return
+    if not plain_allowed:
+        raise InvalidRequest(refusal)
     if not callable(target):
         raise InvalidRequest(f"Invalid handler '{handler}': not callable")
 
@@ -561,6 +572,70 @@ def set_job_definitions_suspended(
     return BulkResult(changed, max(matched - changed, 0))
 
 
+def schedule_job_definitions_suspension(
+    user,
+    definitions,
+    suspended: bool,
+    *,
+    execution_date: datetime,
+    include_jobs: bool = False,
+    source: str = "api",
+    filter: dict | None = None,
+) -> Job:
+    """Camunda's delayed (de)activation: a timer job due at `execution_date` that applies the
+    change to the definitions selected now, with the scheduling user's rights when it runs."""
+    queryset, _ = _select(user, definitions, JobDefinition)
+    ids = list(queryset.order_by("id").values_list("id", flat=True))
+    tenants = set(queryset.values_list("tenant_id", flat=True).distinct())
+    spec = {
+        "type": Job.Type.TIMER,
+        "handler": "jobs.scheduled.apply_job_definition_suspension",
+        "payload": {
+            "args": [],
+            "kwargs": {
+                "job_definition_ids": ids,
+                "suspended": suspended,
+                "include_jobs": include_jobs,
+                "requested_by": _actor(user),
+            },
+        },
+        "due_date": execution_date,
+        # One tenant's definitions: the job belongs to that tenant, so its members see it.
+        "tenant_id": tenants.pop() if len(tenants) == 1 else None,
+        "retries": 3,
+    }
+    with transaction.atomic():
+        [job] = create_jobs(user, [spec], source=source)
+        audit.record(
+            user,
+            "job_definition.schedule_suspend" if suspended else "job_definition.schedule_activate",
+            "job_definition",
+            ids=ids,
+            filter=filter,
+            count=len(ids),
+            after={
+                "suspended": suspended,
+                "includeJobs": include_jobs,
+                "executionDate": format_date(execution_date),
+                "jobId": job.id,
+            },
+            source=source,
+        )
+    return job
+
+
+def apply_scheduled_suspension(
+    job_definition_ids: list[str], suspended: bool, *, include_jobs: bool, requested_by: str
+) -> BulkResult:
+    """Run a scheduled (de)activation as the user who scheduled it (nothing if they are gone)."""
+    user = get_user_model().objects.filter(username=requested_by, is_active=True).first()
+    if user is None:
+        return BulkResult(0, len(job_definition_ids))
+    return set_job_definitions_suspended(
+        user, job_definition_ids, suspended, include_jobs=include_jobs, source="scheduled"
+    )
+
+
 # --- priority -------------------------------------------------------------------------------
 
 
@@ -799,7 +874,8 @@ def _run_inline(job_id: str, *, worker: str):
     started = time.monotonic()
     try:
         handler = import_string(job.handler)
-        result = handler(*payload.get("args", []), **payload.get("kwargs", {}))
+        call = handler.call if isinstance(handler, Task) else handler
+        result = call(*payload.get("args", []), **payload.get("kwargs", {}))
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
         stacktrace = traceback.format_exc()

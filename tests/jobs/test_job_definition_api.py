@@ -196,7 +196,6 @@ def test_suspend_definition_with_and_without_its_jobs(operator_api, definitions)
     [
         ({}, "suspended"),
         ({"suspended": True, "includeJobs": "all"}, "includeJobs"),
-        ({"suspended": True, "executionDate": "2030-01-01T00:00:00.000+0000"}, "executionDate"),
         ({"suspended": True, "executionDate": "later"}, "executionDate"),
     ],
 )
@@ -283,3 +282,46 @@ def test_definition_retries_reset_only_its_failed_jobs(operator_api, definitions
         ).status_code
         == 404
     )
+
+
+def test_suspension_with_a_future_execution_date_is_scheduled_as_a_timer_job(
+    operator_api, definitions
+):
+    body = {"suspended": True, "includeJobs": True, "executionDate": "2099-01-01T00:00:00.000+0000"}
+    url = "/engine-rest/job-definition/d2/suspended"
+    assert operator_api.put(url, body, format="json").status_code == 204
+    assert JobDefinition.objects.get(id="d2").suspended is False
+    timer = Job.objects.get(handler="jobs.scheduled.apply_job_definition_suspension")
+    assert (timer.type, timer.tenant_id, timer.due_date.year) == ("timer", "acme", 2099)
+    entry = AuditEntry.objects.filter(action="job_definition.schedule_suspend").get()
+    assert entry.after["jobId"] == timer.id
+    # When the timer runs (here: executed now through the API), the change is applied.
+    assert operator_api.post(f"/engine-rest/job/{timer.id}/execute").status_code == 204
+    assert JobDefinition.objects.get(id="d2").suspended is True
+    assert Job.objects.get(id="j3").suspended is True
+    assert not Job.objects.filter(id=timer.id).exists()
+
+
+def test_scheduled_activation_by_process_definition_key(admin_api, definitions):
+    body = {
+        "processDefinitionKey": "bill",
+        "suspended": False,
+        "executionDate": "2099-01-01T00:00:00Z",
+    }
+    assert (
+        admin_api.put("/engine-rest/job-definition/suspended", body, format="json").status_code
+        == 204
+    )
+    timer = Job.objects.get(handler="jobs.scheduled.apply_job_definition_suspension")
+    assert timer.payload["kwargs"]["job_definition_ids"] == ["d3"]
+    assert JobDefinition.objects.get(id="d3").suspended is True
+    admin_api.post(f"/engine-rest/job/{timer.id}/execute")
+    assert JobDefinition.objects.get(id="d3").suspended is False
+
+
+def test_a_past_execution_date_applies_at_once(operator_api, definitions):
+    body = {"suspended": True, "executionDate": "2001-01-01T00:00:00.000+0000"}
+    url = "/engine-rest/job-definition/d1/suspended"
+    assert operator_api.put(url, body, format="json").status_code == 204
+    assert JobDefinition.objects.get(id="d1").suspended is True
+    assert not Job.objects.filter(handler__startswith="jobs.scheduled").exists()
