@@ -35,6 +35,7 @@ from project.rest import (
     CanOperate,
     CanView,
     InvalidRequest,
+    NotFound,
     json_body,
     order_by,
     page,
@@ -385,6 +386,12 @@ def job_retries_batch(request):
     visible = services.visible_jobs(request.user)
     condition = Q(pk__in=[])
     if job_ids:
+        # As on the external task face: an unknown (or other tenant's) id is a 404 and nothing
+        # changes, rather than a batch that silently does less than asked.
+        found = set(visible.filter(id__in=job_ids).values_list("id", flat=True))
+        missing = [job_id for job_id in job_ids if job_id not in found]
+        if missing:
+            raise NotFound(f"Job with id {missing[0]} does not exist")
         condition |= Q(id__in=job_ids)
     if job_query is not None:
         unknown = sorted(set(job_query) - set(JobFilter.base_filters) - {"sorting"})

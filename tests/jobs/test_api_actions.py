@@ -393,11 +393,21 @@ def test_retries_batch_on_ids_and_query_union(admin_api, db):
     assert (entry.count, entry.filter["jobIds"]) == (4, ["b0", "b1"])
 
 
-def test_retries_batch_respects_tenants_and_skips_invisible_ids(operator_api, jobs):
-    body = {"retries": 2, "jobIds": ["theirs", "mine"], "jobQuery": {"noRetriesLeft": True}}
+def test_retries_batch_query_touches_only_the_callers_tenants(operator_api, jobs):
+    body = {"retries": 2, "jobIds": ["mine"], "jobQuery": {"noRetriesLeft": True}}
     response = operator_api.post("/engine-rest/job/retries", body, format="json")
     assert response.json()["totalJobs"] == 2
     assert dict(Job.objects.values_list("id", "retries")) == {"shared": 2, "mine": 2, "theirs": 0}
+
+
+def test_retries_batch_with_an_unknown_or_foreign_id_is_404_and_changes_nothing(operator_api, jobs):
+    for job_id in ("theirs", "missing"):
+        body = {"retries": 2, "jobIds": ["mine", job_id], "jobQuery": {"noRetriesLeft": True}}
+        response = operator_api.post("/engine-rest/job/retries", body, format="json")
+        assert response.status_code == 404
+        assert response.json()["message"] == f"Job with id {job_id} does not exist"
+    assert set(Job.objects.values_list("retries", flat=True)) == {0}
+    assert not AuditEntry.objects.exists()
 
 
 @pytest.mark.parametrize(
