@@ -866,6 +866,11 @@ def execute_now(user, job_id: str, *, source: str = "api"):
     execute_job = globals().get("execute_job")
     worker = f"{source}:{_actor(user)}"
     if execute_job is None:
+        # Same refusals as the executor's claim: suspended, or held by a live executor lock.
+        if job.suspended or (job.job_definition_id and job.job_definition.suspended):
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is suspended")
+        if job.lock_expiration_time and job.lock_expiration_time > timezone.now():
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is locked by {job.lock_owner}")
         return _run_inline(job.id, worker=worker)
     try:
         outcome = execute_job(job.id, worker)
