@@ -10,6 +10,7 @@ import re
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -85,6 +86,11 @@ def _log_values() -> list[str]:
 
 def _actor(user) -> str:
     return getattr(user, "username", "") or "system"
+
+
+# Called after each batch of a bulk action with (rows looked at, rows changed) so far: a
+# management command or a streaming response can show progress on long runs.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ def _bulk_update(
     source: str = "api",
     filter: dict | None = None,
     log_extra: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """The one set-based update behind every job operator action.
 
@@ -215,6 +222,8 @@ def _bulk_update(
                 before.update(row.get(before_field) for row in rows)
             if len(ids_changed) < audit.MAX_IDS:
                 ids_changed.extend(row_ids)
+            if progress is not None:
+                progress(matched, changed)
         skipped = (len(asked) if asked is not None else matched) - changed
         audit.record(
             user,
@@ -380,6 +389,7 @@ def set_retries(
     due_date: datetime | None = None,
     source: str = "api",
     filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set retries (and optionally a new due date) on jobs: ids, one id, or a queryset.
 
@@ -402,6 +412,7 @@ def set_retries(
         source=source,
         filter=filter,
         log_extra={"retries": retries},
+        progress=progress,
     )
 
 
@@ -421,7 +432,13 @@ def set_job_definition_retries(user, job_definition_id: str, retries: int, *, so
 
 
 def set_suspended(
-    user, jobs, suspended: bool, *, source: str = "api", filter: dict | None = None
+    user,
+    jobs,
+    suspended: bool,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Suspend (True) or activate (False) jobs; rows already in that state are skipped."""
     return _bulk_update(
@@ -434,6 +451,7 @@ def set_suspended(
         after={"suspended": suspended},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -659,7 +677,13 @@ def _check_priority(priority) -> int:
 
 
 def set_priority(
-    user, jobs, priority: int, *, source: str = "api", filter: dict | None = None
+    user,
+    jobs,
+    priority: int,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set the execution priority of jobs (higher runs first)."""
     priority = _check_priority(priority)
@@ -673,6 +697,7 @@ def set_priority(
         after={"priority": priority},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -733,6 +758,7 @@ def set_due_date(
     cascade: bool = False,
     source: str = "api",
     filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set (or with None, clear: due now) the due date of jobs.
 
@@ -747,6 +773,7 @@ def set_due_date(
         after={"dueDate": format_date(due_date), "cascade": cascade},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -795,7 +822,9 @@ def recalculate_due_date(
 # --- unlock, delete, execute ----------------------------------------------------------------
 
 
-def unlock(user, jobs, *, source: str = "api", filter: dict | None = None) -> BulkResult:
+def unlock(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
     """Release executor locks (a crashed or stuck executor); unlocked rows are skipped."""
     return _bulk_update(
         user,
@@ -807,10 +836,13 @@ def unlock(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
         after={"lockOwner": None},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
-def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> BulkResult:
+def delete(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
     """Delete jobs; each leaves a "deleted" entry in its history."""
     asked = _asked_ids(jobs)
     changed = matched = 0
@@ -831,6 +863,8 @@ def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
             )
             if len(ids_deleted) < audit.MAX_IDS:
                 ids_deleted.extend(row_ids)
+            if progress is not None:
+                progress(matched, changed)
         skipped = max((len(asked) if asked is not None else matched) - changed, 0)
         audit.record(
             user,

@@ -458,8 +458,12 @@ def test_bulk_services_work_in_batches_and_count_changes_and_skips(operator_user
     for index in range(10):
         make_job(f"k{index:02}", tenant_id="acme" if index % 2 else "globex", retries=0)
     # A queryset: only the caller's tenant is touched.
-    result = services.set_retries(operator_user, Job.objects.all(), 7)
+    seen = []
+    result = services.set_retries(
+        operator_user, Job.objects.all(), 7, progress=lambda looked, changed: seen.append(changed)
+    )
     assert (result.changed, result.skipped) == (5, 0)
+    assert seen == [3, 5]
     assert Job.objects.filter(retries=7).count() == 5
     # Ids: invisible and missing ids are skipped.
     result = services.suspend(operator_user, ["k01", "k03", "k00", "gone"])
