@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from project import api, views
+from project import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -22,7 +22,9 @@ urlpatterns = [
     # Health, metrics and other operations endpoints.
     path("", include("project.ops_urls")),
     # The console.
-    path("", views.overview, name="overview"),
+    path("", include("project.console_urls")),
     path("jobs/", include("jobs.urls")),
     path("external-tasks/", include("external_tasks.urls")),
 ]
+
+handler500 = "project.views.server_error"

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from project import views
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("topics/", views.topics, name="topics"),
+    path("failures/", views.failures, name="failures"),
+    path("audit/", views.audit, name="audit"),
+    path("search/", views.search, name="search"),
+]
