@@ -186,7 +186,9 @@ class Control:
     def input_type(self):
         if self.kind == "date":
             # A picker when the value fits it; a text box keeps other accepted forms editable.
-            return "datetime-local" if not self.value or _LOCAL_DATETIME.match(self.value) else "text"
+            return (
+                "datetime-local" if not self.value or _LOCAL_DATETIME.match(self.value) else "text"
+            )
         return {"number": "number", "bool": "checkbox"}.get(self.kind, "text")
 
 
@@ -294,7 +296,9 @@ class Table:
             self.size = DEFAULT_PAGE_SIZE
         self.page = _int(request.GET.get("page"), 1)
         if self.page < 1 or self.page > MAX_PAGE:
-            self.errors.append(f"Page must be between 1 and {MAX_PAGE:,}: narrow the filter instead")
+            self.errors.append(
+                f"Page must be between 1 and {MAX_PAGE:,}: narrow the filter instead"
+            )
             self.page = 1
         self.ok = self.valid and not self.errors
 
@@ -343,7 +347,12 @@ class Table:
         return count_label(self.count, self.count_exact)
 
     def url(self, **changes) -> str:
-        return querystring(self.params, **changes)
+        return self.request.path + querystring(self.params, **changes)
+
+    @property
+    def filter_query(self) -> str:
+        """The current filter as a query string (what "all matching" actions run on)."""
+        return querystring(self.filter_params).lstrip("?")
 
     @property
     def filter_params(self) -> dict:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from project import views
+from project import console_actions, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -8,4 +8,8 @@ urlpatterns = [
     path("failures/", views.failures, name="failures"),
     path("audit/", views.audit, name="audit"),
     path("search/", views.search, name="search"),
+]
+
+urlpatterns += [
+    path("failures/act/", console_actions.failure_action, name="failure-action"),
 ]

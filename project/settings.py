@@ -113,7 +113,9 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
+            # Hashed names need `collectstatic`'s manifest; a checkout without it (development,
+            # tests) serves the plain names through WhiteNoise's finders instead of failing.
+            if DEBUG or not (STATIC_ROOT / "staticfiles.json").exists()
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
     },

@@ -374,9 +374,7 @@ def audit(request):
         "prev_url": console.querystring(params, page=page - 1 if page > 2 else None)
         if page > 1
         else None,
-        "next_url": console.querystring(params, page=page + 1)
-        if len(rows) > AUDIT_PAGE
-        else None,
+        "next_url": console.querystring(params, page=page + 1) if len(rows) > AUDIT_PAGE else None,
         "chips": [
             {"text": f"{key}: {value}", "remove": console.querystring(params, **{key: None})}
             for key, value in params.items()
@@ -411,9 +409,7 @@ def search(request):
     from jobs.views import JOB_TABLE
 
     job_hits = list(JOB_TABLE.search(tenancy.scope(Job.objects.all(), user), text)[:10])
-    task_hits = list(
-        TASK_TABLE.search(tenancy.scope(ExternalTask.objects.all(), user), text)[:10]
-    )
+    task_hits = list(TASK_TABLE.search(tenancy.scope(ExternalTask.objects.all(), user), text)[:10])
     context = {"q": text, "global_q": text, "jobs": job_hits, "tasks": task_hits}
     return render(request, "console/search.html", context)
 

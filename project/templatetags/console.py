@@ -5,6 +5,7 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from external_tasks.models import ExternalTask
 from jobs.models import Job
@@ -53,7 +54,7 @@ def user_summary(user):
 def reltime(value):
     """A <time> with the relative time as text and the exact UTC time on hover."""
     if value is None:
-        return format_html('<span class="muted">—</span>')
+        return mark_safe('<span class="muted">—</span>')
     exact = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
     return format_html(
         '<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, naturaltime(value)
