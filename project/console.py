@@ -133,8 +133,9 @@ def task_status(task, now=None) -> Status:
 # Counting without COUNT(*) over the whole table.
 
 
-def bounded_count(queryset, limit: int = COUNT_LIMIT) -> tuple[int, bool]:
+def bounded_count(queryset, limit: int | None = None) -> tuple[int, bool]:
     """(count, exact): counts at most `limit` + 1 rows; exact is False when there are more."""
+    limit = limit or COUNT_LIMIT
     n = queryset.order_by()[: limit + 1].count()
     return (limit, False) if n > limit else (n, True)
 
