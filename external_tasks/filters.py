@@ -265,20 +265,30 @@ class ExternalTaskFilter(CamundaFilterSet):
         fields = []
 
     def filter_locked(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
         return qs.filter(lock_expiration_time__gt=timezone.now())
 
     def filter_not_locked(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
         return qs.filter(
             Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=timezone.now())
         )
 
     def filter_with_retries_left(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
         return qs.filter(Q(retries__isnull=True) | Q(retries__gt=0))
 
     def filter_no_retries_left(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
         return qs.filter(retries=0)
 
     def filter_active(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
         return qs.filter(suspended=False)
 
     def filter_noop(self, qs, name, value):
