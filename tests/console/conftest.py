@@ -51,3 +51,9 @@ def operator_client(operator_user):
 @pytest.fixture
 def viewer_client(viewer_user):
     return _client(viewer_user)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Creating the role users hashes passwords; the production hasher is slow on purpose."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
