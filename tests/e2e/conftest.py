@@ -57,15 +57,3 @@ def page_for(browser, live_server):
     yield open_page
     for context in contexts:
         context.close()
-
-
-@pytest.fixture(autouse=True)
-def role_groups(transactional_db):
-    """Transactional tests flush the tables after each test, the role groups from the data
-    migration included; put them back before the user fixtures need them."""
-    from django.contrib.auth.models import Group
-
-    from project.tenancy import ROLES
-
-    for name in ROLES:
-        Group.objects.get_or_create(name=name)
