@@ -19,16 +19,20 @@ from project.rest import CamundaError
 
 
 def search_jobs(queryset, text):
-    """Free text: exact on the indexed identifiers, substring on handler and message."""
-    return queryset.filter(
+    """Free text: an exact identifier (indexed lookups) if one matches, else a substring of
+    the handler or the exception message (a scan, so only when no identifier matched)."""
+    exact = queryset.filter(
         Q(id=text)
         | Q(process_instance_id=text)
         | Q(execution_id=text)
         | Q(activity_id=text)
         | Q(process_definition_key=text)
-        | Q(lock_owner=text)
-        | Q(handler__icontains=text)
-        | Q(exception_message__icontains=text)
+        | Q(job_definition_id=text)
+    )
+    if exact.exists():
+        return exact
+    return queryset.filter(
+        Q(handler__icontains=text) | Q(exception_message__icontains=text) | Q(lock_owner=text)
     )
 
 

@@ -57,3 +57,11 @@ def viewer_client(viewer_user):
 def fast_password_hashing(settings):
     """Creating the role users hashes passwords; the production hasher is slow on purpose."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Overview and topics numbers are cached for seconds; every test starts counting anew."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -267,3 +267,13 @@ def test_static_assets_are_vendored_and_served(operator_client, live_server):
     assert "vendor/htmx-2.0.11.min.js" in html
     with urllib.request.urlopen(f"{live_server.url}/static/vendor/htmx-2.0.11.min.js") as r:
         assert r.status == 200 and b"htmx" in r.read(200_000)
+
+
+def test_overview_numbers_are_shared_for_seconds_and_can_be_recounted(operator_client):
+    operator_client.get("/")
+    make_job(retries=0)
+    stale = operator_client.get("/").content.decode()
+    assert '<span class="n">0</span><span class="l"><span class="badge failed">' in stale
+    assert "count again" in stale
+    fresh = operator_client.get("/?fresh=1").content.decode()
+    assert '<span class="n">1</span><span class="l"><span class="badge failed">' in fresh
