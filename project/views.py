@@ -3,14 +3,10 @@
 import re
 from datetime import timedelta
 
-from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
-from django.db import DatabaseError, connection
 from django.db.models import Count, Max, Min, Q, TextField
 from django.db.models.functions import Cast, TruncHour
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.template import loader
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -434,19 +430,3 @@ def search(request):
     task_hits = list(TASK_TABLE.search(tenancy.scope(ExternalTask.objects.all(), user), text)[:10])
     context = {"q": text, "global_q": text, "jobs": job_hits, "tasks": task_hits}
     return render(request, "console/search.html", context)
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-@login_not_required
-def server_error(request):
-    """A 500 page that says plainly when the database is the problem."""
-    database_down = False
-    try:
-        connection.ensure_connection()
-    except DatabaseError:
-        database_down = True
-    html = loader.get_template("500.html").render({"database_down": database_down})
-    return HttpResponse(html, status=503 if database_down else 500)

@@ -26,7 +26,7 @@ def test_login_page_logs_in_and_lands_on_overview(viewer_user):
 
 def test_wrong_password_shows_a_clear_error(viewer_user):
     response = Client().post("/login/", {"username": "carol", "password": "nope"})
-    assert "didn't match" in response.content.decode()
+    assert "Please enter a correct username and password" in response.content.decode()
 
 
 def test_overview_counts_link_to_the_filtered_tables(operator_client):
@@ -250,14 +250,6 @@ def test_pages_require_login(client):
     for url in ("/", "/jobs/", "/external-tasks/", "/topics/", "/failures/", "/audit/"):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/login/")
-
-
-def test_server_error_page_is_plain_and_safe(rf):
-    from project.views import server_error
-
-    response = server_error(rf.get("/"))
-    assert response.status_code == 500
-    assert b"Something went wrong" in response.content
 
 
 def test_static_assets_are_vendored_and_served(operator_client, live_server):
