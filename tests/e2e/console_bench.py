@@ -108,6 +108,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--bulk", action="store_true", help="also time console bulk set-retries on ~100k jobs"
+    )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("Run against PostgreSQL (DATABASE_URL=postgres://...)")
@@ -151,6 +154,38 @@ def main():
         for name, url in views:
             p50, p95 = timings(client, url, args.runs)
             print(f"{name:45} {p50:8.1f} {p95:8.1f}")
+    if args.bulk:
+        bulk(user)
+
+
+def bulk(user):
+    """Set retries through the console on every job matching one filter (about N/10 rows)."""
+    from django.utils import timezone
+
+    from jobs.models import Job
+
+    client = Client()
+    client.force_login(user)
+    query = "processDefinitionKey=process-3"
+    n = Job.objects.filter(process_definition_key="process-3").count()
+    for retries in (5, 3):
+        started = time.perf_counter()
+        response = client.post(
+            "/jobs/actions/",
+            {
+                "action": "set_retries",
+                "retries": str(retries),
+                "scope": "matching",
+                "query": query,
+                "confirmed": "1",
+                "as_of": timezone.now().isoformat(),
+                "expected": str(n),
+            },
+            follow=True,
+        )
+        elapsed = time.perf_counter() - started
+        message = [str(m) for m in response.context["messages"]]
+        print(f"console bulk set-retries on {n:,} jobs: {elapsed:.1f} s -> {message}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from external_tasks.models import ExternalTask
 from project.models import AuditEntry
@@ -48,7 +49,7 @@ def test_filter_search_sort_page_reload_back_and_open_detail(page_for, operator_
     page.wait_for_url(re.compile(r"priorityHigherThanOrEquals=4"))
     page.fill("#task-filters input[name=q]", "timeout")
     page.wait_for_url(re.compile(r"q=timeout"))
-    page.wait_for_function("document.querySelector('#task-table h1').innerText.startsWith('18 ')")
+    expect(page.locator("#task-table h1")).to_have_text(re.compile(r"^18 "))
     assert "Topic name: invoice" in page.locator("#task-table .chips").inner_text()
 
     # Sort by priority (click, then click again for descending) and add created (shift-click).
@@ -64,7 +65,7 @@ def test_filter_search_sort_page_reload_back_and_open_detail(page_for, operator_
     page.select_option("#task-filters select[name=size]", "25")
     page.wait_for_url(re.compile(r"size=25"))
     page.fill("#task-filters input[name=q]", "")
-    page.wait_for_function("document.querySelector('#task-table h1').innerText.startsWith('27 ')")
+    expect(page.locator("#task-table h1")).to_have_text(re.compile(r"^27 "))
     page.click("#task-table a[rel=next]")
     page.wait_for_url(re.compile(r"page=2"))
     second_page_first = first_row_id(page)
