@@ -467,6 +467,10 @@ class Table:
         return sort_text(self.sort)
 
     @property
+    def first_page_url(self):
+        return self.url(page=None)
+
+    @property
     def prev_url(self):
         return self.url(page=self.page - 1 if self.page > 2 else None) if self.page > 1 else None
 

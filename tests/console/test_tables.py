@@ -227,3 +227,10 @@ def test_export_streams_the_filtered_set_as_csv_and_json(operator_client):
 def test_export_with_invalid_filter_is_400(operator_client):
     response = operator_client.get("/jobs/export/?noRetriesLeft=maybe&format=csv")
     assert response.status_code == 400
+
+
+def test_page_past_the_end_offers_the_first_page(operator_client):
+    make_job()
+    html = operator_client.get("/jobs/?page=3&noRetriesLeft=false").content.decode()
+    assert "No more jobs on page 3" in html
+    assert 'href="/jobs/?noRetriesLeft=false"' in html
