@@ -10,7 +10,9 @@
   const LIVE_EVERY_MS = 5000;
 
   function typing(el) {
-    return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+    if (!el) return false;
+    if (el.tagName === "INPUT") return !/^(checkbox|radio|button|submit)$/.test(el.type);
+    return el.isContentEditable || /^(TEXTAREA|SELECT)$/.test(el.tagName);
   }
   function tableSection() { return document.querySelector("[data-table]"); }
   function rows() { return Array.from(document.querySelectorAll("[data-rows] tbody tr")); }

@@ -132,3 +132,24 @@ def test_suspend_from_detail_page_and_viewer_sees_no_actions_in_dark_mode(
     background = viewer.evaluate("getComputedStyle(document.body).backgroundColor")
     red, green, blue = (int(n) for n in re.findall(r"\d+", background)[:3])
     assert red + green + blue < 120, background  # the dark palette is in use
+
+
+def test_live_refresh_keeps_selection_and_announces_new_rows_and_keyboard_works(
+    page_for, operator_user, live_server
+):
+    first = ExternalTask.objects.create(topic_name="invoice", tenant_id="acme")
+    page = page_for(operator_user)
+    page.goto(f"{live_server.url}/external-tasks/")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.name") == "q"
+    page.keyboard.press("Escape")
+    page.keyboard.press("j")
+    assert page.locator("tr.current").get_attribute("data-id") == first.pk
+    page.locator(f"input[name=ids][value='{first.pk}']").check()
+    page.check("[data-live]")
+    ExternalTask.objects.create(topic_name="invoice", tenant_id="acme")
+    # The table refreshes itself within one live interval (5 s).
+    expect(page.locator("#task-table h1")).to_have_text("2 external tasks", timeout=12_000)
+    assert page.locator(f"input[name=ids][value='{first.pk}']").is_checked()
+    assert page.locator("[data-live]").is_checked()
+    expect(page.locator("#announcer")).to_have_text("1 new row, 0 changed")
