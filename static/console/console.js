@@ -183,6 +183,18 @@
     cancel.closest("dialog").close();
   });
 
+  // Big bulk actions take a while (100k rows: tens of seconds): say so instead of looking stuck.
+  document.addEventListener("submit", (evt) => {
+    const form = evt.target;
+    if (!form.closest("[data-confirm]")) return;
+    const button = form.querySelector("button[type=submit]");
+    if (!button) return;
+    button.disabled = true;
+    button.textContent = "Working… large selections take a while";
+    form.setAttribute("aria-busy", "true");
+    announce("Working on it");
+  });
+
   // --- copy buttons ---------------------------------------------------------------------------
   document.addEventListener("click", (evt) => {
     const button = evt.target.closest("[data-copy]");
