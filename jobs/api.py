@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from django.db.models import Q
 from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -34,6 +35,7 @@ from project.rest import (
     CanOperate,
     CanView,
     InvalidRequest,
+    NotFound,
     json_body,
     order_by,
     page,
@@ -143,13 +145,12 @@ def _only(body: Mapping, allowed: set[str]) -> Mapping:
     return body
 
 
-def _no_execution_date(body: Mapping) -> None:
-    # Camunda schedules a delayed (de)activation as a timer job; Taskyard applies it at once
-    # and refuses a future date rather than silently ignoring it.
-    if _date(body, "executionDate") is not None:
-        raise InvalidRequest(
-            "executionDate is not supported: suspension state changes take effect immediately"
-        )
+def _execution_date(body: Mapping):
+    """A future `executionDate` schedules the change; a past one (or none) applies it now."""
+    execution_date = _date(body, "executionDate")
+    if execution_date is not None and execution_date <= timezone.now():
+        return None
+    return execution_date
 
 
 def _no_content():
@@ -175,12 +176,16 @@ def _job_query_parameters():
 @extend_schema(
     methods=["GET"],
     summary="Get Jobs",
+    operation_id="getJobs",
+    tags=["Job"],
     parameters=_job_query_parameters(),
     responses=JobSerializer(many=True),
 )
 @extend_schema(
     methods=["POST"],
     summary="Get Jobs (POST)",
+    operation_id="queryJobs",
+    tags=["Job"],
     request=OpenApiTypes.OBJECT,
     responses=JobSerializer(many=True),
 )
@@ -190,10 +195,18 @@ def job_list(request):
     return _list(request, JobFilter, services.visible_jobs(request.user), JobSerializer)
 
 
-@extend_schema(methods=["GET"], summary="Get Job Count", responses=CountSerializer)
+@extend_schema(
+    methods=["GET"],
+    summary="Get Job Count",
+    operation_id="getJobsCount",
+    tags=["Job"],
+    responses=CountSerializer,
+)
 @extend_schema(
     methods=["POST"],
     summary="Get Job Count (POST)",
+    operation_id="queryJobsCount",
+    tags=["Job"],
     request=OpenApiTypes.OBJECT,
     responses=CountSerializer,
 )
@@ -209,18 +222,25 @@ class JobDetail(APIView):
     def get_permissions(self):
         return [CanDelete()] if self.request.method == "DELETE" else [CanView()]
 
-    @extend_schema(summary="Get Job", responses=JobSerializer)
+    @extend_schema(summary="Get Job", operation_id="getJob", tags=["Job"], responses=JobSerializer)
     def get(self, request, job_id):
         return Response(JobSerializer(services.get_job(request.user, job_id)).data)
 
-    @extend_schema(summary="Delete Job", responses={204: None})
+    @extend_schema(
+        summary="Delete Job", operation_id="deleteJob", tags=["Job"], responses={204: None}
+    )
     def delete(self, request, job_id):
         job = services.get_job(request.user, job_id)
         services.delete(request.user, [job.id])
         return _no_content()
 
 
-@extend_schema(summary="Get Exception Stacktrace", responses={(200, "text/plain"): str})
+@extend_schema(
+    summary="Get Exception Stacktrace",
+    operation_id="getStacktrace",
+    tags=["Job"],
+    responses={(200, "text/plain"): str},
+)
 @api_view(["GET"])
 @permission_classes([CanView])
 def job_stacktrace(request, job_id):
@@ -231,7 +251,13 @@ def job_stacktrace(request, job_id):
     return HttpResponse(job.exception_stacktrace, content_type="text/plain; charset=utf-8")
 
 
-@extend_schema(summary="Set Job Retries", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Set Job Retries",
+    operation_id="setJobRetries",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_retries(request, job_id):
@@ -243,7 +269,13 @@ def job_retries(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Activate/Suspend Job By Id", request=OpenApiTypes.OBJECT)
+@extend_schema(
+    summary="Activate/Suspend Job By Id",
+    operation_id="updateJobSuspensionState",
+    tags=["Job"],
+    responses={204: None},
+    request=OpenApiTypes.OBJECT,
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_suspended(request, job_id):
@@ -254,7 +286,13 @@ def job_suspended(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Set Job Due Date", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Set Job Due Date",
+    operation_id="setJobDuedate",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_duedate(request, job_id):
@@ -268,6 +306,8 @@ def job_duedate(request, job_id):
 
 @extend_schema(
     summary="Recalculate Job Due Date",
+    operation_id="recalculateDuedate",
+    tags=["Job"],
     parameters=[OpenApiParameter("creationDateBased", OpenApiTypes.BOOL)],
     request=None,
     responses={204: None},
@@ -281,7 +321,13 @@ def job_duedate_recalculate(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Set Job Priority", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Set Job Priority",
+    operation_id="setJobPriority",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_priority(request, job_id):
@@ -292,7 +338,13 @@ def job_priority(request, job_id):
     return _no_content()
 
 
-@extend_schema(summary="Execute Job", request=None, responses={204: None})
+@extend_schema(
+    summary="Execute Job",
+    operation_id="executeJob",
+    tags=["Job"],
+    request=None,
+    responses={204: None},
+)
 @api_view(["POST"])
 @permission_classes([CanOperate])
 def job_execute(request, job_id):
@@ -307,7 +359,11 @@ def job_execute(request, job_id):
 
 
 @extend_schema(
-    summary="Set Job Retries Async (POST)", request=OpenApiTypes.OBJECT, responses=BatchSerializer
+    summary="Set Job Retries Async (POST)",
+    operation_id="setJobRetriesAsyncOperation",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses=BatchSerializer,
 )
 @api_view(["POST"])
 @permission_classes([CanOperate])
@@ -330,6 +386,12 @@ def job_retries_batch(request):
     visible = services.visible_jobs(request.user)
     condition = Q(pk__in=[])
     if job_ids:
+        # As on the external task face: an unknown (or other tenant's) id is a 404 and nothing
+        # changes, rather than a batch that silently does less than asked.
+        found = set(visible.filter(id__in=job_ids).values_list("id", flat=True))
+        missing = [job_id for job_id in job_ids if job_id not in found]
+        if missing:
+            raise NotFound(f"Job with id {missing[0]} does not exist")
         condition |= Q(id__in=job_ids)
     if job_query is not None:
         unknown = sorted(set(job_query) - set(JobFilter.base_filters) - {"sorting"})
@@ -378,7 +440,13 @@ JOB_SELECTORS = {
 }
 
 
-@extend_schema(summary="Activate/Suspend Jobs", request=OpenApiTypes.OBJECT, responses={204: None})
+@extend_schema(
+    summary="Activate/Suspend Jobs",
+    operation_id="updateSuspensionStateBy",
+    tags=["Job"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
+)
 @api_view(["PUT"])
 @permission_classes([CanOperate])
 def job_suspended_by(request):
@@ -458,6 +526,8 @@ def _job_spec(item, index: int) -> dict:
 
 @extend_schema(
     summary="Create jobs (Taskyard extension, not part of Camunda's API)",
+    operation_id="createJobs",
+    tags=["Job"],
     description="Takes one job or a list of jobs: handler (dotted path of a callable), payload "
     "({args, kwargs}), type (timer|message; timer when dueDate is set), dueDate, retries "
     "(default 3), priority and the process fields. Answers the created jobs.",
@@ -487,11 +557,17 @@ def job_create(request):
 
 
 @extend_schema(
-    methods=["GET"], summary="Get Job Definitions", responses=JobDefinitionSerializer(many=True)
+    methods=["GET"],
+    summary="Get Job Definitions",
+    operation_id="getJobDefinitions",
+    tags=["Job Definition"],
+    responses=JobDefinitionSerializer(many=True),
 )
 @extend_schema(
     methods=["POST"],
     summary="Get Job Definitions (POST)",
+    operation_id="queryJobDefinitions",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses=JobDefinitionSerializer(many=True),
 )
@@ -506,10 +582,18 @@ def job_definition_list(request):
     )
 
 
-@extend_schema(methods=["GET"], summary="Get Job Definition Count", responses=CountSerializer)
+@extend_schema(
+    methods=["GET"],
+    summary="Get Job Definition Count",
+    operation_id="getJobDefinitionsCount",
+    tags=["Job Definition"],
+    responses=CountSerializer,
+)
 @extend_schema(
     methods=["POST"],
     summary="Get Job Definition Count (POST)",
+    operation_id="queryJobDefinitionsCount",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses=CountSerializer,
 )
@@ -519,7 +603,12 @@ def job_definition_count(request):
     return _count(request, JobDefinitionFilter, services.visible_job_definitions(request.user))
 
 
-@extend_schema(summary="Get Job Definition", responses=JobDefinitionSerializer)
+@extend_schema(
+    summary="Get Job Definition",
+    operation_id="getJobDefinition",
+    tags=["Job Definition"],
+    responses=JobDefinitionSerializer,
+)
 @api_view(["GET"])
 @permission_classes([CanView])
 def job_definition_detail(request, job_definition_id):
@@ -529,6 +618,8 @@ def job_definition_detail(request, job_definition_id):
 
 @extend_schema(
     summary="Activate/Suspend Job Definition By Id",
+    operation_id="updateSuspensionStateJobDefinition",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses={204: None},
 )
@@ -538,11 +629,20 @@ def job_definition_suspended(request, job_definition_id):
     body = _only(json_body(request), {"suspended", "includeJobs", "executionDate"})
     suspended = _bool(body, "suspended", required=True)
     include_jobs = _bool(body, "includeJobs")
-    _no_execution_date(body)
+    execution_date = _execution_date(body)
     definition = services.get_job_definition(request.user, job_definition_id)
-    services.set_job_definitions_suspended(
-        request.user, [definition.id], suspended, include_jobs=include_jobs
-    )
+    if execution_date is not None:
+        services.schedule_job_definitions_suspension(
+            request.user,
+            [definition.id],
+            suspended,
+            include_jobs=include_jobs,
+            execution_date=execution_date,
+        )
+    else:
+        services.set_job_definitions_suspended(
+            request.user, [definition.id], suspended, include_jobs=include_jobs
+        )
     return _no_content()
 
 
@@ -554,7 +654,11 @@ DEFINITION_SELECTORS = {
 
 
 @extend_schema(
-    summary="Activate/Suspend Job Definitions", request=OpenApiTypes.OBJECT, responses={204: None}
+    summary="Activate/Suspend Job Definitions",
+    operation_id="updateSuspensionStateJobDefinitions",
+    tags=["Job Definition"],
+    request=OpenApiTypes.OBJECT,
+    responses={204: None},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -571,23 +675,32 @@ def job_definition_suspended_by(request):
     )
     suspended = _bool(body, "suspended", required=True)
     include_jobs = _bool(body, "includeJobs")
-    _no_execution_date(body)
+    execution_date = _execution_date(body)
     selection = services.job_definitions_selected_by(
         **{field: _string(body, name) for name, field in DEFINITION_SELECTORS.items()},
         process_definition_without_tenant_id=_bool(body, "processDefinitionWithoutTenantId"),
     )
-    services.set_job_definitions_suspended(
-        request.user,
-        selection,
-        suspended,
-        include_jobs=include_jobs,
-        filter={name: body[name] for name in DEFINITION_SELECTORS if body.get(name) is not None},
-    )
+    selected = {name: body[name] for name in DEFINITION_SELECTORS if body.get(name) is not None}
+    if execution_date is not None:
+        services.schedule_job_definitions_suspension(
+            request.user,
+            selection,
+            suspended,
+            include_jobs=include_jobs,
+            execution_date=execution_date,
+            filter=selected,
+        )
+    else:
+        services.set_job_definitions_suspended(
+            request.user, selection, suspended, include_jobs=include_jobs, filter=selected
+        )
     return _no_content()
 
 
 @extend_schema(
     summary="Set Job Definition Priority by Id",
+    operation_id="setJobPriorityJobDefinition",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses={204: None},
 )
@@ -605,6 +718,8 @@ def job_definition_priority(request, job_definition_id):
 
 @extend_schema(
     summary="Set Job Retries By Job Definition Id",
+    operation_id="setJobRetriesJobDefinition",
+    tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
     responses={204: None},
 )

@@ -5,7 +5,6 @@ functions; nothing else writes to Job, JobDefinition or JobLog. Each function is
 transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
 """
 
-import importlib
 import json
 import re
 import time
@@ -14,10 +13,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.tasks import Task
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
+from django.utils.module_loading import import_string
 
 from jobs.models import Job, JobDefinition, JobLog
 from project import audit, tenancy
@@ -41,7 +45,18 @@ BATCH_SIZE = 500
 
 # Fields copied from a job onto each of its log entries, so history stays scoped and searchable
 # after the job is gone. The payload is kept only on the "created" entry.
-_LOG_COPY_EXCLUDE = {"id", "job_id", "event", "timestamp", "worker", "retries", "payload"}
+_LOG_COPY_EXCLUDE = {
+    "id",
+    "job_id",
+    "event",
+    "timestamp",
+    "worker",
+    "retries",
+    "payload",
+    # Only failure entries carry the exception; they pass it explicitly.
+    "exception_message",
+    "exception_stacktrace",
+}
 
 
 def _log_fields() -> list[str]:
@@ -59,8 +74,9 @@ def _log_entry(row: dict, event: str, *, worker: str | None = None, **extra) -> 
     fields.setdefault("handler", row.get("handler") or "")
     if fields.get("handler") is None:
         fields["handler"] = ""
-    extra.setdefault("retries", row.get("retries"))
-    return JobLog(job_id=row["id"], event=event, worker=worker, **fields, **extra)
+    fields["retries"] = row.get("retries")
+    fields.update(extra)
+    return JobLog(job_id=row["id"], event=event, worker=worker, **fields)
 
 
 def _log_values() -> list[str]:
@@ -163,7 +179,9 @@ def _bulk_update(
     with transaction.atomic():
         for ids in _batches(queryset):
             matched += len(ids)
-            rows = Job.objects.select_for_update().filter(id__in=ids)
+            # Lock in id order: two bulk actions over overlapping rows then wait for each
+            # other instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
+            rows = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
             if only_if is not None:
                 rows = rows.filter(only_if)
             fields = _log_values()
@@ -222,6 +240,49 @@ JOB_FIELDS = {
 }
 
 
+def _within(module: str, packages) -> bool:
+    return any(module == package or module.startswith(f"{package}.") for package in packages)
+
+
+def check_handler(handler: str | None) -> None:
+    """Refuse a handler the executor would refuse, when the job is created rather than when it
+    first runs: anyone who may create a job picks its handler, so it must not be any dotted
+    path (os.system). The executor's rule applies when it is installed; otherwise only
+    callables in TASKYARD_EXECUTOR["HANDLER_MODULES"] are allowed."""
+    if not handler:
+        raise InvalidRequest("Every job needs a handler (the dotted path of a callable)")
+    try:
+        from jobs.executor import resolve_handler
+    except ImportError:
+        resolve_handler = None
+    if resolve_handler is not None:
+        try:
+            resolve_handler(handler)
+        except Exception as error:  # refused, missing module or attribute: all a bad handler
+            raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
+        return
+    module = handler.rpartition(".")[0]
+    plain_allowed = _within(
+        module, getattr(settings, "TASKYARD_EXECUTOR", {}).get("HANDLER_MODULES") or ()
+    )
+    refusal = (
+        f"Handler '{handler}' is not allowed: job handlers are django.tasks tasks of an "
+        "installed app, or callables in a module listed in TASKYARD_EXECUTOR['HANDLER_MODULES']"
+    )
+    if not plain_allowed and not _within(module, [app.name for app in apps.get_app_configs()]):
+        raise InvalidRequest(refusal)
+    try:
+        target = import_string(handler)
+    except ImportError as error:
+        raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
+    if isinstance(target, Task):
+        return
+    if not plain_allowed:
+        raise InvalidRequest(refusal)
+    if not callable(target):
+        raise InvalidRequest(f"Invalid handler '{handler}': not callable")
+
+
 def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
     """Create jobs from dicts of model field names; all or none. Logs "created" for each.
 
@@ -238,8 +299,7 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
                 "The number of job retries must be a non-negative Integer, but "
                 f"'{fields['retries']}' has been provided."
             )
-        if not fields.get("handler"):
-            raise InvalidRequest("Every job needs a handler (the dotted path of a callable)")
+        check_handler(fields.get("handler"))
         definition_id = fields.get("job_definition_id")
         if definition_id:
             definition = get_job_definition(user, definition_id)
@@ -512,6 +572,70 @@ def set_job_definitions_suspended(
     return BulkResult(changed, max(matched - changed, 0))
 
 
+def schedule_job_definitions_suspension(
+    user,
+    definitions,
+    suspended: bool,
+    *,
+    execution_date: datetime,
+    include_jobs: bool = False,
+    source: str = "api",
+    filter: dict | None = None,
+) -> Job:
+    """Camunda's delayed (de)activation: a timer job due at `execution_date` that applies the
+    change to the definitions selected now, with the scheduling user's rights when it runs."""
+    queryset, _ = _select(user, definitions, JobDefinition)
+    ids = list(queryset.order_by("id").values_list("id", flat=True))
+    tenants = set(queryset.values_list("tenant_id", flat=True).distinct())
+    spec = {
+        "type": Job.Type.TIMER,
+        "handler": "jobs.scheduled.apply_job_definition_suspension",
+        "payload": {
+            "args": [],
+            "kwargs": {
+                "job_definition_ids": ids,
+                "suspended": suspended,
+                "include_jobs": include_jobs,
+                "requested_by": _actor(user),
+            },
+        },
+        "due_date": execution_date,
+        # One tenant's definitions: the job belongs to that tenant, so its members see it.
+        "tenant_id": tenants.pop() if len(tenants) == 1 else None,
+        "retries": 3,
+    }
+    with transaction.atomic():
+        [job] = create_jobs(user, [spec], source=source)
+        audit.record(
+            user,
+            "job_definition.schedule_suspend" if suspended else "job_definition.schedule_activate",
+            "job_definition",
+            ids=ids,
+            filter=filter,
+            count=len(ids),
+            after={
+                "suspended": suspended,
+                "includeJobs": include_jobs,
+                "executionDate": format_date(execution_date),
+                "jobId": job.id,
+            },
+            source=source,
+        )
+    return job
+
+
+def apply_scheduled_suspension(
+    job_definition_ids: list[str], suspended: bool, *, include_jobs: bool, requested_by: str
+) -> BulkResult:
+    """Run a scheduled (de)activation as the user who scheduled it (nothing if they are gone)."""
+    user = get_user_model().objects.filter(username=requested_by, is_active=True).first()
+    if user is None:
+        return BulkResult(0, len(job_definition_ids))
+    return set_job_definitions_suspended(
+        user, job_definition_ids, suspended, include_jobs=include_jobs, source="scheduled"
+    )
+
+
 # --- priority -------------------------------------------------------------------------------
 
 
@@ -683,7 +807,12 @@ def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
     with transaction.atomic():
         for ids in _batches(queryset):
             matched += len(ids)
-            rows = list(Job.objects.select_for_update().filter(id__in=ids).values(*_log_values()))
+            rows = list(
+                Job.objects.select_for_update()
+                .filter(id__in=ids)
+                .order_by("id")
+                .values(*_log_values())
+            )
             row_ids = [row["id"] for row in rows]
             changed += Job.objects.filter(id__in=row_ids).delete()[0]
             JobLog.objects.bulk_create(
@@ -720,20 +849,33 @@ def execute_now(user, job_id: str, *, source: str = "api"):
     (then JobExecutionFailed is raised). Returns the handler's return value."""
     job = get_job(user, job_id)
     audit.record(user, "job.execute", "job", ids=[job.id], count=1, source=source)
-    # The executor section below defines how a job runs; until it provides `run_job_now`,
-    # a minimal inline runner with the same outcome keeps this endpoint working.
-    runner = globals().get("run_job_now", _run_inline)
-    return runner(job.id, worker=f"{source}:{_actor(user)}")
+    # The executor section below owns how a job runs (`execute_job`: claim, run outside any
+    # transaction, succeed or fail with back-off). Until it is merged, a minimal inline runner
+    # with the same outcome keeps this endpoint working.
+    execute_job = globals().get("execute_job")
+    worker = f"{source}:{_actor(user)}"
+    if execute_job is None:
+        return _run_inline(job.id, worker=worker)
+    try:
+        outcome = execute_job(job.id, worker)
+    except Exception as error:
+        if type(error).__name__ == "JobNotExecutable":
+            raise BadUserRequest(f"Cannot execute job {job.id}: {error}") from None
+        raise
+    if not outcome.succeeded:
+        raise JobExecutionFailed(job.id, outcome.exception_message or "The job failed")
+    return outcome.return_value
 
 
 def _run_inline(job_id: str, *, worker: str):
     job = Job.objects.get(id=job_id)
-    module_name, _, attribute = job.handler.rpartition(".")
+    check_handler(job.handler)
     payload = job.payload if isinstance(job.payload, dict) else {}
     started = time.monotonic()
     try:
-        handler = getattr(importlib.import_module(module_name), attribute)
-        result = handler(*payload.get("args", []), **payload.get("kwargs", {}))
+        handler = import_string(job.handler)
+        call = handler.call if isinstance(handler, Task) else handler
+        result = call(*payload.get("args", []), **payload.get("kwargs", {}))
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
         stacktrace = traceback.format_exc()
