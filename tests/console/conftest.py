@@ -65,3 +65,11 @@ def fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def console_handlers_allowed(settings):
+    """Jobs may only run handlers from configured modules; the console tests' live here."""
+    executor = dict(getattr(settings, "TASKYARD_EXECUTOR", {}))
+    executor["HANDLER_MODULES"] = [*executor.get("HANDLER_MODULES", []), "tests.console.handlers"]
+    settings.TASKYARD_EXECUTOR = executor

@@ -145,11 +145,6 @@ def test_execute_now_runs_one_job(operator_client):
     assert not Job.objects.filter(pk=job.pk).exists()
 
 
-@pytest.mark.xfail(
-    reason="jobs.services._run_inline (job-api) passes exception_message twice to JobLog on "
-    "the failure path; the executor's run_job_now replaces it",
-    strict=False,
-)
 def test_execute_now_reports_the_failure(operator_client):
     job = make_job(handler="tests.console.handlers.fail", retries=2)
     response = act(operator_client, action="execute", scope="ids", ids=[job.pk])
