@@ -1,5 +1,6 @@
 """Console pages that span both apps: overview, topics & workers, failures, audit, search."""
 
+import hashlib
 import re
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from external_tasks.models import ExternalTask, ExternalTaskLog
 from jobs.models import Job, JobLog
 from project import console, tenancy
 from project.models import AuditEntry
+from project.rest import InvalidRequest, parse_date
 
 CHART_HOURS = 12
 BREAKDOWN_ROWS = 20
@@ -306,8 +308,6 @@ def failure_groups(user, kind: str | None = None) -> list[dict]:
 
 
 def group_key(group) -> str:
-    import hashlib
-
     raw = f"{group['kind']}\x00{group['where']}\x00{group['fingerprint']}"
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
@@ -369,8 +369,6 @@ def audit(request):
     for key, lookup in (("since", "timestamp__gte"), ("until", "timestamp__lte")):
         value = request.GET.get(key, "").strip()
         if value:
-            from project.rest import InvalidRequest, parse_date
-
             try:
                 entries = entries.filter(**{lookup: parse_date(value, key)})
             except InvalidRequest as error:
