@@ -10,6 +10,7 @@ import re
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,6 +88,11 @@ def _actor(user) -> str:
     return getattr(user, "username", "") or "system"
 
 
+# Called after each batch of a bulk action with (rows looked at, rows changed) so far: a
+# management command or a streaming response can show progress on long runs.
+Progress = Callable[[int, int], None]
+
+
 @dataclass(frozen=True)
 class BulkResult:
     """What a bulk action did: rows changed, and rows asked for but left alone (gone, not
@@ -123,30 +129,46 @@ def get_job_definition(user, job_definition_id: str) -> JobDefinition:
     return definition
 
 
-def _select(user, jobs, model=Job) -> tuple[QuerySet, int | None]:
-    """Jobs given as a queryset, an id or an iterable of ids -> (scoped queryset, ids asked).
+def _select(user, rows, model) -> tuple[QuerySet, int | None]:
+    """Rows given as a queryset, an id or an iterable of ids -> (scoped queryset, ids asked).
+    For small selections (job definitions); jobs go through _batches.
 
     A queryset is re-scoped (scoping twice is harmless, forgetting it once is a leak)."""
-    base = model.objects.all()
+    asked = _asked_ids(rows)
+    if asked is None:
+        return tenancy.scope(rows, user), None
+    return tenancy.scope(model.objects.filter(id__in=asked), user), len(asked)
+
+
+def _asked_ids(jobs) -> list[str] | None:
+    """The ids a caller asked for, sorted and distinct; None when it passed a queryset."""
     if isinstance(jobs, QuerySet):
-        return tenancy.scope(jobs, user), None
-    ids = {jobs} if isinstance(jobs, str) else {str(job_id) for job_id in jobs}
-    return tenancy.scope(base.filter(id__in=sorted(ids)), user), len(ids)
+        return None
+    return sorted({jobs} if isinstance(jobs, str) else {str(job_id) for job_id in jobs})
 
 
-def _batches(queryset: QuerySet):
-    """Ids of the queryset in id order, BATCH_SIZE at a time (keyset paging: rows leaving the
-    filter while we update them do not shift later batches)."""
-    last = None
-    while True:
-        page = queryset.order_by("id")
-        if last is not None:
-            page = page.filter(id__gt=last)
-        ids = list(page.values_list("id", flat=True)[:BATCH_SIZE])
-        if not ids:
-            return
-        yield ids
-        last = ids[-1]
+def _batches(user, jobs, model=Job):
+    """Visible ids of `jobs` in id order, BATCH_SIZE at a time.
+
+    A queryset is scoped and walked by keyset (rows leaving the filter while we update them do
+    not shift later batches); a list of ids is walked in chunks, so a selection of 100k ids
+    never becomes one giant IN list."""
+    asked = _asked_ids(jobs)
+    if asked is None:
+        queryset = tenancy.scope(jobs, user).order_by("id")
+        last = None
+        while True:
+            page = queryset if last is None else queryset.filter(id__gt=last)
+            ids = list(page.values_list("id", flat=True)[:BATCH_SIZE])
+            if not ids:
+                return
+            yield ids
+            last = ids[-1]
+    for start in range(0, len(asked), BATCH_SIZE):
+        chunk = tenancy.scope(model.objects.filter(id__in=asked[start : start + BATCH_SIZE]), user)
+        ids = list(chunk.order_by("id").values_list("id", flat=True))
+        if ids:
+            yield ids
 
 
 def _histogram(counter: Counter, field: str) -> dict:
@@ -166,18 +188,19 @@ def _bulk_update(
     source: str = "api",
     filter: dict | None = None,
     log_extra: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """The one set-based update behind every job operator action.
 
     Per batch: lock the rows that still qualify, one UPDATE, one INSERT of log entries. The
     whole action is one transaction with its audit entry, so it lands completely or not at all.
     """
-    queryset, asked = _select(user, jobs)
+    asked = _asked_ids(jobs)
     changed = matched = 0
     ids_changed: list[str] = []
     before = Counter()
     with transaction.atomic():
-        for ids in _batches(queryset):
+        for ids in _batches(user, jobs):
             matched += len(ids)
             # Lock in id order: two bulk actions over overlapping rows then wait for each
             # other instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
@@ -199,7 +222,9 @@ def _bulk_update(
                 before.update(row.get(before_field) for row in rows)
             if len(ids_changed) < audit.MAX_IDS:
                 ids_changed.extend(row_ids)
-        skipped = (asked if asked is not None else matched) - changed
+            if progress is not None:
+                progress(matched, changed)
+        skipped = (len(asked) if asked is not None else matched) - changed
         audit.record(
             user,
             action,
@@ -213,11 +238,6 @@ def _bulk_update(
             source=source,
         )
     return BulkResult(changed, max(skipped, 0))
-
-
-def _job_before(job: Job, field: str) -> dict:
-    value = getattr(job, field)
-    return {field: format_date(value) if isinstance(value, datetime) else value}
 
 
 # --- creating -------------------------------------------------------------------------------
@@ -369,6 +389,7 @@ def set_retries(
     due_date: datetime | None = None,
     source: str = "api",
     filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set retries (and optionally a new due date) on jobs: ids, one id, or a queryset.
 
@@ -391,6 +412,7 @@ def set_retries(
         source=source,
         filter=filter,
         log_extra={"retries": retries},
+        progress=progress,
     )
 
 
@@ -410,7 +432,13 @@ def set_job_definition_retries(user, job_definition_id: str, retries: int, *, so
 
 
 def set_suspended(
-    user, jobs, suspended: bool, *, source: str = "api", filter: dict | None = None
+    user,
+    jobs,
+    suspended: bool,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Suspend (True) or activate (False) jobs; rows already in that state are skipped."""
     return _bulk_update(
@@ -423,6 +451,7 @@ def set_suspended(
         after={"suspended": suspended},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -648,7 +677,13 @@ def _check_priority(priority) -> int:
 
 
 def set_priority(
-    user, jobs, priority: int, *, source: str = "api", filter: dict | None = None
+    user,
+    jobs,
+    priority: int,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set the execution priority of jobs (higher runs first)."""
     priority = _check_priority(priority)
@@ -662,6 +697,7 @@ def set_priority(
         after={"priority": priority},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -722,6 +758,7 @@ def set_due_date(
     cascade: bool = False,
     source: str = "api",
     filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set (or with None, clear: due now) the due date of jobs.
 
@@ -736,6 +773,7 @@ def set_due_date(
         after={"dueDate": format_date(due_date), "cascade": cascade},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -784,7 +822,9 @@ def recalculate_due_date(
 # --- unlock, delete, execute ----------------------------------------------------------------
 
 
-def unlock(user, jobs, *, source: str = "api", filter: dict | None = None) -> BulkResult:
+def unlock(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
     """Release executor locks (a crashed or stuck executor); unlocked rows are skipped."""
     return _bulk_update(
         user,
@@ -796,16 +836,19 @@ def unlock(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
         after={"lockOwner": None},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
-def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> BulkResult:
+def delete(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
     """Delete jobs; each leaves a "deleted" entry in its history."""
-    queryset, asked = _select(user, jobs)
+    asked = _asked_ids(jobs)
     changed = matched = 0
     ids_deleted: list[str] = []
     with transaction.atomic():
-        for ids in _batches(queryset):
+        for ids in _batches(user, jobs):
             matched += len(ids)
             rows = list(
                 Job.objects.select_for_update()
@@ -820,7 +863,9 @@ def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
             )
             if len(ids_deleted) < audit.MAX_IDS:
                 ids_deleted.extend(row_ids)
-        skipped = max((asked if asked is not None else matched) - changed, 0)
+            if progress is not None:
+                progress(matched, changed)
+        skipped = max((len(asked) if asked is not None else matched) - changed, 0)
         audit.record(
             user,
             "job.delete",
@@ -855,6 +900,11 @@ def execute_now(user, job_id: str, *, source: str = "api"):
     execute_job = globals().get("execute_job")
     worker = f"{source}:{_actor(user)}"
     if execute_job is None:
+        # Same refusals as the executor's claim: suspended, or held by a live executor lock.
+        if job.suspended or (job.job_definition_id and job.job_definition.suspended):
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is suspended")
+        if job.lock_expiration_time and job.lock_expiration_time > timezone.now():
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is locked by {job.lock_owner}")
         return _run_inline(job.id, worker=worker)
     try:
         outcome = execute_job(job.id, worker)
