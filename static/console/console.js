@@ -193,6 +193,19 @@
     button.textContent = "Working… large selections take a while";
     form.setAttribute("aria-busy", "true");
     announce("Working on it");
+    // Poll the progress the bulk services report after each batch, until the page moves on.
+    const op = form.querySelector("input[name=op]");
+    if (!op) return;
+    const url = op.dataset.progressUrl + "?op=" + encodeURIComponent(op.value);
+    const fmt = new Intl.NumberFormat();
+    setInterval(() => {
+      fetch(url, { credentials: "same-origin" }).then((r) => r.json()).then((p) => {
+        if (p && p.matched !== undefined) {
+          const total = p.total ? " of " + fmt.format(p.total) : "";
+          button.textContent = `Working… ${fmt.format(p.matched)}${total} rows done`;
+        }
+      }).catch(() => {});
+    }, 1000);
   });
 
   // --- copy buttons ---------------------------------------------------------------------------

@@ -197,3 +197,22 @@ def test_job_definition_actions_forbidden_for_viewers_and_hidden_across_tenants(
     assert operator_client.post(url, {"action": "suspend"}).status_code == 404
     foreign.refresh_from_db()
     assert not foreign.suspended
+
+
+def test_bulk_progress_is_reported_for_the_confirmation_dialog_to_poll(operator_client):
+    jobs = [make_job(retries=0) for _ in range(3)]
+    confirm = operator_client.post(
+        URL, {"action": "set_retries", "scope": "matching", "query": "noRetriesLeft=true"}
+    ).content.decode()
+    assert 'name="op"' in confirm and "/actions/progress/" in confirm
+    act(
+        operator_client,
+        action="set_retries",
+        retries="2",
+        scope="ids",
+        ids=[j.pk for j in jobs],
+        op="op-1",
+    )
+    progress = operator_client.get("/actions/progress/?op=op-1").json()
+    assert progress == {"matched": 3, "changed": 3, "total": 3}
+    assert operator_client.get("/actions/progress/?op=unknown").json() == {}
