@@ -56,6 +56,7 @@ TASK_TABLE = TableConfig(
 )
 
 
+@console.viewer_required
 @vary_on_headers("HX-Request")
 def task_list(request):
     queryset = ExternalTask.objects.defer("error_details", "variables", "extension_properties")
@@ -73,6 +74,7 @@ def task_list(request):
     return render(request, template, context)
 
 
+@console.viewer_required
 def task_detail(request, task_id):
     task = tenancy.scope(ExternalTask.objects.filter(pk=task_id), request.user).first()
     history = list(

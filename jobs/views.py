@@ -60,6 +60,7 @@ JOB_TABLE = TableConfig(
 )
 
 
+@console.viewer_required
 @vary_on_headers("HX-Request")
 def job_list(request):
     queryset = Job.objects.defer("exception_stacktrace", "payload")
@@ -77,6 +78,7 @@ def job_list(request):
     return render(request, template, context)
 
 
+@console.viewer_required
 def job_detail(request, job_id):
     job = tenancy.scope(Job.objects.select_related("job_definition"), request.user).filter(
         pk=job_id

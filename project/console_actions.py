@@ -368,6 +368,7 @@ def _progress_reporter(user, op, expected):
     return report
 
 
+@console.viewer_required
 def progress(request):
     """How far a running bulk action of this user has got (JSON; {} when unknown)."""
     op = request.GET.get("op") or ""
@@ -519,6 +520,7 @@ def _cell(value):
     return value
 
 
+@console.viewer_required
 def export(request, kind_key: str):
     kind = _kinds()[kind_key]
     table = console.Table(request, kind.model.objects.all(), kind.table)

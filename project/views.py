@@ -100,6 +100,7 @@ def _cached(request, name, compute):
     return hit["data"], hit["at"]
 
 
+@console.viewer_required
 def overview(request):
     data, counted_at = _cached(request, "overview", lambda: _overview_data(request.user))
     context = {"nav_section": "overview", "counted_at": counted_at, **data}
@@ -163,6 +164,7 @@ def _overview_data(user):
 WORKER_WINDOW = timedelta(hours=24)
 
 
+@console.viewer_required
 def topics(request):
     data, counted_at = _cached(request, "topics", lambda: _topics_data(request.user))
     context = {"nav_section": "topics", "counted_at": counted_at, **data}
@@ -323,6 +325,7 @@ def group_filter(group) -> Q:
     return Q(retries=0) & Q(**{where: group["where"]}) & q
 
 
+@console.viewer_required
 def failures(request):
     kind = request.GET.get("kind") or None
     if kind not in (None, "job", "task"):
@@ -354,6 +357,7 @@ def audit_scope(queryset, user):
     ).distinct()
 
 
+@console.viewer_required
 def audit(request):
     entries = audit_scope(AuditEntry.objects.all(), request.user)
     errors = []
@@ -409,6 +413,7 @@ def audit(request):
 # Global search: an id jumps straight to its row; anything else opens both tables searched.
 
 
+@console.viewer_required
 @require_GET
 def search(request):
     text = (request.GET.get("q") or "").strip()
