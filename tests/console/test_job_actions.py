@@ -216,3 +216,15 @@ def test_bulk_progress_is_reported_for_the_confirmation_dialog_to_poll(operator_
     progress = operator_client.get("/actions/progress/?op=op-1").json()
     assert progress == {"matched": 3, "changed": 3, "total": 3}
     assert operator_client.get("/actions/progress/?op=unknown").json() == {}
+
+
+def test_admin_acts_on_every_tenants_jobs_and_operator_only_on_theirs(
+    admin_client, operator_client
+):
+    jobs = [make_job(tenant_id=t, retries=0) for t in ("acme", "globex", None)]
+    response = act(operator_client, action="suspend", scope="matching", query="")
+    assert messages_of(response) == ["Suspended on 2 jobs."]  # acme and the shared one
+    assert not Job.objects.get(pk=jobs[1].pk).suspended
+    response = act(admin_client, action="suspend", scope="matching", query="")
+    assert messages_of(response) == ["Suspended on 1 job."]
+    assert all(Job.objects.get(pk=j.pk).suspended for j in jobs)
