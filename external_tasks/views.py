@@ -67,6 +67,7 @@ def task_list(request):
         "can_operate": tenancy.can_operate(request.user),
         "can_delete": tenancy.can_delete(request.user),
         "actions": console_actions.bulk_actions("task"),
+        "row_actions": console_actions.row_actions("task"),
     }
     template = "external_tasks/task_list.html"
     if request.htmx and not request.htmx.history_restore_request:

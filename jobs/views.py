@@ -71,6 +71,7 @@ def job_list(request):
         "can_operate": tenancy.can_operate(request.user),
         "can_delete": tenancy.can_delete(request.user),
         "actions": console_actions.bulk_actions("job"),
+        "row_actions": console_actions.row_actions("job"),
     }
     template = "jobs/job_list.html"
     if request.htmx and not request.htmx.history_restore_request:

@@ -73,6 +73,11 @@ def bulk_actions(kind: str):
     return [a for a in (JOB_ACTIONS if kind == "job" else TASK_ACTIONS) if a.bulk]
 
 
+def row_actions(kind: str):
+    """The row menu: every action, execute-now included (it runs one job)."""
+    return list(JOB_ACTIONS if kind == "job" else TASK_ACTIONS)
+
+
 class ActionInputError(Exception):
     pass
 
@@ -275,6 +280,16 @@ def act(request, kind_key: str):
     user = request.user
     if not tenancy.can_operate(user):
         return HttpResponseForbidden("Viewers may look but not act: ask an operator.")
+    post = request.POST
+    if post.get("row_action"):
+        # A row menu button inside the table's form: "<action>:<id>" acts on that row only,
+        # whatever else is checked.
+        action, _, row_id = post["row_action"].partition(":")
+        post = post.copy()
+        post.setlist("ids", [row_id])
+        post["scope"] = "ids"
+        post["action"] = action
+        request.POST = post
     spec = next((a for a in kind.actions if a.key == request.POST.get("action")), None)
     if spec is None:
         return HttpResponseBadRequest("Unknown action")

@@ -208,6 +208,16 @@
     }, 1000);
   });
 
+  // --- row menus: one open at a time; scrolling, Escape or a click elsewhere closes them ----
+  function closeMenus(except) {
+    document.querySelectorAll("details.rowmenu[open], details.usermenu[open]").forEach((menu) => {
+      if (menu !== except) menu.removeAttribute("open");
+    });
+  }
+  document.addEventListener("click", (evt) => closeMenus(evt.target.closest("details")));
+  document.addEventListener("scroll", () => closeMenus(null), true);
+  document.addEventListener("keydown", (evt) => { if (evt.key === "Escape") closeMenus(null); });
+
   // --- copy buttons ---------------------------------------------------------------------------
   document.addEventListener("click", (evt) => {
     const button = evt.target.closest("[data-copy]");

@@ -228,3 +228,23 @@ def test_admin_acts_on_every_tenants_jobs_and_operator_only_on_theirs(
     response = act(admin_client, action="suspend", scope="matching", query="")
     assert messages_of(response) == ["Suspended on 1 job."]
     assert all(Job.objects.get(pk=j.pk).suspended for j in jobs)
+
+
+def test_row_menu_acts_on_its_row_only(operator_client):
+    menu_row, checked = make_job(), make_job()
+    html = operator_client.get("/jobs/").content.decode()
+    assert f'name="row_action" value="suspend:{menu_row.pk}"' in html
+    confirm = operator_client.post(
+        URL, {"row_action": f"suspend:{menu_row.pk}", "ids": [checked.pk], "scope": "matching"}
+    ).content.decode()
+    assert "Suspend on <span" in confirm and "1 job" in confirm
+    assert f'name="ids" value="{menu_row.pk}"' in confirm
+    assert f'name="ids" value="{checked.pk}"' not in confirm
+    act(operator_client, row_action=f"suspend:{menu_row.pk}", ids=[checked.pk])
+    assert Job.objects.get(pk=menu_row.pk).suspended
+    assert not Job.objects.get(pk=checked.pk).suspended
+
+
+def test_row_menu_is_absent_for_viewers(viewer_client):
+    make_job()
+    assert "row_action" not in viewer_client.get("/jobs/").content.decode()
