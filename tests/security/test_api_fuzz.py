@@ -26,7 +26,7 @@ from tests.conftest import make_user
 # Bounded so the whole run stays well under a minute; the faces documented here in full get
 # more examples than the others (which have their own tests).
 EXAMPLES_PER_OPERATION = 15
-EXAMPLES_PER_OTHER_OPERATION = 6
+EXAMPLES_PER_OTHER_OPERATION = 4
 # Faces whose every error status is documented: their answers must also use only those.
 DOCUMENTED_STATUSES = ("/engine-rest/external-task", "/external-job-api", "/api/external-jobs")
 
