@@ -56,6 +56,18 @@ def record_run(path: str, token: str) -> str:
     return token
 
 
+@task
+def hangs_first_time(path: str, seconds: float = 60.0) -> int:
+    """Hangs on its first run (like a job whose executor dies mid-way), returns on the next;
+    every run appends a line to `path` and the answer is the number of runs so far."""
+    record_run.call(path, "run")
+    with open(path) as runs:
+        count = sum(1 for _ in runs)
+    if count == 1:
+        time.sleep(seconds)
+    return count
+
+
 @task(takes_context=True)
 def report_attempt(context) -> int:
     """Answers which attempt this is (django.tasks TaskContext)."""

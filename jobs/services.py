@@ -305,7 +305,11 @@ def claim_job(job_id: str, worker_id: str, *, lock_time: timedelta) -> Job:
     date and retries, but never a suspended job or one another executor holds."""
     now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("job_definition").get(id=job_id)
+        job = (
+            Job.objects.select_for_update(of=("self",))
+            .select_related("job_definition")
+            .get(id=job_id)
+        )
         if job.suspended or (job.job_definition is not None and job.job_definition.suspended):
             raise JobNotExecutable(f"Job {job_id} is suspended")
         if (
