@@ -305,12 +305,19 @@ class Executor:
                         break
                     if options.max_jobs is not None and self.jobs_run >= options.max_jobs:
                         break
-                    jobs = services.acquire_jobs(
-                        options.worker_id,
-                        lock_time=options.lock_time,
-                        limit=1,
-                        queues=options.queues,
-                    )
+                    try:
+                        jobs = services.acquire_jobs(
+                            options.worker_id,
+                            lock_time=options.lock_time,
+                            limit=1,
+                            queues=options.queues,
+                        )
+                    except db.DatabaseError:
+                        # The database is away (restart, failover): keep the process and retry.
+                        logger.exception("%s: cannot claim jobs; retrying", options.worker_id)
+                        db.connections.close_all()
+                        self.stopping.wait(options.poll_interval)
+                        continue
                     if not jobs:
                         if options.once:
                             break
@@ -339,6 +346,12 @@ class Executor:
         except JobInterrupted:
             logger.warning("job %s %s interrupted and released", job.id, job.handler)
             raise
+        except db.DatabaseError:
+            # The outcome could not be recorded; the lock will expire and the job run again
+            # (jobs are at-least-once: handlers should be idempotent).
+            logger.exception("job %s %s: cannot record the outcome", job.id, job.handler)
+            db.connections.close_all()
+            return None
         finally:
             renewer.untrack(job.id)
         self.jobs_run += 1
