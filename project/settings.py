@@ -212,3 +212,26 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# =============================================================================================
+# Job executor and django.tasks backend (jobs/backends.py, `manage.py runjobs`)
+# =============================================================================================
+# Enqueued django.tasks become Job rows that `runjobs` executes. QUEUES empty = any queue name.
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.backends.DatabaseBackend",
+        "QUEUES": env_list("TASKYARD_TASK_QUEUES", ""),
+    }
+}
+TASKYARD_EXECUTOR = {
+    # Camunda's failedJobRetryTimeCycle: R<retries>/<interval> or a list of intervals.
+    "RETRY_CYCLE": os.environ.get("TASKYARD_RETRY_CYCLE", "R3/PT5M"),
+    # R<n>/<interval> waits interval * BACKOFF_FACTOR ** (failure - 1), at most MAX_RETRY_DELAY.
+    "BACKOFF_FACTOR": float(os.environ.get("TASKYARD_BACKOFF_FACTOR", "2")),
+    "MAX_RETRY_DELAY": os.environ.get("TASKYARD_MAX_RETRY_DELAY", "PT1H"),
+    # A claimed job's lock; running jobs renew it, a dead executor's jobs run again after it.
+    "LOCK_TIME": os.environ.get("TASKYARD_JOB_LOCK_TIME", "PT5M"),
+    "POLL_INTERVAL": float(os.environ.get("TASKYARD_JOB_POLL_INTERVAL", "1")),
+    # Fail a handler running longer than this (seconds or ISO 8601); unset = no limit.
+    "TIMEOUT": os.environ.get("TASKYARD_JOB_TIMEOUT") or None,
+}
