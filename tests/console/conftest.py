@@ -1,0 +1,53 @@
+"""Console fixtures: logged-in browsers per role and quick row factories."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from external_tasks.models import ExternalTask
+from jobs.models import Job
+
+HTMX = {"HX-Request": "true"}
+
+
+def make_job(**fields) -> Job:
+    fields.setdefault("handler", "billing.tasks.charge")
+    fields.setdefault("tenant_id", "acme")
+    return Job.objects.create(**fields)
+
+
+def make_task(**fields) -> ExternalTask:
+    fields.setdefault("topic_name", "invoice")
+    fields.setdefault("tenant_id", "acme")
+    return ExternalTask.objects.create(**fields)
+
+
+def ago(**delta):
+    return timezone.now() - timedelta(**delta)
+
+
+def later(**delta):
+    return timezone.now() + timedelta(**delta)
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    return _client(admin_user)
+
+
+@pytest.fixture
+def operator_client(operator_user):
+    return _client(operator_user)
+
+
+@pytest.fixture
+def viewer_client(viewer_user):
+    return _client(viewer_user)
