@@ -366,26 +366,37 @@ def poll_interval() -> float:
     return options.get("SQLITE_POLL_SECONDS", 0.2)
 
 
+def _in_thread(function):
+    """Run a sync step in the shared thread pool, not in a thread reserved for the request, so
+    a waiting request owns no thread. Tests that wrap every test in a transaction on the main
+    thread's connection set TASKYARD["FETCH_THREAD_SENSITIVE"] so the view sees their rows."""
+    sensitive = getattr(settings, "TASKYARD", {}).get("FETCH_THREAD_SENSITIVE", False)
+    return sync_to_async(function, thread_sensitive=sensitive)
+
+
 @csrf_exempt
 async def fetch_and_lock(request):
-    response = await sync_to_async(_start_sync)(request)
+    """POST /external-task/fetchAndLock. Without tasks and with asyncResponseTimeout, waits for
+    a wake-up (LISTEN/NOTIFY, in-process announcement) or the periodic re-check, claiming again
+    each time, until tasks are claimed or the timeout passes."""
+    response = await _in_thread(_start_sync)(request)
     long_poll = getattr(response, "long_poll", None)
     if not long_poll:
         return response
     user, fetch, conninfo = long_poll
     deadline = time.monotonic() + fetch.timeout_ms / 1000
-    interval = await sync_to_async(poll_interval)()
+    interval = await _in_thread(poll_interval)()
     topics = {t.topic_name for t in fetch.topics}
     with contextlib.suppress(Exception):  # without LISTEN we still poll
         await notify.ensure_listener(conninfo)
     # A task may have appeared between the first attempt and LISTEN; check once more.
-    tasks = await sync_to_async(_claim_sync)(user, fetch)
+    tasks = await _in_thread(_claim_sync)(user, fetch)
     while not tasks:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         await notify.wait(topics, min(remaining, interval))
-        tasks = await sync_to_async(_claim_sync)(user, fetch)
+        tasks = await _in_thread(_claim_sync)(user, fetch)
     return JsonResponse(tasks, safe=False)
 
 

@@ -257,6 +257,12 @@ class ExternalTaskFilter(CamundaFilterSet):
     priorityHigherThanOrEquals = LongFilter(field_name="priority", lookup_expr="gte")
     priorityLowerThanOrEquals = LongFilter(field_name="priority", lookup_expr="lte")
     processVariables = VariableConditionsFilter(method="filter_process_variables")
+    # Not Camunda parameters: what the Flowable and seed faces (and the console) filter on.
+    activityName = StringFilter(field_name="activity_name")
+    errorMessage = StringFilter(field_name="error_message")
+    withErrorMessage = TrueFilter(method="filter_with_error_message")
+    tenantId = StringFilter(field_name="tenant_id")
+    tenantIdLike = StringFilter(field_name="tenant_id", lookup_expr="camunda_like")
     variableNamesIgnoreCase = TrueFilter(method="filter_noop")
     variableValuesIgnoreCase = TrueFilter(method="filter_noop")
 
@@ -290,6 +296,11 @@ class ExternalTaskFilter(CamundaFilterSet):
         if not value:  # TrueFilter.filter is bypassed for method filters
             return qs
         return qs.filter(suspended=False)
+
+    def filter_with_error_message(self, qs, name, value):
+        if not value:
+            return qs
+        return qs.filter(error_message__isnull=False)
 
     def filter_noop(self, qs, name, value):
         # Read by filter_process_variables; on its own it changes nothing, as in Camunda.

@@ -26,6 +26,7 @@ from project.variables import from_request
 
 Event = ExternalTaskLog.Event
 BATCH_SIZE = 1000
+DEFAULT_RETRIES = 3
 TARGET_TYPE = "external_task"
 
 
@@ -447,7 +448,8 @@ def handle_failure(
 ) -> ExternalTask:
     """The lock holder reports a failure. As in Camunda, the task stays locked for
     `retryTimeout` ms (then it is fetchable again); retries 0 makes it an incident."""
-    # retries None (Flowable's "absent") means one less than now, never below 0.
+    # retries None (Flowable's "absent") means one less than now, never below 0; a task that
+    # never failed starts from DEFAULT_RETRIES, Flowable's default for new jobs.
     if retries is not None and retries < 0:
         raise InvalidRequest("retries must be greater than or equal to 0")
     if retry_timeout_ms is not None and retry_timeout_ms < 0:
@@ -457,7 +459,7 @@ def handle_failure(
         task = _get_locked_for_update(user, task_id)
         _check_lock_holder(task, worker_id, "fail", now)
         if retries is None:
-            retries = max((task.retries if task.retries is not None else 1) - 1, 0)
+            retries = max((task.retries if task.retries is not None else DEFAULT_RETRIES) - 1, 0)
         task.variables = _merge_variables(task, variables, local_variables)
         task.error_message = error_message
         task.error_details = error_details
@@ -491,14 +493,15 @@ def handle_bpmn_error(
     user,
     task_id: str,
     worker_id: str,
-    error_code: str,
+    error_code: str | None,
     error_message: str | None = None,
     variables=None,
 ) -> None:
     """The lock holder reports a business error: like completion, the task leaves the runtime
     table (the process would continue on its error path); the log keeps code and message."""
-    if not error_code or not isinstance(error_code, str):
-        raise InvalidRequest("errorCode is required")
+    # Camunda requires a code (checked by its view); Flowable allows none.
+    if error_code is not None and not isinstance(error_code, str):
+        raise InvalidRequest("errorCode must be a string")
     reported = _reported(variables)
     now = timezone.now()
     with transaction.atomic():
@@ -529,6 +532,32 @@ def extend_lock(user, task_id: str, worker_id: str, new_duration_ms: int) -> Ext
         task.save(update_fields=["lock_expiration_time"])
         _log(task, Event.LOCK_EXTENDED, worker_id=worker_id, timestamp=now).save()
     return task
+
+
+def release(user, worker_id: str, task_id: str | None = None) -> int:
+    """A worker gives back its own lock on one task (or on all its tasks): Flowable's unacquire.
+    Unlike the operator's `unlock`, only the holder's locks are touched."""
+    if not worker_id:
+        raise InvalidRequest("workerId is required")
+    now = timezone.now()
+    with transaction.atomic():
+        if task_id is not None:
+            task = _get_locked_for_update(user, task_id)
+            _check_lock_holder(task, worker_id, "unacquire", now)
+            tasks = [task]
+        else:
+            tasks = list(
+                _visible(user)
+                .filter(worker_id=worker_id, lock_expiration_time__gt=now)
+                .select_for_update()
+            )
+        ids = [t.pk for t in tasks]
+        ExternalTask.objects.filter(pk__in=ids).update(lock_expiration_time=None, worker_id=None)
+        ExternalTaskLog.objects.bulk_create(
+            [_log(t, Event.UNLOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
+        )
+        notify.announce({t.topic_name for t in tasks})
+    return len(ids)
 
 
 # ---------------------------------------------------------------------------------------------

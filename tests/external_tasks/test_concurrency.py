@@ -45,7 +45,7 @@ def drain(user, workers: int, batch: int, complete_every: int) -> dict[str, list
     return claimed
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_parallel_workers_share_a_pool_without_duplicates(worker_user):
     postgres = connection.vendor == "postgresql"
     workers, size = (8, 3000) if postgres else (4, 300)
