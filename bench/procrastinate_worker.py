@@ -1,6 +1,7 @@
 """procrastinate on the bench database: `python -m bench.procrastinate_worker CMD`.
 
 Commands: `schema`, `defer N`, `work CONCURRENCY`.
+
 Runs the same no-op task as the other job systems, in procrastinate's own tables
 (procrastinate_jobs, ...), so the comparison shares the database and the machine.
 """
