@@ -638,8 +638,10 @@ def wait_drained(count_sql, total, timeout):
 
 
 def run_processes(commands, env):
+    # Output goes to a file: an unread pipe fills up and stalls a chatty worker.
+    logfile = open(ROOT / "bench" / "results" / "workers.log", "ab")  # noqa: SIM115
     return [
-        subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen(c, cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT)
         for c in commands
     ]
 
@@ -1558,6 +1560,7 @@ def main(argv=None):
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
 
     started = datetime.now(UTC)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
     seed_needed = prepare_database(args.db, args.template, args.fresh)
     setup_django(args.db, seed_needed)
     report, state = Report(), {}
