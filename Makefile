@@ -47,7 +47,7 @@ demo: venv
 
 run: demo
 	@echo
-	@echo "Taskyard console:  http://$(HOST):$(PORT)/   (admin: /admin/, API docs: /api/docs/)"
+	@echo "Taskyard console:  http://$(HOST):$(PORT)/   (admin: /admin/, API docs: /api-docs/)"
 	@echo "Camunda REST API:  http://$(HOST):$(PORT)/engine-rest/   (HTTP Basic, same logins)"
 	@echo
 	$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT) --log-level warning

@@ -11,10 +11,12 @@ from collections.abc import Mapping
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection, transaction
 from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -120,12 +122,22 @@ def _list(user, data, sorting, params):
 class ExternalTaskList(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Get external tasks (GET /external-task)", responses=dict)
+    @extend_schema(
+        summary="Get external tasks (GET /external-task)",
+        operation_id="getExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         data = ExternalTaskFilter.data_from_query(request.query_params)
         return _list(request.user, data, sorting_from_query(request.query_params), request.GET)
 
-    @extend_schema(summary="Get external tasks (POST /external-task)", responses=dict)
+    @extend_schema(
+        summary="Get external tasks (POST /external-task)",
+        operation_id="queryExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         body = json_body(request)
         data = ExternalTaskFilter.data_from_body(body)
@@ -135,12 +147,22 @@ class ExternalTaskList(APIView):
 class ExternalTaskCount(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Count external tasks (GET)", responses=dict)
+    @extend_schema(
+        summary="Count external tasks (GET)",
+        operation_id="getExternalTasksCount",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         data = ExternalTaskFilter.data_from_query(request.query_params)
         return Response({"count": filtered_tasks(request.user, data).count()})
 
-    @extend_schema(summary="Count external tasks (POST)", responses=dict)
+    @extend_schema(
+        summary="Count external tasks (POST)",
+        operation_id="queryExternalTasksCount",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         data = ExternalTaskFilter.data_from_body(json_body(request))
         return Response({"count": filtered_tasks(request.user, data).count()})
@@ -156,7 +178,12 @@ def get_visible(user, task_id) -> ExternalTask:
 class ExternalTaskDetail(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Get an external task", responses=dict)
+    @extend_schema(
+        summary="Get an external task",
+        operation_id="getExternalTask",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, task_id):
         return Response(camunda_task(get_visible(request.user, task_id)))
 
@@ -164,7 +191,12 @@ class ExternalTaskDetail(APIView):
 class ExternalTaskErrorDetails(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Error details of an external task (text/plain)", responses=str)
+    @extend_schema(
+        summary="Error details of an external task (text/plain)",
+        operation_id="getExternalTaskErrorDetails",
+        request=OpenApiTypes.OBJECT,
+        responses={(200, "text/plain"): OpenApiTypes.STR, 204: None},
+    )
     def get(self, request, task_id):
         task = get_visible(request.user, task_id)
         if not task.error_details:
@@ -175,7 +207,12 @@ class ExternalTaskErrorDetails(APIView):
 class TopicNames(APIView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Distinct topic names of external tasks", responses=list)
+    @extend_schema(
+        summary="Distinct topic names of external tasks",
+        operation_id="getTopicNames",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         data = {}
         params = request.query_params
@@ -292,11 +329,8 @@ class FetchRequest:
     def options_for(self, task):
         """Response options of the first topic entry the task matches."""
         for topic, options in zip(self.topics, self.topic_options, strict=True):
-            if topic.topic_name != task.topic_name:
-                continue
-            if topic.business_key is not None and topic.business_key != task.business_key:
-                continue
-            return options
+            if topic.matches(task):
+                return options
         return {"variables": None, "extension": self.include_extension_properties}
 
     def claim(self, user) -> list[dict]:
@@ -320,7 +354,12 @@ class FetchAndLockStart(APIView):
 
     permission_classes = [CanWork]
 
-    @extend_schema(summary="Fetch and lock external tasks (long polling)", responses=list)
+    @extend_schema(
+        summary="Fetch and lock external tasks (long polling)",
+        operation_id="fetchAndLock",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         fetch = FetchRequest(request.data if request.data != {} else {})
         tasks = fetch.claim(request.user)
@@ -366,11 +405,13 @@ def poll_interval() -> float:
     return options.get("SQLITE_POLL_SECONDS", 0.2)
 
 
-def _in_thread(function):
-    """Run a sync step in the shared thread pool, not in a thread reserved for the request, so
-    a waiting request owns no thread. Tests that wrap every test in a transaction on the main
-    thread's connection set TASKYARD["FETCH_THREAD_SENSITIVE"] so the view sees their rows."""
-    sensitive = getattr(settings, "TASKYARD", {}).get("FETCH_THREAD_SENSITIVE", False)
+def _in_thread(function, request):
+    """Where the sync steps of fetchAndLock run. Under ASGI: the shared thread pool, never a
+    thread reserved for the request, so a waiting request owns no thread. Under WSGI (and the
+    Django test client) the request already owns its thread, which stays blocked anyway: run
+    there, on the request's own connection (the one a test's transaction lives on)."""
+    options = getattr(settings, "TASKYARD", {})
+    sensitive = options.get("FETCH_THREAD_SENSITIVE", not isinstance(request, ASGIRequest))
     return sync_to_async(function, thread_sensitive=sensitive)
 
 
@@ -379,25 +420,30 @@ async def fetch_and_lock(request):
     """POST /external-task/fetchAndLock. Without tasks and with asyncResponseTimeout, waits for
     a wake-up (LISTEN/NOTIFY, in-process announcement) or the periodic re-check, claiming again
     each time, until tasks are claimed or the timeout passes."""
-    response = await _in_thread(_start_sync)(request)
+    response = await _in_thread(_start_sync, request)(request)
     long_poll = getattr(response, "long_poll", None)
     if not long_poll:
         return response
     user, fetch, conninfo = long_poll
     deadline = time.monotonic() + fetch.timeout_ms / 1000
-    interval = await _in_thread(poll_interval)()
+    interval = await _in_thread(poll_interval, request)()
     topics = {t.topic_name for t in fetch.topics}
     with contextlib.suppress(Exception):  # without LISTEN we still poll
         await notify.ensure_listener(conninfo)
     # A task may have appeared between the first attempt and LISTEN; check once more.
-    tasks = await _in_thread(_claim_sync)(user, fetch)
+    tasks = await _in_thread(_claim_sync, request)(user, fetch)
     while not tasks:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         await notify.wait(topics, min(remaining, interval))
-        tasks = await _in_thread(_claim_sync)(user, fetch)
+        tasks = await _in_thread(_claim_sync, request)(user, fetch)
     return JsonResponse(tasks, safe=False)
+
+
+# The OpenAPI generator documents DRF views only: describe fetchAndLock by its DRF half.
+fetch_and_lock.cls = FetchAndLockStart
+fetch_and_lock.initkwargs = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +458,12 @@ class TaskAction(APIView):
 
 
 class Complete(TaskAction):
-    @extend_schema(summary="Complete an external task", responses={204: None})
+    @extend_schema(
+        summary="Complete an external task",
+        operation_id="completeExternalTaskResource",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.complete(
@@ -426,7 +477,12 @@ class Complete(TaskAction):
 
 
 class Failure(TaskAction):
-    @extend_schema(summary="Report a failure of an external task", responses={204: None})
+    @extend_schema(
+        summary="Report a failure of an external task",
+        operation_id="handleFailure",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.handle_failure(
@@ -444,7 +500,12 @@ class Failure(TaskAction):
 
 
 class BpmnError(TaskAction):
-    @extend_schema(summary="Report a BPMN error for an external task", responses={204: None})
+    @extend_schema(
+        summary="Report a BPMN error for an external task",
+        operation_id="handleExternalTaskBpmnError",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.handle_bpmn_error(
@@ -459,7 +520,12 @@ class BpmnError(TaskAction):
 
 
 class ExtendLock(TaskAction):
-    @extend_schema(summary="Extend the lock of an external task", responses={204: None})
+    @extend_schema(
+        summary="Extend the lock of an external task",
+        operation_id="extendLock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.extend_lock(
@@ -472,7 +538,12 @@ class ExtendLock(TaskAction):
 
 
 class Lock(TaskAction):
-    @extend_schema(summary="Lock an external task for a worker", responses={204: None})
+    @extend_schema(
+        summary="Lock an external task for a worker",
+        operation_id="lock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         body = self.body(request)
         services.lock(
@@ -487,7 +558,12 @@ class Lock(TaskAction):
 class Create(TaskAction):
     """Taskyard extension, not part of Camunda: producers create external tasks."""
 
-    @extend_schema(summary="Create external tasks (Taskyard extension)", responses=list)
+    @extend_schema(
+        summary="Create external tasks (Taskyard extension)",
+        operation_id="createExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         tasks = services.create(request.user, request.data)
         return Response([camunda_locked_task(t, None, True) for t in tasks], status=200)
@@ -500,7 +576,12 @@ class Create(TaskAction):
 class Unlock(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Unlock an external task", responses={204: None})
+    @extend_schema(
+        summary="Unlock an external task",
+        operation_id="unlock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         services.unlock(request.user, task_id)
         return no_content()
@@ -509,7 +590,12 @@ class Unlock(APIView):
 class Retries(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set retries of an external task", responses={204: None})
+    @extend_schema(
+        summary="Set retries of an external task",
+        operation_id="setExternalTaskResourceRetries",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def put(self, request, task_id):
         body = json_body(request)
         get_visible(request.user, task_id)
@@ -520,7 +606,12 @@ class Retries(APIView):
 class Priority(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set the priority of an external task", responses={204: None})
+    @extend_schema(
+        summary="Set the priority of an external task",
+        operation_id="setExternalTaskResourcePriority",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def put(self, request, task_id):
         body = json_body(request)
         get_visible(request.user, task_id)
@@ -579,7 +670,12 @@ def bulk_retries(request):
 class BulkRetries(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set retries of many external tasks", responses={204: None})
+    @extend_schema(
+        summary="Set retries of many external tasks",
+        operation_id="setExternalTaskRetries",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def put(self, request):
         bulk_retries(request)
         return no_content()
@@ -588,7 +684,12 @@ class BulkRetries(APIView):
 class BulkRetriesAsync(APIView):
     permission_classes = [CanOperate]
 
-    @extend_schema(summary="Set retries of many external tasks (batch)", responses=dict)
+    @extend_schema(
+        summary="Set retries of many external tasks (batch)",
+        operation_id="setExternalTaskRetriesAsyncOperation",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         # Set-based updates finish within the request, so the batch is complete on return.
         result = bulk_retries(request)

@@ -14,8 +14,17 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import CharField, Q, TextField, Value, lookups
-from django.db.models.fields.json import KT
+from django.db.models import (
+    CharField,
+    ExpressionWrapper,
+    F,
+    JSONField,
+    Q,
+    TextField,
+    Value,
+    lookups,
+)
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Upper
 from django.db.models.lookups import Lookup
 from django.utils import timezone
@@ -166,6 +175,31 @@ def _variable_names(name: str, ignore_case: bool) -> list[str]:
     return [key for key in keys if key.lower() == name.lower()] or [name]
 
 
+def variable(name: str, *keys: str) -> KeyTransform:
+    """variables -> name [-> key ...] as an expression. Built from transforms rather than a
+    "variables__name__value" string so that names containing "__" stay one key."""
+    # A typed column reference, so lookups prepare their JSON values at construction time.
+    expression = KeyTransform(name, ExpressionWrapper(F("variables"), output_field=JSONField()))
+    for key in keys:
+        expression = KeyTransform(key, expression)
+    return expression
+
+
+def json_lookup(expression, lookup_name: str, value) -> Q:
+    lookup = expression.get_lookup(lookup_name)
+    return Q(lookup(expression, value))
+
+
+_COMPARISONS = {"eq": "exact", "neq": "exact", "gt": "gt", "gteq": "gte", "lt": "lt", "lteq": "lte"}
+_TEXT_LOOKUPS = {
+    "exact": lookups.Exact,
+    "gt": lookups.GreaterThan,
+    "gte": lookups.GreaterThanOrEqual,
+    "lt": lookups.LessThan,
+    "lte": lookups.LessThanOrEqual,
+}
+
+
 def variable_condition_q(
     name: str, operator: str, value, names_ignore_case=False, values_ignore_case=False
 ) -> Q:
@@ -173,51 +207,41 @@ def variable_condition_q(
     numbers compare with numeric variables, strings with string variables."""
     result = Q(pk__in=[])
     for key in _variable_names(name, names_ignore_case):
-        path = f"variables__{key}"
-        value_path = f"{path}__value"
+        has_variable = json_lookup(variable(key), "has_key", "type")
+        type_is = variable(key, "type")
+        stored = variable(key, "value")
         if operator in {"like", "notLike"}:
-            text = Cast(KT(value_path), TextField())
+            text = Cast(KeyTextTransform("value", variable(key)), TextField())
             pattern = Value(str(value))
             if values_ignore_case:
                 text, pattern = Upper(text), Upper(pattern)
-            matches = Q(Like(text, pattern)) & Q(**{f"{path}__type": "String"})
-            if operator == "like":
-                result |= matches
-            else:
-                result |= Q(**{f"{path}__has_key": "value"}) & ~matches
+            matches = Q(Like(text, pattern)) & json_lookup(type_is, "exact", "String")
+            result |= matches if operator == "like" else has_variable & ~matches
             continue
+        lookup = _COMPARISONS[operator]
         if value is None:
-            condition = Q(**{f"{path}__type": "Null"}) | Q(**{f"{value_path}__isnull": True})
-            condition &= Q(**{f"{path}__has_key": "type"})
+            condition = has_variable & (
+                json_lookup(type_is, "exact", "Null") | json_lookup(stored, "isnull", True)
+            )
         elif isinstance(value, bool):
-            condition = Q(**{f"{path}__type": "Boolean", value_path: value})
+            condition = json_lookup(type_is, "exact", "Boolean") & json_lookup(
+                stored, "exact", value
+            )
         elif isinstance(value, int | float):
-            lookup = {"eq": "exact", "neq": "exact", "gt": "gt", "gteq": "gte", "lt": "lt"}.get(
-                operator, "lte"
+            condition = json_lookup(type_is, "in", list(NUMERIC_TYPES)) & json_lookup(
+                stored, lookup, value
             )
-            condition = Q(**{f"{path}__type__in": NUMERIC_TYPES, f"{value_path}__{lookup}": value})
         else:
-            text = str(value)
-            lookup = {"eq": "exact", "neq": "exact", "gt": "gt", "gteq": "gte", "lt": "lt"}.get(
-                operator, "lte"
-            )
-            field = Cast(KT(value_path), TextField())
-            compare = Value(text)
+            text = Cast(KeyTextTransform("value", variable(key)), TextField())
+            compare = Value(str(value))
             if values_ignore_case:
-                field, compare = Upper(field), Upper(compare)
-            lookup_class = {
-                "exact": lookups.Exact,
-                "gt": lookups.GreaterThan,
-                "gte": lookups.GreaterThanOrEqual,
-                "lt": lookups.LessThan,
-                "lte": lookups.LessThanOrEqual,
-            }[lookup]
-            condition = Q(lookup_class(field, compare)) & Q(
-                **{f"{path}__type__in": ["String", "Date", "Xml"]}
+                text, compare = Upper(text), Upper(compare)
+            condition = Q(_TEXT_LOOKUPS[lookup](text, compare)) & json_lookup(
+                type_is, "in", ["String", "Date", "Xml"]
             )
         if operator == "neq":
             # Camunda's neq matches tasks that have the variable with a different value.
-            condition = Q(**{f"{path}__has_key": "type"}) & ~condition
+            condition = has_variable & ~condition
         result |= condition
     return result
 

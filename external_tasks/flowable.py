@@ -8,10 +8,13 @@ available again (its retry timeout), else null. Taskyard's tasks are all BPMN-sc
 scope* fields are null, scope filters other than "without" match nothing.
 """
 
+import contextlib
+import json
 from collections.abc import Mapping
 
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -90,6 +93,10 @@ def variables_out(variables: Mapping | None) -> list[dict]:
         value = variable.get("value")
         if type_name == "date" and isinstance(value, str):
             value = format_date_z(parse_date(value, name))
+        elif type_name == "json" and isinstance(value, str):
+            # Camunda clients send Json serialised; Flowable clients expect the JSON itself.
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
         result.append({"name": name, "type": type_name, "value": value})
     return result
 
@@ -388,7 +395,12 @@ def query_tasks(user, params, allowed: set[str]):
 class FlowableAcquire(FlowableView):
     permission_classes = [CanWork]
 
-    @extend_schema(summary="Acquire external worker jobs (Flowable)", responses=list)
+    @extend_schema(
+        summary="Acquire external worker jobs (Flowable)",
+        operation_id="flowableAcquireJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         tasks = acquire(request, _body(request))
         return Response(
@@ -400,7 +412,11 @@ class FlowableJobAction(FlowableView):
     permission_classes = [CanWork]
     action = ""
 
-    @extend_schema(summary="Complete, fail or end an acquired job (Flowable)", responses=None)
+    @extend_schema(
+        summary="Complete, fail or end an acquired job (Flowable)",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         return _task_action(request, task_id, self.action)
 
@@ -408,18 +424,39 @@ class FlowableJobAction(FlowableView):
 class FlowableUnacquire(FlowableView):
     permission_classes = [CanWork]
 
-    @extend_schema(summary="Give back acquired jobs (Flowable)", responses=None)
+    @extend_schema(
+        summary="Give back all jobs a worker holds (Flowable)",
+        operation_id="flowableUnacquireJobs",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id=None):
         body = _body(request)
         services.release(request.user, _string(body, "workerId", required=True), task_id)
         return Response(status=204)
 
 
+class FlowableUnacquireOne(FlowableUnacquire):
+    @extend_schema(
+        summary="Give back one acquired job (Flowable)",
+        operation_id="flowableUnacquireJob",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id=None):
+        return super().post(request, task_id)
+
+
 class FlowableJobList(FlowableView):
     permission_classes = [CanView]
     params = (set(_FILTER_NAMES) | _FLAGS | _NO_SCOPE) - {"topic", "filterByCurrentSubscription"}
 
-    @extend_schema(summary="List external worker jobs (Flowable)", responses=dict)
+    @extend_schema(
+        summary="List external worker jobs (Flowable)",
+        operation_id="flowableListJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         params = request.query_params
         queryset = query_tasks(request.user, params, self.params)
@@ -454,7 +491,12 @@ class FlowableJobList(FlowableView):
 class FlowableJobDetail(FlowableView):
     permission_classes = [CanView]
 
-    @extend_schema(summary="Get one external worker job (Flowable)", responses=dict)
+    @extend_schema(
+        summary="Get one external worker job (Flowable)",
+        operation_id="flowableGetJob",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, task_id):
         return Response(flowable_job(_visible_task(request.user, task_id), request))
 
@@ -482,7 +524,12 @@ class SeedJobs(FlowableView):
     def get_permissions(self):
         return [CanWork()] if self.request.method == "POST" else [CanView()]
 
-    @extend_schema(summary="List external worker jobs (seed API)", responses=dict)
+    @extend_schema(
+        summary="List external worker jobs (seed API)",
+        operation_id="seedListExternalJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         params = request.query_params
         queryset = query_tasks(request.user, params, SEED_PARAMS)
@@ -491,7 +538,12 @@ class SeedJobs(FlowableView):
         rows = queryset.order_by("create_time", "id")[offset : offset + count]
         return Response(seed_page([seed_job(t, include_variables=False) for t in rows]))
 
-    @extend_schema(summary="Acquire external worker jobs (seed API)", responses=dict)
+    @extend_schema(
+        summary="Acquire external worker jobs (seed API)",
+        operation_id="seedAcquireExternalJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         tasks = acquire(request, _body(request))
         return Response(seed_page([seed_job(t) for t in tasks]))
@@ -501,6 +553,10 @@ class SeedJobAction(FlowableView):
     permission_classes = [CanWork]
     action = ""
 
-    @extend_schema(summary="Complete, fail or raise a BPMN error (seed API)", responses=None)
+    @extend_schema(
+        summary="Complete, fail or raise a BPMN error (seed API)",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
     def post(self, request, task_id):
         return _task_action(request, task_id, self.action)

@@ -16,7 +16,7 @@ urlpatterns = [
     path("unacquire/jobs", flowable.FlowableUnacquire.as_view(), name="flowable-unacquire-all"),
     path(
         "unacquire/jobs/<str:task_id>",
-        flowable.FlowableUnacquire.as_view(),
+        flowable.FlowableUnacquireOne.as_view(),
         name="flowable-unacquire",
     ),
     path("jobs", flowable.FlowableJobList.as_view(), name="flowable-jobs"),

@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from external_tasks import notify
+from external_tasks.filters import json_lookup, variable
 from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
 from project import audit, tenancy
 from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date
@@ -70,8 +71,35 @@ class TopicRequest:
             q &= Q(tenant_id__in=self.tenant_ids)
         for name, value in self.process_variables.items():
             # Camunda matches processVariables by equality of the (untyped) value.
-            q &= Q(**{f"variables__{name}__value": value})
+            q &= json_lookup(variable(name, "value"), "exact", value)
         return q
+
+    def matches(self, task: ExternalTask) -> bool:
+        """The same test as `condition()`, on a loaded task (to pick its topic's options)."""
+        if task.topic_name != self.topic_name:
+            return False
+        if self.business_key is not None and task.business_key != self.business_key:
+            return False
+        if self.process_definition_ids and (
+            task.process_definition_id not in self.process_definition_ids
+        ):
+            return False
+        if self.process_definition_keys and (
+            task.process_definition_key not in self.process_definition_keys
+        ):
+            return False
+        if self.process_definition_version_tag is not None and (
+            task.process_definition_version_tag != self.process_definition_version_tag
+        ):
+            return False
+        allowed = set(self.tenant_ids or ()) | ({None} if self.without_tenant_id else set())
+        if (self.tenant_ids or self.without_tenant_id) and task.tenant_id not in allowed:
+            return False
+        variables = task.variables or {}
+        return all(
+            name in variables and variables[name].get("value") == value
+            for name, value in self.process_variables.items()
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,13 +14,6 @@ def fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(autouse=True)
-def fetch_in_test_thread(settings):
-    # The test client runs the async fetchAndLock view inside the test's transaction; its sync
-    # steps must use the test thread's connection to see the test's rows.
-    settings.TASKYARD = {**settings.TASKYARD, "FETCH_THREAD_SENSITIVE": True}
-
-
 def make_task(**fields) -> ExternalTask:
     """A task row; `locked_for` (seconds, negative = expired) sets worker and lock expiry."""
     locked_for = fields.pop("locked_for", None)

@@ -65,11 +65,12 @@ def asgi_server(django_db_setup, django_db_blocker):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        # The machine may be busy: allow a slow first answer (Django loads on first request).
+        for _ in range(600):
             try:
-                requests.get(f"{base}/engine-rest/version", timeout=1)
+                requests.get(f"{base}/engine-rest/version", timeout=30)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 if process.poll() is not None:
                     raise RuntimeError("uvicorn exited during startup") from None
                 time.sleep(0.05)

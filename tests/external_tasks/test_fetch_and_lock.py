@@ -346,3 +346,31 @@ def test_long_poll_returns_at_once_when_work_is_available(worker_api):
     task = make_task()
     body = fetch_body() | {"asyncResponseTimeout": 1_800_000}
     assert fetched_ids(worker_api, body) == [task.id]
+
+
+def test_each_task_gets_the_variables_of_the_topic_entry_it_matched(worker_api):
+    north = make_task(business_key="north", variables={"a": var("1"), "b": var("2")})
+    south = make_task(business_key="south", variables={"a": var("3"), "b": var("4")})
+    body = {
+        "workerId": "w",
+        "maxTasks": 5,
+        "topics": [
+            {
+                "topicName": "aTopic",
+                "lockDuration": 1000,
+                "businessKey": "north",
+                "variables": ["a"],
+            },
+            {
+                "topicName": "aTopic",
+                "lockDuration": 60000,
+                "businessKey": "south",
+                "variables": ["b"],
+            },
+        ],
+    }
+    tasks = {t["id"]: t for t in fetch(worker_api, body)}
+    assert tasks[north.id]["variables"] == {"a": var("1")}
+    assert tasks[south.id]["variables"] == {"b": var("4")}
+    north_expiry = parse_date(tasks[north.id]["lockExpirationTime"])
+    assert parse_date(tasks[south.id]["lockExpirationTime"]) - north_expiry > timedelta(seconds=50)

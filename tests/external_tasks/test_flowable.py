@@ -282,6 +282,7 @@ def test_flowable_acquire_answers_a_plain_array_with_variables(worker_api):
             "d": {"type": "Double", "value": 1.5},
             "b": {"type": "Boolean", "value": True},
             "j": {"type": "Json", "value": {"k": [1, 2]}},
+            "js": {"type": "Json", "value": '{"k": true}'},
             "t": {"type": "Date", "value": "2024-01-02T03:04:05.678+0000"},
             "n": {"type": "Null", "value": None},
         }
@@ -299,6 +300,7 @@ def test_flowable_acquire_answers_a_plain_array_with_variables(worker_api):
         "d": ("double", 1.5),
         "b": ("boolean", True),
         "j": ("json", {"k": [1, 2]}),
+        "js": ("json", {"k": True}),
         "t": ("date", "2024-01-02T03:04:05.678Z"),
         "n": ("null", None),
     }

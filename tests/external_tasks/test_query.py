@@ -488,3 +488,26 @@ def test_count_get_example(viewer_api):
     assert viewer_api.get(URL + "/count?topicName=aTopic").json() == {"count": 1}
     body = {"topicName": "aTopic", "withRetriesLeft": True}
     assert viewer_api.post(URL + "/count", body, format="json").json() == {"count": 1}
+
+
+def test_variable_names_with_double_underscores_and_quotes_are_one_key(admin_api, worker_api):
+    odd = make_task(
+        variables={
+            "order__id": {"type": "String", "value": "o-1", "valueInfo": {}},
+            "it's": {"type": "Integer", "value": 3, "valueInfo": {}},
+        }
+    )
+    make_task(variables={"order": {"type": "Json", "value": {"id": {"value": "o-1"}}}})
+    body = {"processVariables": [{"name": "order__id", "operator": "eq", "value": "o-1"}]}
+    assert post_ids(admin_api, body) == [odd.id]
+    body = {"processVariables": [{"name": "it's", "operator": "gteq", "value": 3}]}
+    assert post_ids(admin_api, body) == [odd.id]
+    fetch = {
+        "workerId": "w",
+        "maxTasks": 5,
+        "topics": [
+            {"topicName": "aTopic", "lockDuration": 1000, "processVariables": {"order__id": "o-1"}}
+        ],
+    }
+    fetched = worker_api.post(URL + "/fetchAndLock", fetch, format="json").json()
+    assert [t["id"] for t in fetched] == [odd.id]
