@@ -14,18 +14,21 @@ from project.console import Column, TableConfig
 
 
 def search_tasks(queryset, text):
-    """Free text: exact on the indexed identifiers, substring on topic and error message."""
-    return queryset.filter(
+    """Free text: an exact identifier (indexed lookups) if one matches, else a substring of
+    the topic or the error message (a scan, so only when no identifier matched)."""
+    exact = queryset.filter(
         Q(id=text)
         | Q(process_instance_id=text)
         | Q(execution_id=text)
         | Q(business_key=text)
         | Q(activity_id=text)
         | Q(worker_id=text)
+        | Q(topic_name=text)
         | Q(process_definition_key=text)
-        | Q(topic_name__icontains=text)
-        | Q(error_message__icontains=text)
     )
+    if exact.exists():
+        return exact
+    return queryset.filter(Q(topic_name__icontains=text) | Q(error_message__icontains=text))
 
 
 # Sortable columns are exactly the ones backed by an index (see ExternalTask.Meta.indexes).

@@ -299,15 +299,13 @@ def act(request, kind_key: str):
         messages.warning(request, f"{spec.label} works on one {kind.noun} at a time.")
         return _finish(request, next_url)
 
-    error = None
-    values = {}
+    confirmed = request.POST.get("confirmed") == "1"
+    if not confirmed:
+        return _confirm(request, kind, spec, scope, ids, query, words, queryset, next_url, None)
     try:
         values = _parse_values(spec, request.POST)
     except ActionInputError as exc:
-        error = str(exc)
-    confirmed = request.POST.get("confirmed") == "1"
-    if not confirmed or error:
-        return _confirm(request, kind, spec, scope, ids, query, words, queryset, next_url, error)
+        return _confirm(request, kind, spec, scope, ids, query, words, queryset, next_url, str(exc))
 
     as_of = _as_of(request.POST.get("as_of"))
     expected = console._int(request.POST.get("expected"), -1)
@@ -372,7 +370,8 @@ def _confirm(request, kind, spec, scope, ids, query, words, queryset, next_url, 
         "count": count,
         "count_text": _plural(count, kind.noun),
         "next": next_url,
-        "as_of": format_date(timezone.now()),
+        # Full precision: a millisecond cut would leave out rows created in the same moment.
+        "as_of": timezone.now().isoformat(),
         "error": error,
         "post": request.POST,
         "action_url": request.path,

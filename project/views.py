@@ -3,13 +3,10 @@
 import re
 from datetime import timedelta
 
-from django.contrib.auth.decorators import login_not_required
-from django.db import DatabaseError, connection
+from django.core.cache import cache
 from django.db.models import Count, Max, Min, Q, TextField
 from django.db.models.functions import Cast, TruncHour
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.template import loader
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -86,8 +83,28 @@ def _chart(user):
     return {"bars": bars, "total": total, "peak": peak}
 
 
+# The overview and topics pages aggregate over big tables; operators reload them often, so
+# their numbers are shared for a few seconds per tenant set (each page says how old they are).
+AGGREGATE_TTL = 15
+
+
+def _cached(request, name, compute):
+    tenants = tenancy.tenant_ids(request.user)
+    key = f"console:{name}:" + ("*" if tenants is None else ",".join(sorted(tenants)))
+    hit = cache.get(key)
+    if hit is None or "fresh" in request.GET:
+        hit = {"data": compute(), "at": timezone.now()}
+        cache.set(key, hit, AGGREGATE_TTL)
+    return hit["data"], hit["at"]
+
+
 def overview(request):
-    user = request.user
+    data, counted_at = _cached(request, "overview", lambda: _overview_data(request.user))
+    context = {"nav_section": "overview", "counted_at": counted_at, **data}
+    return render(request, "console/overview.html", context)
+
+
+def _overview_data(user):
     jobs = tenancy.scope(Job.objects.all(), user)
     tasks = tenancy.scope(ExternalTask.objects.all(), user)
     now = timezone.now()
@@ -126,8 +143,7 @@ def overview(request):
     ):
         for row in model_rows:
             tenants.setdefault(row["tenant_id"], {"jobs": 0, "tasks": 0})[key] = row["n"]
-    context = {
-        "nav_section": "overview",
+    return {
         "job_tiles": _tiles(jobs, "job", "job-list"),
         "task_tiles": _tiles(tasks, "task", "external-task-list"),
         "topics": list(task_rows),
@@ -136,7 +152,6 @@ def overview(request):
         "chart": _chart(user),
         "chart_hours": CHART_HOURS,
     }
-    return render(request, "console/overview.html", context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +162,12 @@ WORKER_WINDOW = timedelta(hours=24)
 
 
 def topics(request):
-    user = request.user
+    data, counted_at = _cached(request, "topics", lambda: _topics_data(request.user))
+    context = {"nav_section": "topics", "counted_at": counted_at, **data}
+    return render(request, "console/topics.html", context)
+
+
+def _topics_data(user):
     now = timezone.now()
     tasks = tenancy.scope(ExternalTask.objects.all(), user)
     # One grouped pass per page view. The backlog is the fetchable, unlocked part of a topic.
@@ -202,8 +222,7 @@ def topics(request):
             "failed": 0,
             "holding": n,
         }
-    context = {
-        "nav_section": "topics",
+    return {
         "topics": list(rows),
         "workers": sorted(
             workers.values(),
@@ -211,7 +230,6 @@ def topics(request):
         ),
         "window_hours": int(WORKER_WINDOW.total_seconds() // 3600),
     }
-    return render(request, "console/topics.html", context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,19 +430,3 @@ def search(request):
     task_hits = list(TASK_TABLE.search(tenancy.scope(ExternalTask.objects.all(), user), text)[:10])
     context = {"q": text, "global_q": text, "jobs": job_hits, "tasks": task_hits}
     return render(request, "console/search.html", context)
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-@login_not_required
-def server_error(request):
-    """A 500 page that says plainly when the database is the problem."""
-    database_down = False
-    try:
-        connection.ensure_connection()
-    except DatabaseError:
-        database_down = True
-    html = loader.get_template("500.html").render({"database_down": database_down})
-    return HttpResponse(html, status=503 if database_down else 500)

@@ -64,7 +64,7 @@ def reltime(value):
 @register.filter
 def exact_time(value):
     if value is None:
-        return "—"
+        return ""
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 

@@ -10,7 +10,9 @@
   const LIVE_EVERY_MS = 5000;
 
   function typing(el) {
-    return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+    if (!el) return false;
+    if (el.tagName === "INPUT") return !/^(checkbox|radio|button|submit)$/.test(el.type);
+    return el.isContentEditable || /^(TEXTAREA|SELECT)$/.test(el.tagName);
   }
   function tableSection() { return document.querySelector("[data-table]"); }
   function rows() { return Array.from(document.querySelectorAll("[data-rows] tbody tr")); }
@@ -179,6 +181,18 @@
     if (!cancel) return;
     evt.preventDefault();
     cancel.closest("dialog").close();
+  });
+
+  // Big bulk actions take a while (100k rows: tens of seconds): say so instead of looking stuck.
+  document.addEventListener("submit", (evt) => {
+    const form = evt.target;
+    if (!form.closest("[data-confirm]")) return;
+    const button = form.querySelector("button[type=submit]");
+    if (!button) return;
+    button.disabled = true;
+    button.textContent = "Working… large selections take a while";
+    form.setAttribute("aria-busy", "true");
+    announce("Working on it");
   });
 
   // --- copy buttons ---------------------------------------------------------------------------

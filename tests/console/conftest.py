@@ -51,3 +51,25 @@ def operator_client(operator_user):
 @pytest.fixture
 def viewer_client(viewer_user):
     return _client(viewer_user)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Creating the role users hashes passwords; the production hasher is slow on purpose."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Overview and topics numbers are cached for seconds; every test starts counting anew."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def console_handlers_allowed(settings):
+    """Jobs may only run handlers from configured modules; the console tests' live here."""
+    executor = dict(getattr(settings, "TASKYARD_EXECUTOR", {}))
+    executor["HANDLER_MODULES"] = [*executor.get("HANDLER_MODULES", []), "tests.console.handlers"]
+    settings.TASKYARD_EXECUTOR = executor

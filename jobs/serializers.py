@@ -1,0 +1,82 @@
+"""Camunda's JSON shapes for jobs and job definitions (every key present, null where unset)."""
+
+from rest_framework import serializers
+
+from project.rest import format_date
+
+
+class CamundaDateTimeField(serializers.DateTimeField):
+    """Dates out as yyyy-MM-dd'T'HH:mm:ss.SSSZ, Camunda's REST date format."""
+
+    def to_representation(self, value):
+        return format_date(value)
+
+
+class JobSerializer(serializers.Serializer):
+    """Camunda's JobDto (7.x), plus `batchId` of later versions (always null here)."""
+
+    id = serializers.CharField()
+    jobDefinitionId = serializers.CharField(source="job_definition_id", allow_null=True)
+    processInstanceId = serializers.CharField(source="process_instance_id", allow_null=True)
+    processDefinitionId = serializers.CharField(source="process_definition_id", allow_null=True)
+    processDefinitionKey = serializers.CharField(source="process_definition_key", allow_null=True)
+    executionId = serializers.CharField(source="execution_id", allow_null=True)
+    exceptionMessage = serializers.CharField(source="exception_message", allow_null=True)
+    failedActivityId = serializers.CharField(source="failed_activity_id", allow_null=True)
+    retries = serializers.IntegerField()
+    dueDate = CamundaDateTimeField(source="due_date", allow_null=True)
+    suspended = serializers.BooleanField()
+    priority = serializers.IntegerField()
+    tenantId = serializers.CharField(source="tenant_id", allow_null=True)
+    createTime = CamundaDateTimeField(source="create_time")
+    batchId = serializers.SerializerMethodField()
+
+    def get_batchId(self, job) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+
+class CreatedJobSerializer(JobSerializer):
+    """A job as answered by the /job/create extension: the Camunda shape plus what was run."""
+
+    type = serializers.CharField()
+    handler = serializers.CharField()
+    payload = serializers.JSONField()
+
+
+class JobDefinitionSerializer(serializers.Serializer):
+    """Camunda's JobDefinitionDto; `deploymentId` is always null (there are no deployments)."""
+
+    id = serializers.CharField()
+    processDefinitionId = serializers.CharField(source="process_definition_id", allow_null=True)
+    processDefinitionKey = serializers.CharField(source="process_definition_key", allow_null=True)
+    activityId = serializers.CharField(source="activity_id", allow_null=True)
+    jobType = serializers.CharField(source="job_type", allow_null=True)
+    jobConfiguration = serializers.CharField(source="job_configuration", allow_null=True)
+    overridingJobPriority = serializers.IntegerField(source="overriding_priority", allow_null=True)
+    suspended = serializers.BooleanField()
+    tenantId = serializers.CharField(source="tenant_id", allow_null=True)
+    deploymentId = serializers.SerializerMethodField()
+
+    def get_deploymentId(self, definition) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+
+class CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+
+
+class BatchSerializer(serializers.Serializer):
+    """Camunda's BatchDto. Taskyard applies the batch at once; the counts say what it did."""
+
+    id = serializers.CharField()
+    type = serializers.CharField()
+    totalJobs = serializers.IntegerField()
+    jobsCreated = serializers.IntegerField()
+    batchJobsPerSeed = serializers.IntegerField()
+    invocationsPerBatchJob = serializers.IntegerField()
+    seedJobDefinitionId = serializers.CharField(allow_null=True)
+    monitorJobDefinitionId = serializers.CharField(allow_null=True)
+    batchJobDefinitionId = serializers.CharField(allow_null=True)
+    suspended = serializers.BooleanField()
+    tenantId = serializers.CharField(allow_null=True)
+    createUserId = serializers.CharField(allow_null=True)
