@@ -295,7 +295,8 @@ class Executor:
         number of jobs run."""
         options = self.options
         renewer = LockRenewer(options.worker_id, options.lock_time)
-        waiter = None
+        # LISTEN before the first look for work, so a job enqueued in between still wakes us.
+        waiter = None if options.once else Waiter(options.poll_interval, self.stopping)
         with self.signal_handlers():
             renewer.start()
             try:
@@ -321,7 +322,6 @@ class Executor:
                     if not jobs:
                         if options.once:
                             break
-                        waiter = waiter or Waiter(options.poll_interval, self.stopping)
                         waiter.wait()
                         continue
                     for job in jobs:
