@@ -5,6 +5,7 @@ functions; nothing else writes to Job, JobDefinition or JobLog. Each function is
 transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
 """
 
+import math
 import re
 import time
 import traceback
@@ -52,6 +53,9 @@ def executor_setting(name: str):
     return getattr(settings, "TASKYARD_EXECUTOR", {}).get(name, EXECUTOR_DEFAULTS[name])
 
 
+MAX_SECONDS = 10 * 366 * 24 * 3600
+
+
 def parse_seconds(value, name: str) -> float | None:
     """Seconds from a number, a numeric string or an ISO 8601 duration; None/0 = no value."""
     if value is None or value == "":
@@ -71,10 +75,12 @@ def parse_seconds(value, name: str) -> float | None:
                     f"{name}: '{value}' is neither seconds nor a duration like PT5M"
                 ) from None
             seconds = duration.total_seconds()
-    if seconds < 0:
-        raise ValueError(f"{name}: '{value}' must not be negative")
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SECONDS:
+        raise ValueError(f"{name}: '{value}' must be between 0 and {MAX_SECONDS} seconds")
     return seconds or None
 
+
+MAX_RETRY_DELAY_SECONDS = 366 * 24 * 3600  # whatever the settings say, retry within a year
 
 _CYCLE_RE = re.compile(r"^R(?P<count>\d+)/(?P<interval>P\S+)$", re.IGNORECASE)
 
@@ -120,12 +126,18 @@ class RetryCycle:
         """Wait before the next attempt after the `failure`-th consecutive failure (1-based)."""
         failure = max(failure, 1)
         if len(self.delays) > 1:
-            delay = self.delays[min(failure, len(self.delays)) - 1]
+            seconds = self.delays[min(failure, len(self.delays)) - 1].total_seconds()
         else:
-            delay = self.delays[0] * (self.backoff_factor ** (failure - 1))
-        if self.max_delay is not None and delay > self.max_delay:
-            delay = self.max_delay
-        return delay
+            # Grown in floats and capped before it becomes a timedelta: R50/PT1H with factor 2
+            # would otherwise overflow.
+            seconds = self.delays[0].total_seconds()
+            try:
+                seconds *= self.backoff_factor ** (failure - 1)
+            except OverflowError:
+                seconds = math.inf if seconds else 0.0
+        if self.max_delay is not None:
+            seconds = min(seconds, self.max_delay.total_seconds())
+        return timedelta(seconds=min(seconds, MAX_RETRY_DELAY_SECONDS))
 
 
 def default_retry_cycle() -> RetryCycle:

@@ -338,6 +338,8 @@ def test_lock_renewal_extends_only_own_locks():
         (["--lock-time", "soon"], "--lock-time"),
         (["--lock-time", "0"], "--lock-time"),
         (["--timeout", "-1"], "--timeout"),
+        (["--timeout", "inf"], "--timeout"),
+        (["--poll-interval", "nan"], "--poll-interval"),
         (["--retry-cycle", "R3/soon"], "retry cycle"),
     ],
 )
@@ -354,6 +356,11 @@ def test_retry_cycle_repeats_an_interval_with_back_off_up_to_the_cap():
     assert cycle.retries == 5
     delays = [cycle.delay(n) for n in range(1, 6)]
     assert delays == [timedelta(minutes=m) for m in (1, 2, 4, 5, 5)]
+
+
+def test_retry_cycle_back_off_never_overflows():
+    cycle = RetryCycle.parse("R5000/PT1H", backoff_factor=10)
+    assert cycle.delay(4000) == timedelta(days=366)
 
 
 def test_retry_cycle_without_back_off_is_camundas_fixed_interval():
