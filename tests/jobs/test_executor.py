@@ -395,3 +395,16 @@ def test_retry_cycle_comes_from_settings(settings):
     failed_at = JobLog.objects.get(job_id=job.id, event="failed").timestamp
     assert job.retries == 4
     assert abs(job.due_date - failed_at - timedelta(seconds=30)) < timedelta(seconds=1)
+
+
+def test_demo_jobs_enqueues_runnable_demo_tasks_on_the_demo_queue():
+    call_command("demo_jobs", "--count", "25", "--rate", "10000", "--seed", "3", stdout=StringIO())
+
+    jobs = Job.objects.all()
+    assert jobs.count() == 25
+    assert set(jobs.values_list("queue_name", flat=True)) == {"demo"}
+    assert {job.handler.rsplit(".", 1)[0] for job in jobs} == {"jobs.demo_handlers"}
+    assert len(set(jobs.values_list("handler", flat=True))) >= 3
+    # Only `runjobs --queue demo` picks them up.
+    runjobs("--queue", "reports")
+    assert Job.objects.count() == 25
