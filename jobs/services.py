@@ -189,7 +189,8 @@ def _executor_log_entry(job: Job, event: str, **fields) -> JobLog:
 
 
 def notify_jobs_ready() -> None:
-    """Wake idle PostgreSQL executors (delivered when the current transaction commits)."""
+    """Wake idle PostgreSQL executors (delivered when the current transaction commits); for
+    changes the NOTIFY trigger does not see, such as a released lock."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"NOTIFY {JOBS_CHANNEL}")
@@ -223,7 +224,8 @@ def enqueue_job(
         _executor_log_entry(
             job, JobLog.Event.CREATED, timestamp=job.create_time, retries=retries, payload=payload
         ).save()
-        notify_jobs_ready()
+        # Idle PostgreSQL executors are woken by the jobs table's NOTIFY trigger (migration
+        # 0002_executor_*), which also covers jobs created through the REST API.
     return job
 
 
