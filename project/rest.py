@@ -1,11 +1,15 @@
 """Shared REST plumbing for every face: Camunda errors, dates, paging, sorting, auth, parsing."""
 
+import hashlib
+import hmac
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import F
 from django.http import Http404
@@ -14,7 +18,7 @@ from django.utils.dateparse import parse_duration
 from rest_framework import authentication, exceptions, parsers, permissions, status
 from rest_framework.response import Response
 
-from project import tenancy
+from project import tenancy, throttle
 
 # ---------------------------------------------------------------------------------------------
 # Errors: {"type": ..., "message": ...} with a 4xx status, exactly like Camunda's REST API.
@@ -285,10 +289,46 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
 # Authentication and roles.
 
 
+# Verified Basic credentials, per process: HMAC(username:password) -> (user pk, password hash).
+# Workers send Basic on every request; re-running PBKDF2 each time would cap a worker at a few
+# requests per second. An entry is only honoured while the stored password hash is unchanged,
+# so a password change or deactivation takes effect immediately.
+_VERIFIED: dict[bytes, tuple[int, str, float]] = {}
+_VERIFIED_TTL_SECONDS = 300
+_VERIFIED_MAX = 10_000
+
+
+def _credential_key(userid: str, password: str) -> bytes:
+    secret = settings.SECRET_KEY.encode()
+    return hmac.new(secret, f"{userid}\0{password}".encode(), hashlib.sha256).digest()
+
+
 class BasicAuthentication(authentication.BasicAuthentication):
-    """HTTP Basic, what Camunda and Flowable clients send; a failed login answers 401."""
+    """HTTP Basic, what Camunda and Flowable clients send; a failed login answers 401, and
+    repeated failures are throttled like console logins."""
 
     www_authenticate_realm = "taskyard"
+
+    def authenticate_credentials(self, userid, password, request=None):
+        key = _credential_key(userid, password)
+        cached = _VERIFIED.get(key)
+        if cached and cached[2] > time.monotonic():
+            user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
+            if user is not None and user.password == cached[1]:
+                return (user, None)
+            _VERIFIED.pop(key, None)
+        address = throttle.client_address(request) if request is not None else None
+        if throttle.is_blocked(userid, address):
+            raise exceptions.AuthenticationFailed("Too many failed logins; try again later.")
+        try:
+            user, auth = super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            throttle.record_failure(userid, address)
+            raise
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = (user.pk, user.password, time.monotonic() + _VERIFIED_TTL_SECONDS)
+        return user, auth
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
@@ -341,6 +381,23 @@ def _drop_stray_commas(text: str) -> str:
     return _STRING_OR_COMMAS.sub(replace, text)
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _depth(data) -> int:
+    """Nesting depth without recursion (a hostile body must not exhaust the stack)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                return level
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 class LenientJSONParser(parsers.JSONParser):
     """JSON, forgiving the stray and trailing commas of hand-written bodies (Camunda's docs
     example for POST /job has one), so the documented examples work as written."""
@@ -355,13 +412,19 @@ class LenientJSONParser(parsers.JSONParser):
         if not text.strip():
             return {}
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except ValueError:
-            pass
-        try:
-            return json.loads(_drop_stray_commas(text))
-        except ValueError as error:
-            raise exceptions.ParseError(f"Invalid JSON in request body: {error}") from None
+            try:
+                data = json.loads(_drop_stray_commas(text))
+            except ValueError as error:
+                raise exceptions.ParseError(f"Invalid JSON in request body: {error}") from None
+            except RecursionError:
+                raise exceptions.ParseError("JSON nested too deeply") from None
+        except RecursionError:
+            raise exceptions.ParseError("JSON nested too deeply") from None
+        if _depth(data) > MAX_JSON_DEPTH:
+            raise exceptions.ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        return data
 
 
 def json_body(request) -> dict:

@@ -1,14 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from project import api, views
+from project.login import LoginView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("login/", login_not_required(auth_views.LoginView.as_view()), name="login"),
+    path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # The three REST faces over the same models and service functions.
     path("engine-rest/version", api.version, name="camunda-version"),
@@ -18,7 +19,11 @@ urlpatterns = [
     path("external-job-api/", include("external_tasks.flowable_urls")),
     path("api/external-jobs", include("external_tasks.seed_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api-docs/",
+        login_required(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
     # Health, metrics and other operations endpoints.
     path("", include("project.ops_urls")),
     # The console.
@@ -26,3 +31,5 @@ urlpatterns = [
     path("jobs/", include("jobs.urls")),
     path("external-tasks/", include("external_tasks.urls")),
 ]
+
+handler500 = "project.errors.server_error"

@@ -42,3 +42,18 @@ def test_worker_account_cannot_use_read_endpoints(worker_api):
     response = worker_api.get("/engine-rest/version")
     assert response.status_code == 403
     assert response.json()["type"] == "AuthorizationException"
+
+
+def test_changed_password_stops_working_at_once(viewer_api, viewer_user):
+    assert viewer_api.get("/engine-rest/version").status_code == 200
+    viewer_user.set_password("a-new-password")
+    viewer_user.save()
+    response = viewer_api.get("/engine-rest/version")
+    assert response.status_code == 401
+
+
+def test_deactivated_user_is_refused_at_once(viewer_api, viewer_user):
+    assert viewer_api.get("/engine-rest/version").status_code == 200
+    viewer_user.is_active = False
+    viewer_user.save()
+    assert viewer_api.get("/engine-rest/version").status_code == 401

@@ -1,6 +1,6 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from project.models import Membership
@@ -32,10 +32,8 @@ class Command(BaseCommand):
             user.set_unusable_password()
         user.is_staff = user.is_superuser = role == "admin"
         user.save()
-        try:
-            group = Group.objects.get(name=role)
-        except Group.DoesNotExist:
-            raise CommandError(f"Role group {role!r} is missing; run migrate first.") from None
+        # The groups come from a migration; recreate one if someone deleted it.
+        group, _ = Group.objects.get_or_create(name=role)
         user.groups.remove(*Group.objects.filter(name__in=ROLES))
         user.groups.add(group)
         user.memberships.exclude(tenant_id__in=tenant).delete()

@@ -1,0 +1,70 @@
+# The two commands from README.md: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+BIN := $(VENV)/bin
+PG_URL ?= postgres://postgres@127.0.0.1:5432/taskyard
+DEMO_JOBS ?= 20000
+DEMO_TASKS ?= 20000
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help run test lint check test-sqlite test-postgres venv venv-dev demo clean
+
+help:
+	@echo "make run    set up and start the console with demo data on SQLite (http://$(HOST):$(PORT))"
+	@echo "make test   set up and run lint, checks and the whole test suite on SQLite and PostgreSQL"
+
+$(BIN)/python:
+	@python=$$(.ci/find-python) || exit 1; \
+	echo "Creating $(VENV) with $$python"; \
+	"$$python" -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+venv-dev: $(VENV)/.installed-dev
+
+demo: venv
+	$(BIN)/python manage.py migrate --verbosity 0
+	$(BIN)/python manage.py seed_demo --if-empty --jobs $(DEMO_JOBS) --external-tasks $(DEMO_TASKS)
+	$(BIN)/python manage.py demo_users
+
+run: demo
+	@echo
+	@echo "Taskyard console:  http://$(HOST):$(PORT)/   (admin: /admin/, API docs: /api-docs/)"
+	@echo "Camunda REST API:  http://$(HOST):$(PORT)/engine-rest/   (HTTP Basic, same logins)"
+	@echo
+	$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT) --log-level warning
+
+lint: venv-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check: venv-dev
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+test-sqlite: venv-dev
+	env -u DATABASE_URL $(BIN)/pytest
+
+test-postgres: venv-dev
+	@if ! DATABASE_URL=$(PG_URL) $(BIN)/python .ci/pg-ready; then \
+		echo "PostgreSQL is not reachable at $(PG_URL): set PG_URL or start it."; \
+		if [ "$${CI:-}" = "true" ]; then echo "CI=true: failing."; exit 1; fi; \
+		echo "Skipping the PostgreSQL run (outside CI)."; exit 0; \
+	fi
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest
+
+test: lint check test-sqlite test-postgres
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* test-db.sqlite3* staticfiles
