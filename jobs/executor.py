@@ -398,7 +398,9 @@ def log_outcome(outcome: services.JobOutcome):
 
 def run_pool(options: ExecutorOptions, concurrency: int) -> int:
     """Fork `concurrency` executor processes and supervise them; signals are passed on, so one
-    SIGTERM stops them all gracefully and a second interrupts their running jobs.
+    SIGTERM stops them all gracefully and a second interrupts their running jobs. A process
+    that dies (a handler crashing the interpreter, the OOM killer) is replaced; its job runs
+    again once its lock expires.
 
     Processes rather than threads: handlers run truly in parallel, time limits can interrupt
     them (SIGALRM), and a crashing handler takes down only its own process."""
@@ -408,37 +410,39 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
     # Connections must not be shared across fork: each child opens its own.
     db.connections.close_all()
     supervisor = os.getpid()
-    children: dict[int, int] = {}
-    for index in range(concurrency):
-        child_options = ExecutorOptions(**{**options.__dict__})
-        if options.max_jobs is not None:
-            # --max-jobs is the total: split it between the processes.
-            child_options.max_jobs = options.max_jobs // concurrency + (
-                index < options.max_jobs % concurrency
-            )
-            if child_options.max_jobs == 0:
-                continue
+    children: dict[int, tuple[int, ExecutorOptions]] = {}
+    generations = [0] * concurrency
+    stopping = False
+
+    def spawn(index: int, child_options: ExecutorOptions):
+        suffix = f"{index + 1}" + (f"r{generations[index]}" if generations[index] else "")
+        generations[index] += 1
         pid = os.fork()
-        if pid == 0:  # the child
-            code = 0
-            try:
-                # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
-                # passes it on once (a second copy would interrupt the running job).
-                os.setpgid(0, 0)
-                child_options.worker_id = f"{options.worker_id}/{index + 1}"
-                child_options.parent_pid = supervisor
-                Executor(child_options).run()
-            except BaseException:
-                logger.exception("executor process %d crashed", index + 1)
-                code = 1
-            finally:
-                with contextlib.suppress(Exception):
-                    db.connections.close_all()
-                logging.shutdown()
-                os._exit(code)
-        children[pid] = index
+        if pid:
+            children[pid] = (index, child_options)
+            return
+        code = 0  # the child from here on
+        try:
+            # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
+            # passes it on once (a second copy would interrupt the running job).
+            os.setpgid(0, 0)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            child_options.worker_id = f"{options.worker_id}/{suffix}"
+            child_options.parent_pid = supervisor
+            Executor(child_options).run()
+        except BaseException:
+            logger.exception("executor process %s crashed", suffix)
+            code = 1
+        finally:
+            with contextlib.suppress(Exception):
+                db.connections.close_all()
+            logging.shutdown()
+            os._exit(code)
 
     def forward(signum, frame):
+        nonlocal stopping
+        stopping = True
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -446,14 +450,32 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     failed = 0
     try:
+        for index in range(concurrency):
+            child_options = ExecutorOptions(**{**options.__dict__})
+            if options.max_jobs is not None:
+                # --max-jobs is the total: split it between the processes.
+                child_options.max_jobs = options.max_jobs // concurrency + (
+                    index < options.max_jobs % concurrency
+                )
+                if child_options.max_jobs == 0:
+                    continue
+            spawn(index, child_options)
         while children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            children.pop(pid, None)
-            if os.waitstatus_to_exitcode(status) != 0:
+            index, child_options = children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:
+                continue
+            if stopping or options.once or options.max_jobs is not None:
                 failed += 1
+                continue
+            logger.error("executor process %d died (exit %s); starting another", index + 1, code)
+            time.sleep(1)  # no tight loop if something kills every process at once
+            if not stopping:
+                spawn(index, child_options)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -183,6 +183,37 @@ def test_concurrent_executor_processes_run_every_job_once(executors, tmp_path):
     assert owners and all(owner.rsplit("/", 1)[-1] in {"1", "2", "3"} for owner in owners)
 
 
+def test_max_jobs_is_the_total_over_all_processes(executors):
+    jobs = [enqueue("send_invoice", invoice_id=f"INV-{n}") for n in range(10)]
+
+    finish(executors("--concurrency", "3", "--max-jobs", "7", "--poll-interval", "0.1"))
+
+    assert JobLog.objects.filter(event="succeeded").count() == 7
+    assert Job.objects.filter(id__in=[job.id for job in jobs]).count() == 3
+
+
+def test_pool_replaces_killed_processes_and_their_job_runs_again(executors, tmp_path):
+    runs = tmp_path / "runs.txt"
+    job = enqueue("hangs_first_time", path=str(runs))
+    pool = executors("--concurrency", "2", "--lock-time", "1", "--poll-interval", "0.1")
+    wait_until(lambda: len(lines(runs)) == 1, "the first run to start")
+
+    children = subprocess.run(
+        ["pgrep", "-P", str(pool.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(children) == 2
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+
+    wait_until(lambda: not Job.objects.filter(id=job.id).exists(), "the job to run again")
+    pool.send_signal(signal.SIGTERM)
+    finish(pool)
+    assert len(lines(runs)) == 2
+    succeeded = JobLog.objects.get(job_id=job.id, event="succeeded")
+    assert succeeded.worker.endswith("r1")  # a replacement process
+    assert JobLog.objects.filter(job_id=job.id, event="lock-expired").count() == 1
+
+
 @pytest.mark.postgres
 def test_several_executors_run_each_of_thousands_of_jobs_exactly_once(executors, tmp_path):
     runs = tmp_path / "runs.txt"
