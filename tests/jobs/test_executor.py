@@ -56,6 +56,17 @@ def test_successful_job_is_deleted_and_logged_with_duration_and_return_value():
     assert success.worker and success.handler == SEND_INVOICE
 
 
+def test_executor_logs_one_line_per_job(caplog):
+    ok = make_job()
+    bad = make_job(ALWAYS_FAILS, {"args": ["paper jam"]})
+    with caplog.at_level("INFO", logger="jobs.executor"):
+        runjobs()
+    lines = [record.getMessage() for record in caplog.records if record.name == "jobs.executor"]
+    assert len(lines) == 2
+    assert any(ok.id in line and "succeeded in" in line for line in lines)
+    assert any(bad.id in line and "paper jam; 2 retries left" in line for line in lines)
+
+
 def test_failing_job_spends_a_retry_and_keeps_message_and_stack_trace():
     job = make_job(ALWAYS_FAILS, {"args": ["printer on fire"]}, activity_id="sendInvoice")
     before = timezone.now()

@@ -254,6 +254,12 @@ def test_idle_executor_wakes_on_a_new_job_without_waiting_for_its_poll(executors
     job = Job.objects.create(handler="jobs.demo_handlers.send_invoice", payload=["INV-42"])
     # The poll interval is ten minutes: only the NOTIFY can have woken it.
     wait_until(lambda: not Job.objects.filter(id=job.id).exists(), "the job to run")
+    assert [event for event, _ in events(job.id)] == ["started", "succeeded"]
+
+    # An operator resetting a failed job's retries wakes it as well.
+    failed = Job.objects.create(handler="jobs.demo_handlers.send_invoice", payload=[1], retries=0)
+    Job.objects.filter(id=failed.id).update(retries=1)
+    wait_until(lambda: not Job.objects.filter(id=failed.id).exists(), "the reset job to run")
+
     process.send_signal(signal.SIGTERM)
     finish(process)
-    assert [event for event, _ in events(job.id)] == ["started", "succeeded"]
