@@ -124,11 +124,12 @@ def test_job_of_a_killed_executor_runs_again_after_its_lock_expires(executors, t
 
 def test_long_job_keeps_its_lock_while_another_executor_polls(executors, tmp_path):
     runs = tmp_path / "runs.txt"
-    job = enqueue("slow", seconds=3.5, path=str(runs))
+    # Runs for more than twice its lock time; renewed every third of it.
+    job = enqueue("slow", seconds=4.5, path=str(runs))
 
-    first = executors("--lock-time", "1.5", "--poll-interval", "0.1", "--max-jobs", "1")
+    first = executors("--lock-time", "2", "--poll-interval", "0.1", "--max-jobs", "1")
     wait_until(lambda: JobLog.objects.filter(job_id=job.id, event="started").exists(), "start")
-    second = executors("--lock-time", "1.5", "--poll-interval", "0.1")
+    second = executors("--lock-time", "2", "--poll-interval", "0.1")
     finish(first)
     second.send_signal(signal.SIGTERM)
     finish(second)
