@@ -10,19 +10,22 @@ The job is written in the caller's transaction: a rolled-back enqueue leaves no 
 """
 
 import contextlib
+import logging
 
 from django.core import checks
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
+from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from jobs import services
 from jobs.models import Job, JobLog
+
+logger = logging.getLogger("jobs.executor")
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -167,3 +170,21 @@ def task_result_for(result_id, alias: str, running=False) -> TaskResult:
     handler = job.handler if job is not None else logs[-1].handler
     task = _task_for(handler, job, alias)
     return build_result(task, job, logs, alias, running=running)
+
+
+def send_task_signal(job: Job, started: bool) -> None:
+    """django.tasks' task_started / task_finished for a job whose handler is a task of this
+    backend. Finished means finished for good: succeeded, or failed with no retries left.
+    A receiver's error is logged; it never decides a job's outcome."""
+    try:
+        target = import_string(job.handler)
+        backend = target.get_backend() if isinstance(target, Task) else None
+        if not isinstance(backend, DatabaseBackend):
+            return
+        result = task_result_for(job.id, backend.alias, running=started)
+        if started:
+            task_started.send(type(backend), task_result=result)
+        elif result.is_finished:
+            task_finished.send(type(backend), task_result=result)
+    except Exception:
+        logger.exception("job %s: a django.tasks signal receiver failed", job.id)

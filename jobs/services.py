@@ -458,8 +458,9 @@ def run_claimed_job(
     job: Job, worker_id: str, *, timeout: float | None = None, retry_cycle: RetryCycle | None = None
 ) -> JobOutcome:
     """Run a job this worker has claimed, outside any transaction, and record the outcome."""
-    from jobs import executor
+    from jobs import backends, executor
 
+    backends.send_task_signal(job, started=True)
     started = time.monotonic()
     try:
         value = executor.call_handler(job, timeout=timeout)
@@ -470,7 +471,7 @@ def run_claimed_job(
         duration_ms = (time.monotonic() - started) * 1000
         message = str(error) or type(error).__name__
         stacktrace = "".join(traceback.format_exception(error))
-        return fail_job(
+        outcome = fail_job(
             job,
             worker_id,
             message=message,
@@ -478,9 +479,13 @@ def run_claimed_job(
             duration_ms=duration_ms,
             retry_cycle=retry_cycle,
         )
+        # Inside the except block, as django.tasks receivers expect: exc_info is available.
+        backends.send_task_signal(job, started=False)
+        return outcome
     duration_ms = (time.monotonic() - started) * 1000
     value = executor.json_value(value)
     held = complete_job(job, worker_id, duration_ms=duration_ms, return_value=value)
+    backends.send_task_signal(job, started=False)
     return JobOutcome(job.id, job.handler, True, duration_ms, value, held_lock=held)
 
 

@@ -237,3 +237,6 @@ TASKYARD_EXECUTOR = {
     # Fail a handler running longer than this (seconds or ISO 8601); unset = no limit.
     "TIMEOUT": os.environ.get("TASKYARD_JOB_TIMEOUT") or None,
 }
+# runjobs logs one line per job itself (logger "jobs.executor"); django.tasks' own records of
+# each start and finish would repeat it. Its warnings and errors (with tracebacks) still show.
+LOGGING.setdefault("loggers", {})["django.tasks"] = {"level": "WARNING"}
