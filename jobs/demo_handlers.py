@@ -4,6 +4,7 @@ Each is a django.tasks task, so `send_invoice.enqueue(...)` creates a job and `r
 jobs created through the API can name them as handler too (e.g. "jobs.demo_handlers.send_invoice").
 """
 
+import asyncio
 import os
 import random
 import time
@@ -87,3 +88,10 @@ def hangs_first_time(path: str, seconds: float = 60.0) -> int:
 def report_attempt(context) -> int:
     """Answers which attempt this is (django.tasks TaskContext)."""
     return context.attempt
+
+
+@task
+async def check_carrier_status(shipment_id: str) -> dict:
+    """An async task: the executor runs coroutines to completion like any other handler."""
+    await asyncio.sleep(0)
+    return {"shipment": shipment_id, "status": "in transit"}

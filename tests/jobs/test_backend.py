@@ -239,3 +239,11 @@ def test_a_failing_signal_receiver_does_not_change_the_outcome():
     finally:
         task_started.disconnect(broken)
     assert default_task_backend.get_result(result.id).status == TaskResultStatus.SUCCESSFUL
+
+
+def test_async_task_runs_to_completion():
+    result = demo_handlers.check_carrier_status.enqueue("SHP-1")
+    runjobs()
+    fresh = demo_handlers.check_carrier_status.get_result(result.id)
+    assert fresh.status == TaskResultStatus.SUCCESSFUL
+    assert fresh.return_value == {"shipment": "SHP-1", "status": "in transit"}
