@@ -20,7 +20,6 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
 from jobs import services
 from jobs.models import Job, JobLog
@@ -73,14 +72,14 @@ class DatabaseBackend(BaseTaskBackend):
 
 
 def _task_for(handler: str, job, alias: str) -> Task:
+    from jobs.executor import HandlerNotAllowed, resolve_handler
+
     try:
-        target = import_string(handler)
-    except ImportError as error:
-        raise TaskResultDoesNotExist(f"Task {handler!r} cannot be imported: {error}") from None
+        target = resolve_handler(handler)
+    except (ImportError, HandlerNotAllowed) as error:
+        raise TaskResultDoesNotExist(f"No task result for handler {handler!r}: {error}") from None
     if not isinstance(target, Task):
-        if not callable(target):
-            raise TaskResultDoesNotExist(f"{handler!r} is not a task")
-        # A job created through the API with a plain function handler still answers a result.
+        # A job created through the API with an allowed plain callable still answers a result.
         target = Task(func=target, backend=alias)
     if job is not None:
         # Show the job's current priority and queue; values this backend would refuse (e.g. a
@@ -176,8 +175,13 @@ def send_task_signal(job: Job, started: bool) -> None:
     """django.tasks' task_started / task_finished for a job whose handler is a task of this
     backend. Finished means finished for good: succeeded, or failed with no retries left.
     A receiver's error is logged; it never decides a job's outcome."""
+    from jobs.executor import HandlerNotAllowed, resolve_handler
+
     try:
-        target = import_string(job.handler)
+        try:
+            target = resolve_handler(job.handler)
+        except (ImportError, HandlerNotAllowed):
+            return  # the run itself reports it
         backend = target.get_backend() if isinstance(target, Task) else None
         if not isinstance(backend, DatabaseBackend):
             return

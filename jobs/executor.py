@@ -18,6 +18,7 @@ from inspect import iscoroutinefunction
 
 from asgiref.sync import async_to_sync
 from django import db
+from django.apps import apps
 from django.db import connection
 from django.tasks import Task, TaskContext
 from django.utils.json import normalize_json
@@ -66,13 +67,40 @@ def payload_arguments(payload) -> tuple[list, dict]:
     return [payload], {}
 
 
+class HandlerNotAllowed(Exception):
+    """The job names a callable the executor may not run."""
+
+
+def _within(module: str, prefixes) -> bool:
+    return any(module == prefix or module.startswith(f"{prefix}.") for prefix in prefixes if prefix)
+
+
 def resolve_handler(handler: str):
-    """The callable a job's handler path names: a django.tasks Task or any function."""
+    """The callable a job's handler path names, if the executor may run it.
+
+    Anyone who can create a job chooses its handler, so a handler is not "any dotted path"
+    (that would make `os.system` a job): it must be a django.tasks task defined in an
+    installed app, or a callable in a module listed in TASKYARD_EXECUTOR["HANDLER_MODULES"].
+    Nothing else is even imported."""
     if not handler:
-        raise ImportError("The job has no handler")
+        raise HandlerNotAllowed("The job has no handler")
+    module = handler.rpartition(".")[0]
+    plain_allowed = _within(module, services.executor_setting("HANDLER_MODULES") or ())
+    app_modules = [app.name for app in apps.get_app_configs()]
+    refusal = (
+        f"Handler {handler!r} is not allowed: job handlers are django.tasks tasks of an "
+        "installed app, or callables in a module listed in "
+        "TASKYARD_EXECUTOR['HANDLER_MODULES']"
+    )
+    if not plain_allowed and not _within(module, app_modules):
+        raise HandlerNotAllowed(refusal)
     target = import_string(handler)
-    if not isinstance(target, Task) and not callable(target):
-        raise TypeError(f"Handler {handler!r} is neither a task nor callable")
+    if isinstance(target, Task):
+        return target
+    if not plain_allowed:
+        raise HandlerNotAllowed(refusal)
+    if not callable(target):
+        raise HandlerNotAllowed(f"Handler {handler!r} is not callable")
     return target
 
 

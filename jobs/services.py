@@ -45,6 +45,7 @@ EXECUTOR_DEFAULTS = {
     "LOCK_TIME": "PT5M",
     "POLL_INTERVAL": 1.0,
     "TIMEOUT": None,
+    "HANDLER_MODULES": [],
 }
 
 

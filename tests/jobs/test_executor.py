@@ -239,6 +239,37 @@ def test_handler_running_past_the_timeout_fails_with_a_timeout_error():
     assert "time.sleep(seconds)" in job.exception_stacktrace  # where it was stuck
 
 
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "os.system",  # not an installed app: never even imported
+        "subprocess.run",
+        "django.core.management.call_command",
+        "jobs.services.execute_job",  # an installed app, but a plain function, not a task
+        "jobs.executor.import_string",  # any callable reachable from an app module
+    ],
+)
+def test_handlers_that_are_not_tasks_or_allowed_modules_are_refused(handler, tmp_path):
+    marker = tmp_path / "ran"
+    job = make_job(handler, [f"touch {marker}"], retries=1)
+
+    runjobs()
+
+    job.refresh_from_db()
+    assert job.retries == 0
+    assert job.exception_message.startswith(f"Handler '{handler}' is not allowed")
+    assert not marker.exists()
+
+
+def test_allowed_modules_admit_plain_callables(settings, tmp_path):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["os"]}
+    target = tmp_path / "made-by-a-job"
+    job = make_job("os.makedirs", [str(target)])
+    runjobs()
+    assert target.is_dir()
+    assert not Job.objects.filter(id=job.id).exists()
+
+
 def test_unknown_handler_is_a_recorded_failure_not_a_crash():
     broken = make_job("jobs.demo_handlers.does_not_exist", retries=1)
     fine = make_job()
@@ -251,7 +282,8 @@ def test_unknown_handler_is_a_recorded_failure_not_a_crash():
     assert not Job.objects.filter(id=fine.id).exists()
 
 
-def test_plain_function_handlers_get_their_payload_as_arguments():
+def test_plain_function_handlers_get_their_payload_as_arguments(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["os.path", "builtins"]}
     as_list = make_job("os.path.join", ["var", "log"])
     as_object = make_job("jobs.demo_handlers.send_invoice", {"invoice_id": "INV-3"})
 
@@ -264,7 +296,8 @@ def test_plain_function_handlers_get_their_payload_as_arguments():
     }
 
 
-def test_return_value_json_cannot_hold_is_logged_as_its_repr():
+def test_return_value_json_cannot_hold_is_logged_as_its_repr(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["builtins"]}
     job = make_job("builtins.object", {})
     runjobs()
     assert JobLog.objects.get(job_id=job.id, event="succeeded").return_value.startswith(
