@@ -80,7 +80,10 @@ def _task_for(handler: str, job, alias: str) -> Task:
         raise TaskResultDoesNotExist(f"No task result for handler {handler!r}: {error}") from None
     if not isinstance(target, Task):
         # A job created through the API with an allowed plain callable still answers a result.
-        target = Task(func=target, backend=alias)
+        try:
+            target = Task(func=target, backend=alias)
+        except InvalidTask as error:
+            raise TaskResultDoesNotExist(f"{handler!r} cannot be a task: {error}") from None
     if job is not None:
         # Show the job's current priority and queue; values this backend would refuse (e.g. a
         # Camunda priority above 100 set by an operator) keep the task's own.

@@ -12,7 +12,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskRes
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from jobs import demo_handlers
+from jobs import demo_handlers, services
 from jobs.backends import DatabaseBackend
 from jobs.models import Job, JobLog
 
@@ -247,3 +247,19 @@ def test_async_task_runs_to_completion():
     fresh = demo_handlers.check_carrier_status.get_result(result.id)
     assert fresh.status == TaskResultStatus.SUCCESSFUL
     assert fresh.return_value == {"shipment": "SHP-1", "status": "in transit"}
+
+
+def test_result_of_a_job_with_an_allowed_plain_callable(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["os.path"]}
+    job = services.enqueue_job("os.path.join", {"args": ["a", "b"]})
+    runjobs()
+    result = default_task_backend.get_result(job.id)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == "a/b"
+    assert result.task.module_path in {"posixpath.join", "os.path.join"}
+
+
+def test_no_result_for_a_job_whose_handler_is_not_allowed():
+    job = services.enqueue_job("os.system", {"args": ["true"]})
+    with pytest.raises(TaskResultDoesNotExist, match="not allowed"):
+        default_task_backend.get_result(job.id)
