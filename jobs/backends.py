@@ -162,10 +162,15 @@ def build_result(task: Task, job: Job | None, logs: list[JobLog], alias: str, ru
     return result
 
 
-def task_result_for(result_id, alias: str, running=False) -> TaskResult:
-    """Look up a result by job id; TaskResultDoesNotExist when neither job nor log knows it."""
+_LOOK_UP = object()
+
+
+def task_result_for(result_id, alias: str, running=False, job=_LOOK_UP) -> TaskResult:
+    """Look up a result by job id; TaskResultDoesNotExist when neither job nor log knows it.
+    The executor passes the job it holds (or None once deleted) to save the lookup."""
     result_id = str(result_id)
-    job = Job.objects.filter(id=result_id).first()
+    if job is _LOOK_UP:
+        job = Job.objects.filter(id=result_id).first()
     logs = list(JobLog.objects.filter(job_id=result_id).order_by("timestamp", "id"))
     if job is None and not logs:
         raise TaskResultDoesNotExist(result_id)
@@ -174,12 +179,19 @@ def task_result_for(result_id, alias: str, running=False) -> TaskResult:
     return build_result(task, job, logs, alias, running=running)
 
 
-def send_task_signal(job: Job, started: bool) -> None:
+def send_task_signal(job: Job, started: bool, outcome=None) -> None:
     """django.tasks' task_started / task_finished for a job whose handler is a task of this
     backend. Finished means finished for good: succeeded, or failed with no retries left.
     A receiver's error is logged; it never decides a job's outcome."""
     from jobs.executor import HandlerNotAllowed, resolve_handler
 
+    known = _LOOK_UP
+    if started:
+        known = job
+    elif outcome is not None and outcome.held_lock:
+        if not outcome.succeeded and outcome.retries:
+            return  # will be retried: not finished
+        known = None if outcome.succeeded else _LOOK_UP
     try:
         try:
             target = resolve_handler(job.handler)
@@ -188,7 +200,7 @@ def send_task_signal(job: Job, started: bool) -> None:
         backend = target.get_backend() if isinstance(target, Task) else None
         if not isinstance(backend, DatabaseBackend):
             return
-        result = task_result_for(job.id, backend.alias, running=started)
+        result = task_result_for(job.id, backend.alias, running=started, job=known)
         if started:
             task_started.send(type(backend), task_result=result)
         elif result.is_finished:

@@ -481,13 +481,14 @@ def run_claimed_job(
             retry_cycle=retry_cycle,
         )
         # Inside the except block, as django.tasks receivers expect: exc_info is available.
-        backends.send_task_signal(job, started=False)
+        backends.send_task_signal(job, started=False, outcome=outcome)
         return outcome
     duration_ms = (time.monotonic() - started) * 1000
     value = executor.json_value(value)
     held = complete_job(job, worker_id, duration_ms=duration_ms, return_value=value)
-    backends.send_task_signal(job, started=False)
-    return JobOutcome(job.id, job.handler, True, duration_ms, value, held_lock=held)
+    outcome = JobOutcome(job.id, job.handler, True, duration_ms, value, held_lock=held)
+    backends.send_task_signal(job, started=False, outcome=outcome)
+    return outcome
 
 
 def execute_job(job_id: str, worker_id: str, *, lock_time: timedelta | None = None) -> JobOutcome:
