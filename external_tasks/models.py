@@ -27,6 +27,8 @@ class ExternalTask(models.Model):
     process_instance_id = models.CharField(max_length=255, null=True, blank=True)
     process_definition_id = models.CharField(max_length=255, null=True, blank=True)
     process_definition_key = models.CharField(max_length=255, null=True, blank=True)
+    # Camunda's processDefinitionName/processDefinitionNameLike filters need it stored.
+    process_definition_name = models.CharField(max_length=255, null=True, blank=True)
     process_definition_version_tag = models.CharField(max_length=255, null=True, blank=True)
     tenant_id = models.CharField(max_length=64, null=True, blank=True)
     business_key = models.CharField(max_length=255, null=True, blank=True)

@@ -3,9 +3,723 @@
 The Camunda REST face, the Flowable face, the seed API, the console and management commands
 call these functions; nothing else writes to ExternalTask or ExternalTaskLog. Each function is
 one short transaction; claims are one statement; bulk variants are set-based and return counts.
+
+Targets of operator actions (`set_retries`, `set_priority`, `suspend`, `activate`, `unlock`,
+`delete`) are one id, a list of ids, or a queryset (e.g. a filtered console query). They are
+always re-scoped to the acting user's tenants, so a foreign id is simply "not found".
 """
 
-from django.db import transaction  # noqa: F401
-from django.utils import timezone  # noqa: F401
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from external_tasks.models import ExternalTask, ExternalTaskLog  # noqa: F401
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from external_tasks import notify
+from external_tasks.filters import json_lookup, variable
+from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
+from project import audit, tenancy
+from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date
+from project.variables import from_request
+
+Event = ExternalTaskLog.Event
+BATCH_SIZE = 1000
+DEFAULT_RETRIES = 3
+TARGET_TYPE = "external_task"
+
+
+class BulkResult(NamedTuple):
+    """How many rows an operator action changed, and how many targets it skipped because they
+    were gone (completed, deleted) or invisible by the time the update ran."""
+
+    count: int
+    skipped: int = 0
+
+
+@dataclass
+class TopicRequest:
+    """One entry of fetchAndLock's `topics`: which tasks of a topic to lock and for how long."""
+
+    topic_name: str
+    lock_duration_ms: int
+    business_key: str | None = None
+    process_definition_ids: list[str] | None = None
+    process_definition_keys: list[str] | None = None
+    process_definition_version_tag: str | None = None
+    tenant_ids: list[str] | None = None
+    without_tenant_id: bool = False
+    process_variables: Mapping = field(default_factory=dict)
+
+    def condition(self) -> Q:
+        q = Q(topic_name=self.topic_name)
+        if self.business_key is not None:
+            q &= Q(business_key=self.business_key)
+        if self.process_definition_ids:
+            q &= Q(process_definition_id__in=self.process_definition_ids)
+        if self.process_definition_keys:
+            q &= Q(process_definition_key__in=self.process_definition_keys)
+        if self.process_definition_version_tag is not None:
+            q &= Q(process_definition_version_tag=self.process_definition_version_tag)
+        if self.without_tenant_id and self.tenant_ids:
+            q &= Q(tenant_id__isnull=True) | Q(tenant_id__in=self.tenant_ids)
+        elif self.without_tenant_id:
+            q &= Q(tenant_id__isnull=True)
+        elif self.tenant_ids:
+            q &= Q(tenant_id__in=self.tenant_ids)
+        for name, value in self.process_variables.items():
+            # Camunda matches processVariables by equality of the (untyped) value.
+            q &= json_lookup(variable(name, "value"), "exact", value)
+        return q
+
+    def matches(self, task: ExternalTask) -> bool:
+        """The same test as `condition()`, on a loaded task (to pick its topic's options)."""
+        if task.topic_name != self.topic_name:
+            return False
+        if self.business_key is not None and task.business_key != self.business_key:
+            return False
+        if self.process_definition_ids and (
+            task.process_definition_id not in self.process_definition_ids
+        ):
+            return False
+        if self.process_definition_keys and (
+            task.process_definition_key not in self.process_definition_keys
+        ):
+            return False
+        if self.process_definition_version_tag is not None and (
+            task.process_definition_version_tag != self.process_definition_version_tag
+        ):
+            return False
+        allowed = set(self.tenant_ids or ()) | ({None} if self.without_tenant_id else set())
+        if (self.tenant_ids or self.without_tenant_id) and task.tenant_id not in allowed:
+            return False
+        variables = task.variables or {}
+        return all(
+            name in variables and variables[name].get("value") == value
+            for name, value in self.process_variables.items()
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _log(task: ExternalTask, event: str, **kwargs) -> ExternalTaskLog:
+    return ExternalTaskLog(
+        task_id=task.id,
+        event=event,
+        topic_name=task.topic_name,
+        tenant_id=task.tenant_id,
+        process_instance_id=task.process_instance_id,
+        process_definition_key=task.process_definition_key,
+        activity_id=task.activity_id,
+        business_key=task.business_key,
+        retries=kwargs.pop("retries", task.retries),
+        **kwargs,
+    )
+
+
+def _visible(user) -> QuerySet:
+    return tenancy.scope(ExternalTask.objects.all(), user)
+
+
+def _get_locked_for_update(user, task_id: str) -> ExternalTask:
+    """The task row, locked for this transaction; other tenants' tasks look absent."""
+    try:
+        return _visible(user).select_for_update().get(pk=task_id)
+    except ExternalTask.DoesNotExist:
+        raise NotFound(f"External task with id {task_id} does not exist") from None
+
+
+def _check_lock_holder(task: ExternalTask, worker_id: str | None, action: str, now: datetime):
+    if not worker_id:
+        raise InvalidRequest(f"Cannot {action} external task {task.id}: workerId is required")
+    if task.worker_id != worker_id:
+        holder = f"worker '{task.worker_id}'" if task.worker_id else "no worker"
+        raise BadUserRequest(
+            f"External task {task.id} cannot be {action}d by worker '{worker_id}'. "
+            f"It is locked by {holder}."
+        )
+    if task.lock_expiration_time is None or task.lock_expiration_time <= now:
+        raise BadUserRequest(
+            f"External task {task.id} cannot be {action}d by worker '{worker_id}': "
+            "its lock has expired. Fetch and lock it again."
+        )
+
+
+def _merge_variables(task: ExternalTask, variables, local_variables=None) -> dict:
+    merged = dict(task.variables or {})
+    merged.update(from_request(variables))
+    merged.update(from_request(local_variables))
+    return merged
+
+
+def _reported(variables, local_variables=None) -> dict | None:
+    reported = from_request(variables)
+    reported.update(from_request(local_variables))
+    return reported or None
+
+
+def _duration_ms(task: ExternalTask, now: datetime) -> float | None:
+    """Time since the task was last locked, for the log's duration column."""
+    locked_at = (
+        ExternalTaskLog.objects.filter(task_id=task.id, event=Event.LOCKED)
+        .order_by("-timestamp")
+        .values_list("timestamp", flat=True)
+        .first()
+    )
+    return (now - locked_at).total_seconds() * 1000 if locked_at else None
+
+
+def _json_safe(value):
+    return format_date(value) if isinstance(value, datetime) else value
+
+
+def _target_queryset(user, target) -> tuple[QuerySet, list[str] | None]:
+    """(scoped queryset, requested ids or None) for an id, a list of ids or a queryset."""
+    visible = _visible(user)
+    if isinstance(target, QuerySet):
+        return tenancy.scope(target, user), None
+    ids = [target] if isinstance(target, str) else [str(i) for i in target]
+    return visible.filter(pk__in=ids), ids
+
+
+def _check_all_found(ids: list[str] | None, found: Iterable[str]):
+    if ids is None:
+        return
+    missing = sorted(set(ids) - set(found))
+    if missing:
+        raise NotFound(f"External task with id {', '.join(missing)} does not exist")
+
+
+def _bulk(
+    user,
+    target,
+    *,
+    changes: dict,
+    event: str,
+    action: str,
+    strict: bool,
+    source: str,
+    filter,
+    after,
+    log_kwargs=None,
+    only_if: Q | None = None,
+    delete: bool = False,
+) -> BulkResult:
+    """Apply `changes` (a dict for UPDATE) to the target rows in batches: one SELECT … FOR
+    UPDATE and one UPDATE (or DELETE) per batch, log entries via bulk_create, one audit entry."""
+    queryset, ids = _target_queryset(user, target)
+    with transaction.atomic():
+        all_ids = list(queryset.order_by().values_list("pk", flat=True))
+        if strict:
+            _check_all_found(ids, all_ids)
+        requested = len(ids) if ids is not None else len(all_ids)
+        count = 0
+        single_before = None
+        for start in range(0, len(all_ids), BATCH_SIZE):
+            batch = all_ids[start : start + BATCH_SIZE]
+            rows = ExternalTask.objects.filter(pk__in=batch)
+            if only_if is not None:
+                rows = rows.filter(only_if)
+            locked = list(rows.select_for_update())
+            if not locked:
+                continue
+            if requested == 1:
+                single_before = (
+                    {k: _json_safe(getattr(locked[0], k)) for k in changes} if changes else None
+                )
+            locked_ids = [t.pk for t in locked]
+            if delete:
+                ExternalTask.objects.filter(pk__in=locked_ids).delete()
+            else:
+                ExternalTask.objects.filter(pk__in=locked_ids).update(**changes)
+            ExternalTaskLog.objects.bulk_create(
+                [_log(t, event, **(log_kwargs or {})) for t in locked]
+            )
+            count += len(locked)
+        audit.record(
+            user,
+            f"{TARGET_TYPE}.{action}",
+            TARGET_TYPE,
+            ids=ids if ids is not None else all_ids,
+            filter=filter,
+            count=count,
+            skipped=max(requested - count, 0),
+            before=single_before,
+            after=after,
+            source=source,
+        )
+    return BulkResult(count, max(requested - count, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Producers
+
+
+CREATE_FIELDS = {
+    "topicName": "topic_name",
+    "priority": "priority",
+    "retries": "retries",
+    "tenantId": "tenant_id",
+    "businessKey": "business_key",
+    "activityId": "activity_id",
+    "activityInstanceId": "activity_instance_id",
+    "activityName": "activity_name",
+    "executionId": "execution_id",
+    "processInstanceId": "process_instance_id",
+    "processDefinitionId": "process_definition_id",
+    "processDefinitionKey": "process_definition_key",
+    "processDefinitionName": "process_definition_name",
+    "processDefinitionVersionTag": "process_definition_version_tag",
+}
+
+
+def _task_from_spec(user, spec, index: int) -> ExternalTask:
+    if not isinstance(spec, Mapping):
+        raise InvalidRequest(f"Task {index}: expected a JSON object")
+    unknown = set(spec) - set(CREATE_FIELDS) - {"variables", "extensionProperties", "id"}
+    if unknown:
+        raise InvalidRequest(f"Task {index}: unknown field(s) {', '.join(sorted(unknown))}")
+    values = {}
+    for name, attr in CREATE_FIELDS.items():
+        value = spec.get(name)
+        if value is None:
+            continue
+        if attr in {"priority", "retries"}:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidRequest(f"Task {index}: '{name}' must be an integer, got {value!r}")
+            if attr == "retries" and value < 0:
+                raise InvalidRequest(f"Task {index}: 'retries' must not be negative")
+            if not -(2**63) <= value < 2**63:
+                raise InvalidRequest(f"Task {index}: '{name}' is out of range")
+        elif not isinstance(value, str):
+            raise InvalidRequest(f"Task {index}: '{name}' must be a string, got {value!r}")
+        values[attr] = value
+    if not values.get("topic_name"):
+        raise InvalidRequest(f"Task {index}: 'topicName' is required")
+    if not tenancy.may_use_tenant(user, values.get("tenant_id")):
+        raise InvalidRequest(
+            f"Task {index}: you may not create tasks for tenant '{values['tenant_id']}'"
+        )
+    extension = spec.get("extensionProperties") or {}
+    if not isinstance(extension, Mapping) or not all(
+        isinstance(v, str) for v in extension.values()
+    ):
+        raise InvalidRequest(f"Task {index}: 'extensionProperties' must map names to strings")
+    if spec.get("id") is not None:
+        if not isinstance(spec["id"], str) or not spec["id"].strip():
+            raise InvalidRequest(f"Task {index}: 'id' must be a non-empty string")
+        values["id"] = spec["id"]
+    return ExternalTask(
+        variables=from_request(spec.get("variables")),
+        extension_properties=dict(extension),
+        **values,
+    )
+
+
+def create(user, specs, *, source: str = "api") -> list[ExternalTask]:
+    """Create tasks from Camunda-named dicts (topicName, priority, tenantId, variables, …) and
+    wake long-polling fetchers of their topics."""
+    if isinstance(specs, Mapping):
+        specs = [specs]
+    if not isinstance(specs, list) or not specs:
+        raise InvalidRequest("Expected a task object or a non-empty list of task objects")
+    tasks = [_task_from_spec(user, spec, i) for i, spec in enumerate(specs)]
+    now = timezone.now()
+    for task in tasks:
+        task.create_time = now
+    ids = [t.id for t in tasks]
+    with transaction.atomic():
+        if len(set(ids)) != len(ids) or ExternalTask.objects.filter(pk__in=ids).exists():
+            raise InvalidRequest("An external task with one of the given ids already exists")
+        ExternalTask.objects.bulk_create(tasks)
+        ExternalTaskLog.objects.bulk_create([_log(t, Event.CREATED, timestamp=now) for t in tasks])
+        notify.announce({t.topic_name for t in tasks})
+    return tasks
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers
+
+
+def _fetchable(now: datetime) -> Q:
+    return FETCHABLE & (Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=now))
+
+
+def _compile_where(q: Q) -> tuple[str, list]:
+    query = ExternalTask.objects.filter(q).query
+    compiler = query.get_compiler(connection=connection)
+    return compiler.compile(query.where)
+
+
+def fetch_and_lock(
+    user,
+    worker_id: str,
+    max_tasks: int,
+    topics: list[TopicRequest],
+    *,
+    use_priority: bool = False,
+    sort_create_time: str | None = None,
+) -> list[ExternalTask]:
+    """Claim up to `max_tasks` fetchable tasks of the given topics for `worker_id`.
+
+    One statement: UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP LOCKED] LIMIT n) RETURNING.
+    On PostgreSQL concurrent claimers skip each other's rows instead of waiting or failing; on
+    SQLite the immediate transaction serialises claimers. Either way no task is handed out twice
+    while its lock is valid, and a full claim never returns fewer tasks than are free.
+    """
+    if not topics or max_tasks <= 0:
+        return []
+    now = timezone.now()
+    condition = Q(pk__in=[])
+    for topic in topics:
+        condition |= topic.condition()
+    ordering = []
+    if use_priority:
+        ordering.append("-priority")
+    if sort_create_time == "desc":
+        ordering.append("-create_time")
+    else:
+        ordering.append("create_time")
+    ordering.append("id")
+    table = connection.ops.quote_name(ExternalTask._meta.db_table)
+    with transaction.atomic():
+        inner = (
+            tenancy.scope(ExternalTask.objects.filter(_fetchable(now)), user)
+            .filter(condition)
+            .order_by(*ordering)
+            .values("pk")[:max_tasks]
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            inner = inner.select_for_update(skip_locked=True)
+        inner_sql, inner_params = inner.query.sql_with_params()
+        # Each task gets the lock duration of the first topic entry it matches.
+        case_sql, case_params = [], []
+        for topic in topics:
+            where_sql, where_params = _compile_where(topic.condition())
+            case_sql.append(f"WHEN {where_sql} THEN %s")
+            expiration = now + timedelta(milliseconds=topic.lock_duration_ms)
+            case_params += [*where_params, connection.ops.adapt_datetimefield_value(expiration)]
+        sql = (
+            f"UPDATE {table} SET worker_id = %s, "
+            f"lock_expiration_time = CASE {' '.join(case_sql)} END "
+            f"WHERE id IN ({inner_sql}) RETURNING *"
+        )
+        params = [worker_id, *case_params, *inner_params]
+        tasks = list(ExternalTask.objects.raw(sql, params))
+        ExternalTaskLog.objects.bulk_create(
+            [_log(t, Event.LOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
+        )
+    # RETURNING gives rows in no particular order; answer them in claim order.
+    tasks.sort(key=lambda t: t.id)
+    tasks.sort(key=lambda t: t.create_time, reverse=sort_create_time == "desc")
+    if use_priority:
+        tasks.sort(key=lambda t: t.priority, reverse=True)
+    return tasks
+
+
+def lock(user, task_id: str, worker_id: str, lock_duration_ms: int) -> ExternalTask:
+    """Lock one task for a worker (Camunda's POST /external-task/{id}/lock)."""
+    if not worker_id:
+        raise InvalidRequest("workerId is required")
+    if lock_duration_ms is None or lock_duration_ms <= 0:
+        raise InvalidRequest("lockDuration must be greater than 0")
+    now = timezone.now()
+    with transaction.atomic():
+        task = _get_locked_for_update(user, task_id)
+        if task.locked and task.worker_id != worker_id:
+            raise BadUserRequest(
+                f"External task {task.id} is already locked by worker '{task.worker_id}'"
+            )
+        if task.suspended:
+            raise BadUserRequest(f"External task {task.id} is suspended")
+        task.worker_id = worker_id
+        task.lock_expiration_time = now + timedelta(milliseconds=lock_duration_ms)
+        task.save(update_fields=["worker_id", "lock_expiration_time"])
+        _log(task, Event.LOCKED, worker_id=worker_id, timestamp=now).save()
+    return task
+
+
+def complete(user, task_id: str, worker_id: str, variables=None, local_variables=None) -> None:
+    """The lock holder reports success: the task leaves the runtime table; its outcome
+    (variables, worker, duration) stays in the log."""
+    reported = _reported(variables, local_variables)
+    now = timezone.now()
+    with transaction.atomic():
+        task = _get_locked_for_update(user, task_id)
+        _check_lock_holder(task, worker_id, "complete", now)
+        _log(
+            task,
+            Event.COMPLETED,
+            worker_id=worker_id,
+            variables=reported,
+            duration_ms=_duration_ms(task, now),
+            timestamp=now,
+        ).save()
+        task.delete()
+
+
+def handle_failure(
+    user,
+    task_id: str,
+    worker_id: str,
+    *,
+    error_message: str | None = None,
+    error_details: str | None = None,
+    retries: int | None = None,
+    retry_timeout_ms: int | None = None,
+    variables=None,
+    local_variables=None,
+) -> ExternalTask:
+    """The lock holder reports a failure. As in Camunda, the task stays locked for
+    `retryTimeout` ms (then it is fetchable again); retries 0 makes it an incident."""
+    # retries None (Flowable's "absent") means one less than now, never below 0; a task that
+    # never failed starts from DEFAULT_RETRIES, Flowable's default for new jobs.
+    if retries is not None and retries < 0:
+        raise InvalidRequest("retries must be greater than or equal to 0")
+    if retry_timeout_ms is not None and retry_timeout_ms < 0:
+        raise InvalidRequest("retryTimeout must be greater than or equal to 0")
+    now = timezone.now()
+    with transaction.atomic():
+        task = _get_locked_for_update(user, task_id)
+        _check_lock_holder(task, worker_id, "fail", now)
+        if retries is None:
+            retries = max((task.retries if task.retries is not None else DEFAULT_RETRIES) - 1, 0)
+        task.variables = _merge_variables(task, variables, local_variables)
+        task.error_message = error_message
+        task.error_details = error_details
+        task.retries = retries
+        task.lock_expiration_time = now + timedelta(milliseconds=retry_timeout_ms or 0)
+        task.save(
+            update_fields=[
+                "variables",
+                "error_message",
+                "error_details",
+                "retries",
+                "lock_expiration_time",
+            ]
+        )
+        _log(
+            task,
+            Event.FAILED,
+            worker_id=worker_id,
+            error_message=error_message,
+            error_details=error_details,
+            variables=_reported(variables, local_variables),
+            duration_ms=_duration_ms(task, now),
+            timestamp=now,
+        ).save()
+        if retries > 0 and not retry_timeout_ms:
+            notify.announce({task.topic_name})
+    return task
+
+
+def handle_bpmn_error(
+    user,
+    task_id: str,
+    worker_id: str,
+    error_code: str | None,
+    error_message: str | None = None,
+    variables=None,
+) -> None:
+    """The lock holder reports a business error: like completion, the task leaves the runtime
+    table (the process would continue on its error path); the log keeps code and message."""
+    # Camunda requires a code (checked by its view); Flowable allows none.
+    if error_code is not None and not isinstance(error_code, str):
+        raise InvalidRequest("errorCode must be a string")
+    reported = _reported(variables)
+    now = timezone.now()
+    with transaction.atomic():
+        task = _get_locked_for_update(user, task_id)
+        _check_lock_holder(task, worker_id, "report a BPMN error for", now)
+        _log(
+            task,
+            Event.BPMN_ERROR,
+            worker_id=worker_id,
+            error_code=error_code,
+            error_message=error_message,
+            variables=reported,
+            duration_ms=_duration_ms(task, now),
+            timestamp=now,
+        ).save()
+        task.delete()
+
+
+def extend_lock(user, task_id: str, worker_id: str, new_duration_ms: int) -> ExternalTask:
+    """The lock holder extends its lock to now + new_duration_ms."""
+    if new_duration_ms is None or new_duration_ms <= 0:
+        raise InvalidRequest("newDuration must be greater than 0")
+    now = timezone.now()
+    with transaction.atomic():
+        task = _get_locked_for_update(user, task_id)
+        _check_lock_holder(task, worker_id, "extend the lock of", now)
+        task.lock_expiration_time = now + timedelta(milliseconds=new_duration_ms)
+        task.save(update_fields=["lock_expiration_time"])
+        _log(task, Event.LOCK_EXTENDED, worker_id=worker_id, timestamp=now).save()
+    return task
+
+
+def release(user, worker_id: str, task_id: str | None = None) -> int:
+    """A worker gives back its own lock on one task (or on all its tasks): Flowable's unacquire.
+    Unlike the operator's `unlock`, only the holder's locks are touched."""
+    if not worker_id:
+        raise InvalidRequest("workerId is required")
+    now = timezone.now()
+    with transaction.atomic():
+        if task_id is not None:
+            task = _get_locked_for_update(user, task_id)
+            _check_lock_holder(task, worker_id, "unacquire", now)
+            tasks = [task]
+        else:
+            tasks = list(
+                _visible(user)
+                .filter(worker_id=worker_id, lock_expiration_time__gt=now)
+                .select_for_update()
+            )
+        ids = [t.pk for t in tasks]
+        ExternalTask.objects.filter(pk__in=ids).update(lock_expiration_time=None, worker_id=None)
+        ExternalTaskLog.objects.bulk_create(
+            [_log(t, Event.UNLOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
+        )
+        notify.announce({t.topic_name for t in tasks})
+    return len(ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Operators (ids, a list of ids or a queryset; audited)
+
+
+def unlock(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+    """Clear lock expiration and worker: the tasks are fetchable again at once."""
+    queryset, _ = _target_queryset(user, target)
+    topics = set(queryset.order_by().values_list("topic_name", flat=True).distinct()[:1000])
+    with transaction.atomic():
+        result = _bulk(
+            user,
+            target,
+            changes={"lock_expiration_time": None, "worker_id": None},
+            event=Event.UNLOCKED,
+            action="unlock",
+            strict=strict,
+            source=source,
+            filter=filter,
+            after={"locked": False},
+        )
+        if result.count:
+            notify.announce(topics)
+    return result
+
+
+def _check_retries(retries):
+    if retries is None or isinstance(retries, bool) or not isinstance(retries, int):
+        raise InvalidRequest("The number of retries cannot be null and must be an integer")
+    if retries < 0:
+        raise InvalidRequest("The number of retries cannot be negative")
+    if retries >= 2**31:
+        raise InvalidRequest("The number of retries is out of range for java type int")
+
+
+def set_retries(
+    user, target, retries: int, *, strict: bool = True, source: str = "api", filter=None
+) -> BulkResult:
+    """Set retries on one task, listed tasks or a queryset; 0 makes them incidents, a positive
+    value makes failed tasks fetchable again."""
+    _check_retries(retries)
+    queryset, _ = _target_queryset(user, target)
+    with transaction.atomic():
+        result = _bulk(
+            user,
+            target,
+            changes={"retries": retries},
+            event=Event.RETRIES_SET,
+            action="set_retries",
+            strict=strict,
+            source=source,
+            filter=filter,
+            after={"retries": retries},
+            log_kwargs={"retries": retries},
+        )
+        if result.count and retries > 0:
+            notify.announce(
+                set(queryset.order_by().values_list("topic_name", flat=True).distinct()[:1000])
+            )
+    return result
+
+
+def set_priority(
+    user, target, priority: int, *, strict: bool = True, source: str = "api", filter=None
+) -> BulkResult:
+    """Set the priority used by fetchAndLock with usePriority."""
+    if priority is None or isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidRequest("Priority must be an integer (java type long)")
+    if not -(2**63) <= priority < 2**63:
+        raise InvalidRequest("Priority is out of range for java type long")
+    return _bulk(
+        user,
+        target,
+        changes={"priority": priority},
+        event=Event.PRIORITY_SET,
+        action="set_priority",
+        strict=strict,
+        source=source,
+        filter=filter,
+        after={"priority": priority},
+    )
+
+
+def suspend(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+    """Suspended tasks are never fetched; already suspended rows count as skipped."""
+    return _bulk(
+        user,
+        target,
+        changes={"suspended": True},
+        event=Event.SUSPENDED,
+        action="suspend",
+        strict=strict,
+        source=source,
+        filter=filter,
+        after={"suspended": True},
+        only_if=Q(suspended=False),
+    )
+
+
+def activate(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+    """Make suspended tasks fetchable again; already active rows count as skipped."""
+    queryset, _ = _target_queryset(user, target)
+    with transaction.atomic():
+        result = _bulk(
+            user,
+            target,
+            changes={"suspended": False},
+            event=Event.ACTIVATED,
+            action="activate",
+            strict=strict,
+            source=source,
+            filter=filter,
+            after={"suspended": False},
+            only_if=Q(suspended=True),
+        )
+        if result.count:
+            notify.announce(
+                set(queryset.order_by().values_list("topic_name", flat=True).distinct()[:1000])
+            )
+    return result
+
+
+def delete(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+    """Remove tasks from the runtime table; the log records who deleted them."""
+    return _bulk(
+        user,
+        target,
+        changes={},
+        event=Event.DELETED,
+        action="delete",
+        strict=strict,
+        source=source,
+        filter=filter,
+        after=None,
+        delete=True,
+    )

@@ -42,15 +42,17 @@ class TrueField(forms.Field):
     """Camunda flags: "Value may only be true, as false is the default behavior"."""
 
     def to_python(self, value):
-        if value in (None, ""):
+        # false is Camunda's default behaviour (no filter), so it cleans to None: django-filter
+        # then skips the filter even when it has a `method`.
+        if value in (None, "") or value is False:
             return None
-        if isinstance(value, bool):
-            return value
+        if value is True:
+            return True
         text = str(value).strip().lower()
         if text == "true":
             return True
         if text == "false":
-            return False
+            return None
         raise _bad("bool", value, "expected true or false")
 
 

@@ -310,6 +310,8 @@ class Command(BaseCommand):
                 "process_instance_id": self.uuid(),
                 "process_definition_id": pd_id,
                 "process_definition_key": key,
+                # e.g. "Order fulfilment", for processDefinitionName(Like) filters.
+                "process_definition_name": key.replace("-", " ").capitalize(),
                 "process_definition_version_tag": rng.choice([None, f"v{version}.0"]),
                 "tenant_id": self.tenant(),
                 "business_key": business_key if rng.random() < 0.9 else None,

@@ -1,0 +1,711 @@
+"""Camunda 7 REST face for external tasks: /engine-rest/external-task/…
+
+Views validate input, call one function of `external_tasks.services`, and answer Camunda's
+JSON. fetchAndLock is an async view so a long-polling request holds neither a thread nor a
+database connection while it waits (serve with an ASGI server, e.g. uvicorn).
+"""
+
+import contextlib
+import time
+from collections.abc import Mapping
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.db import connection, transaction
+from django.db.models import Q
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from external_tasks import notify, services
+from external_tasks.filters import SORT_KEYS, ExternalTaskFilter
+from external_tasks.models import ExternalTask
+from external_tasks.serializers import camunda_locked_task, camunda_task
+from project import tenancy
+from project.ids import new_id
+from project.rest import (
+    CanOperate,
+    CanView,
+    CanWork,
+    InvalidRequest,
+    NotFound,
+    json_body,
+    order_by,
+    page,
+    sorting_from_body,
+    sorting_from_query,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Body value helpers: wrong JSON types are a 400 naming the field, never a 500.
+
+
+def opt_str(body: Mapping, name: str, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None or (required and value == ""):
+        if required:
+            raise InvalidRequest(f"'{name}' is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a string, got {value!r}")
+    return value
+
+
+def opt_int(
+    body: Mapping, name: str, *, required=False, minimum=None, java_type="int"
+) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"'{name}' is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise InvalidRequest(
+                f"'{name}' must be a number (java type {java_type}), got {value!r}"
+            )
+    bits = 31 if java_type == "int" else 63
+    if not -(2**bits) <= value < 2**bits:
+        raise InvalidRequest(f"'{name}' is out of range for java type {java_type}")
+    if minimum is not None and value < minimum:
+        raise InvalidRequest(f"'{name}' must be at least {minimum}, got {value}")
+    return value
+
+
+def opt_bool(body: Mapping, name: str) -> bool:
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false, got {value!r}")
+    return value
+
+
+def opt_list(body: Mapping, name: str) -> list[str] | None:
+    """A list of strings; a plain string is read as a comma-separated list (the 7.16 docs'
+    fetchAndLock example sends "tenantIdIn": "tenantOne")."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest(f"'{name}' must be a list of strings, got {value!r}")
+    return value
+
+
+def no_content() -> Response:
+    return Response(status=204)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+
+def filtered_tasks(user, data: dict):
+    """The user's visible tasks matching Camunda query data (already adapted to a dict)."""
+    visible = tenancy.scope(ExternalTask.objects.all(), user)
+    return ExternalTaskFilter(data, queryset=visible).filtered()
+
+
+def _list(user, data, sorting, params):
+    queryset = filtered_tasks(user, data).order_by(*order_by(sorting, SORT_KEYS))
+    return Response([camunda_task(t) for t in page(queryset, params)])
+
+
+class ExternalTaskList(APIView):
+    permission_classes = [CanView]
+
+    @extend_schema(
+        summary="Get external tasks (GET /external-task)",
+        operation_id="getExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        data = ExternalTaskFilter.data_from_query(request.query_params)
+        return _list(request.user, data, sorting_from_query(request.query_params), request.GET)
+
+    @extend_schema(
+        summary="Get external tasks (POST /external-task)",
+        operation_id="queryExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        body = json_body(request)
+        data = ExternalTaskFilter.data_from_body(body)
+        return _list(request.user, data, sorting_from_body(body), request.GET)
+
+
+class ExternalTaskCount(APIView):
+    permission_classes = [CanView]
+
+    @extend_schema(
+        summary="Count external tasks (GET)",
+        operation_id="getExternalTasksCount",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        data = ExternalTaskFilter.data_from_query(request.query_params)
+        return Response({"count": filtered_tasks(request.user, data).count()})
+
+    @extend_schema(
+        summary="Count external tasks (POST)",
+        operation_id="queryExternalTasksCount",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        data = ExternalTaskFilter.data_from_body(json_body(request))
+        return Response({"count": filtered_tasks(request.user, data).count()})
+
+
+def get_visible(user, task_id) -> ExternalTask:
+    try:
+        return tenancy.scope(ExternalTask.objects.all(), user).get(pk=task_id)
+    except ExternalTask.DoesNotExist:
+        raise NotFound(f"External task with id {task_id} does not exist") from None
+
+
+class ExternalTaskDetail(APIView):
+    permission_classes = [CanView]
+
+    @extend_schema(
+        summary="Get an external task",
+        operation_id="getExternalTask",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, task_id):
+        return Response(camunda_task(get_visible(request.user, task_id)))
+
+
+class ExternalTaskErrorDetails(APIView):
+    permission_classes = [CanView]
+
+    @extend_schema(
+        summary="Error details of an external task (text/plain)",
+        operation_id="getExternalTaskErrorDetails",
+        request=OpenApiTypes.OBJECT,
+        responses={(200, "text/plain"): OpenApiTypes.STR, 204: None},
+    )
+    def get(self, request, task_id):
+        task = get_visible(request.user, task_id)
+        if not task.error_details:
+            return HttpResponse(status=204)
+        return HttpResponse(task.error_details, content_type="text/plain; charset=utf-8")
+
+
+class TopicNames(APIView):
+    permission_classes = [CanView]
+
+    @extend_schema(
+        summary="Distinct topic names of external tasks",
+        operation_id="getTopicNames",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        data = {}
+        params = request.query_params
+        for ours, camunda in (
+            ("locked", "withLockedTasks"),
+            ("notLocked", "withUnlockedTasks"),
+            ("withRetriesLeft", "withRetriesLeft"),
+        ):
+            if camunda in params:
+                data[ours] = params[camunda]
+        queryset = filtered_tasks(request.user, data)
+        names = queryset.order_by("topic_name").values_list("topic_name", flat=True).distinct()
+        return Response(list(names))
+
+
+# ---------------------------------------------------------------------------------------------
+# fetchAndLock (async, long polling)
+
+
+class FetchRequest:
+    """A validated fetchAndLock body."""
+
+    def __init__(self, body):
+        if not isinstance(body, Mapping):
+            raise InvalidRequest("The request body must be a JSON object")
+        self.worker_id = opt_str(body, "workerId", required=True)
+        self.max_tasks = opt_int(body, "maxTasks", required=True, minimum=1)
+        self.use_priority = opt_bool(body, "usePriority")
+        timeout = opt_int(body, "asyncResponseTimeout", minimum=0, java_type="long") or 0
+        limit = settings.TASKYARD["MAX_ASYNC_RESPONSE_TIMEOUT_MS"]
+        if timeout > limit:
+            raise InvalidRequest(
+                f"The asynchronous response timeout cannot be set to a value greater than "
+                f"{limit} milliseconds"
+            )
+        self.timeout_ms = timeout
+        self.include_extension_properties = opt_bool(body, "includeExtensionProperties")
+        self.sort_create_time = None
+        sorting = body.get("sorting")
+        if sorting is not None:
+            for item in sorting_from_body(body):
+                if item["sortBy"] != "createTime":
+                    raise InvalidRequest(
+                        f"Cannot set query parameter 'sortBy' to value '{item['sortBy']}': "
+                        "fetchAndLock sorts by createTime only"
+                    )
+                if item["sortOrder"] not in {"asc", "desc"}:
+                    raise InvalidRequest(
+                        f"Cannot set query parameter 'sortOrder' to value '{item['sortOrder']}'"
+                    )
+                self.sort_create_time = item["sortOrder"]
+        topics = body.get("topics")
+        if topics is not None and not isinstance(topics, list):
+            raise InvalidRequest("'topics' must be a list of topic objects")
+        self.topics = []
+        self.topic_options = []
+        for index, topic in enumerate(topics or []):
+            self.topics.append(self._topic(topic, index))
+
+    def _topic(self, topic, index):
+        if not isinstance(topic, Mapping):
+            raise InvalidRequest(f"topics[{index}] must be an object")
+        try:
+            name = opt_str(topic, "topicName", required=True)
+            duration = opt_int(topic, "lockDuration", required=True, java_type="long")
+            if duration <= 0:
+                raise InvalidRequest(f"'lockDuration' must be greater than 0, got {duration}")
+            definition_ids = opt_list(topic, "processDefinitionIdIn")
+            if topic.get("processDefinitionId") is not None:
+                definition_ids = [
+                    *(definition_ids or []),
+                    opt_str(topic, "processDefinitionId"),
+                ]
+            definition_keys = opt_list(topic, "processDefinitionKeyIn")
+            if topic.get("processDefinitionKey") is not None:
+                definition_keys = [
+                    *(definition_keys or []),
+                    opt_str(topic, "processDefinitionKey"),
+                ]
+            process_variables = topic.get("processVariables") or {}
+            if not isinstance(process_variables, Mapping) or any(
+                isinstance(v, dict | list) for v in process_variables.values()
+            ):
+                raise InvalidRequest("'processVariables' must map variable names to values")
+            variables = topic.get("variables")
+            if variables is not None and (
+                not isinstance(variables, list) or not all(isinstance(v, str) for v in variables)
+            ):
+                raise InvalidRequest("'variables' must be a list of variable names or null")
+            opt_bool(topic, "localVariables")
+            opt_bool(topic, "deserializeValues")
+            request = services.TopicRequest(
+                topic_name=name,
+                lock_duration_ms=duration,
+                business_key=opt_str(topic, "businessKey"),
+                process_definition_ids=definition_ids,
+                process_definition_keys=definition_keys,
+                process_definition_version_tag=opt_str(topic, "processDefinitionVersionTag"),
+                tenant_ids=opt_list(topic, "tenantIdIn"),
+                without_tenant_id=opt_bool(topic, "withoutTenantId"),
+                process_variables=dict(process_variables),
+            )
+            self.topic_options.append(
+                {
+                    "variables": variables,
+                    "extension": opt_bool(topic, "includeExtensionProperties")
+                    or self.include_extension_properties,
+                }
+            )
+        except InvalidRequest as error:
+            raise InvalidRequest(f"topics[{index}]: {error.message}") from None
+        return request
+
+    def options_for(self, task):
+        """Response options of the first topic entry the task matches."""
+        for topic, options in zip(self.topics, self.topic_options, strict=True):
+            if topic.matches(task):
+                return options
+        return {"variables": None, "extension": self.include_extension_properties}
+
+    def claim(self, user) -> list[dict]:
+        tasks = services.fetch_and_lock(
+            user,
+            self.worker_id,
+            self.max_tasks,
+            self.topics,
+            use_priority=self.use_priority,
+            sort_create_time=self.sort_create_time,
+        )
+        result = []
+        for task in tasks:
+            options = self.options_for(task)
+            result.append(camunda_locked_task(task, options["variables"], options["extension"]))
+        return result
+
+
+class FetchAndLockStart(APIView):
+    """Authenticates, validates and makes the first claim attempt (sync, short)."""
+
+    permission_classes = [CanWork]
+
+    @extend_schema(
+        summary="Fetch and lock external tasks (long polling)",
+        operation_id="fetchAndLock",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        fetch = FetchRequest(request.data if request.data != {} else {})
+        tasks = fetch.claim(request.user)
+        response = Response(tasks)
+        if not tasks and fetch.timeout_ms and fetch.topics:
+            response.long_poll = (request.user, fetch, notify.listener_conninfo())
+        return response
+
+
+_start = FetchAndLockStart.as_view()
+
+
+def _release_connection():
+    # Between attempts a waiting request must not hold a database connection. Inside a test's
+    # wrapping transaction the connection is the test's, so it stays.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _start_sync(request):
+    try:
+        response = _start(request)
+        if not getattr(response, "long_poll", None):
+            response.render()
+        return response
+    finally:
+        _release_connection()
+
+
+def _claim_sync(user, fetch):
+    try:
+        return fetch.claim(user)
+    finally:
+        _release_connection()
+
+
+def poll_interval() -> float:
+    """Seconds between re-checks while waiting: catches expired locks and elapsed retry
+    timeouts, which no event announces, and on SQLite other processes' new tasks."""
+    options = getattr(settings, "TASKYARD", {})
+    if connection.vendor == "postgresql":
+        return options.get("LONG_POLL_RECHECK_SECONDS", 2.0)
+    return options.get("SQLITE_POLL_SECONDS", 0.2)
+
+
+def _in_thread(function, request):
+    """Where the sync steps of fetchAndLock run. Under ASGI: the shared thread pool, never a
+    thread reserved for the request, so a waiting request owns no thread. Under WSGI (and the
+    Django test client) the request already owns its thread, which stays blocked anyway: run
+    there, on the request's own connection (the one a test's transaction lives on)."""
+    options = getattr(settings, "TASKYARD", {})
+    sensitive = options.get("FETCH_THREAD_SENSITIVE", not isinstance(request, ASGIRequest))
+    return sync_to_async(function, thread_sensitive=sensitive)
+
+
+@csrf_exempt
+async def fetch_and_lock(request):
+    """POST /external-task/fetchAndLock. Without tasks and with asyncResponseTimeout, waits for
+    a wake-up (LISTEN/NOTIFY, in-process announcement) or the periodic re-check, claiming again
+    each time, until tasks are claimed or the timeout passes."""
+    response = await _in_thread(_start_sync, request)(request)
+    long_poll = getattr(response, "long_poll", None)
+    if not long_poll:
+        return response
+    user, fetch, conninfo = long_poll
+    deadline = time.monotonic() + fetch.timeout_ms / 1000
+    interval = await _in_thread(poll_interval, request)()
+    topics = {t.topic_name for t in fetch.topics}
+    with contextlib.suppress(Exception):  # without LISTEN we still poll
+        await notify.ensure_listener(conninfo)
+    # A task may have appeared between the first attempt and LISTEN; check once more.
+    tasks = await _in_thread(_claim_sync, request)(user, fetch)
+    while not tasks:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await notify.wait(topics, min(remaining, interval))
+        tasks = await _in_thread(_claim_sync, request)(user, fetch)
+    return JsonResponse(tasks, safe=False)
+
+
+# The OpenAPI generator documents DRF views only: describe fetchAndLock by its DRF half.
+fetch_and_lock.cls = FetchAndLockStart
+fetch_and_lock.initkwargs = {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker actions
+
+
+class TaskAction(APIView):
+    permission_classes = [CanWork]
+
+    def body(self, request) -> dict:
+        return json_body(request)
+
+
+class Complete(TaskAction):
+    @extend_schema(
+        summary="Complete an external task",
+        operation_id="completeExternalTaskResource",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        body = self.body(request)
+        services.complete(
+            request.user,
+            task_id,
+            opt_str(body, "workerId", required=True),
+            body.get("variables"),
+            body.get("localVariables"),
+        )
+        return no_content()
+
+
+class Failure(TaskAction):
+    @extend_schema(
+        summary="Report a failure of an external task",
+        operation_id="handleFailure",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        body = self.body(request)
+        services.handle_failure(
+            request.user,
+            task_id,
+            opt_str(body, "workerId", required=True),
+            error_message=opt_str(body, "errorMessage"),
+            error_details=opt_str(body, "errorDetails"),
+            retries=opt_int(body, "retries", minimum=0),
+            retry_timeout_ms=opt_int(body, "retryTimeout", minimum=0, java_type="long"),
+            variables=body.get("variables"),
+            local_variables=body.get("localVariables"),
+        )
+        return no_content()
+
+
+class BpmnError(TaskAction):
+    @extend_schema(
+        summary="Report a BPMN error for an external task",
+        operation_id="handleExternalTaskBpmnError",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        body = self.body(request)
+        services.handle_bpmn_error(
+            request.user,
+            task_id,
+            opt_str(body, "workerId", required=True),
+            opt_str(body, "errorCode", required=True),
+            opt_str(body, "errorMessage"),
+            body.get("variables"),
+        )
+        return no_content()
+
+
+class ExtendLock(TaskAction):
+    @extend_schema(
+        summary="Extend the lock of an external task",
+        operation_id="extendLock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        body = self.body(request)
+        services.extend_lock(
+            request.user,
+            task_id,
+            opt_str(body, "workerId", required=True),
+            opt_int(body, "newDuration", required=True, java_type="long"),
+        )
+        return no_content()
+
+
+class Lock(TaskAction):
+    @extend_schema(
+        summary="Lock an external task for a worker",
+        operation_id="lock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        body = self.body(request)
+        services.lock(
+            request.user,
+            task_id,
+            opt_str(body, "workerId", required=True),
+            opt_int(body, "lockDuration", required=True, java_type="long"),
+        )
+        return no_content()
+
+
+class Create(TaskAction):
+    """Taskyard extension, not part of Camunda: producers create external tasks."""
+
+    @extend_schema(
+        summary="Create external tasks (Taskyard extension)",
+        operation_id="createExternalTasks",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        tasks = services.create(request.user, request.data)
+        return Response([camunda_locked_task(t, None, True) for t in tasks], status=200)
+
+
+# ---------------------------------------------------------------------------------------------
+# Operator actions
+
+
+class Unlock(APIView):
+    permission_classes = [CanOperate]
+
+    @extend_schema(
+        summary="Unlock an external task",
+        operation_id="unlock",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        services.unlock(request.user, task_id)
+        return no_content()
+
+
+class Retries(APIView):
+    permission_classes = [CanOperate]
+
+    @extend_schema(
+        summary="Set retries of an external task",
+        operation_id="setExternalTaskResourceRetries",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def put(self, request, task_id):
+        body = json_body(request)
+        get_visible(request.user, task_id)
+        services.set_retries(request.user, task_id, opt_int(body, "retries", required=True))
+        return no_content()
+
+
+class Priority(APIView):
+    permission_classes = [CanOperate]
+
+    @extend_schema(
+        summary="Set the priority of an external task",
+        operation_id="setExternalTaskResourcePriority",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def put(self, request, task_id):
+        body = json_body(request)
+        get_visible(request.user, task_id)
+        priority = opt_int(body, "priority", required=True, java_type="long")
+        services.set_priority(request.user, task_id, priority)
+        return no_content()
+
+
+def bulk_retries(request):
+    """PUT /external-task/retries and POST /retries-async share this: the union of
+    externalTaskIds, processInstanceIds and externalTaskQuery."""
+    body = json_body(request)
+    retries = opt_int(body, "retries", required=True)
+    if retries < 0:
+        raise InvalidRequest("The number of retries cannot be negative")
+    for unsupported in ("processInstanceQuery", "historicProcessInstanceQuery"):
+        if body.get(unsupported) is not None:
+            raise InvalidRequest(
+                f"'{unsupported}' is not supported: Taskyard has no process instances; use "
+                "processInstanceIds or externalTaskQuery"
+            )
+    ids = body.get("externalTaskIds")
+    instance_ids = body.get("processInstanceIds")
+    query = body.get("externalTaskQuery")
+    for name, value in (("externalTaskIds", ids), ("processInstanceIds", instance_ids)):
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise InvalidRequest(f"'{name}' must be a list of ids without null values")
+    if query is not None and not isinstance(query, Mapping):
+        raise InvalidRequest("'externalTaskQuery' must be an object")
+    if ids is None and instance_ids is None and query is None:
+        raise InvalidRequest(
+            "externalTaskIds, processInstanceIds or externalTaskQuery has to be provided"
+        )
+    user = request.user
+    visible = tenancy.scope(ExternalTask.objects.all(), user)
+    condition = Q(pk__in=[])
+    if ids:
+        found = set(visible.filter(pk__in=ids).values_list("pk", flat=True))
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise NotFound(f"External task with id {', '.join(missing)} does not exist")
+        condition |= Q(pk__in=ids)
+    if instance_ids:
+        condition |= Q(process_instance_id__in=instance_ids)
+    if query is not None:
+        matching = filtered_tasks(user, ExternalTaskFilter.data_from_body(query))
+        condition |= Q(pk__in=matching.values("pk"))
+    with transaction.atomic():
+        return services.set_retries(
+            user, visible.filter(condition), retries, strict=False, filter=dict(body)
+        )
+
+
+class BulkRetries(APIView):
+    permission_classes = [CanOperate]
+
+    @extend_schema(
+        summary="Set retries of many external tasks",
+        operation_id="setExternalTaskRetries",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def put(self, request):
+        bulk_retries(request)
+        return no_content()
+
+
+class BulkRetriesAsync(APIView):
+    permission_classes = [CanOperate]
+
+    @extend_schema(
+        summary="Set retries of many external tasks (batch)",
+        operation_id="setExternalTaskRetriesAsyncOperation",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        # Set-based updates finish within the request, so the batch is complete on return.
+        result = bulk_retries(request)
+        return Response(
+            {
+                "id": new_id(),
+                "type": "set-external-task-retries",
+                "totalJobs": result.count,
+                "jobsCreated": result.count,
+                "batchJobsPerSeed": 100,
+                "invocationsPerBatchJob": 1,
+                "seedJobDefinitionId": None,
+                "monitorJobDefinitionId": None,
+                "batchJobDefinitionId": None,
+                "suspended": False,
+                "tenantId": None,
+                "createUserId": request.user.username,
+            }
+        )

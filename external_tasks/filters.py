@@ -1,0 +1,354 @@
+"""The one FilterSet for external tasks, named with Camunda's query parameter names.
+
+The Camunda GET and POST queries, the count endpoints, bulk retries (`externalTaskQuery`) and the
+console all build `ExternalTaskFilter` from their own input adapter and call `.filtered()` (or
+`is_valid()` + `form.errors` in the console). Scoping to the user's tenants happens before, via
+`project.tenancy.scope`, never here.
+"""
+
+import json
+import re
+from collections.abc import Mapping
+
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import (
+    CharField,
+    ExpressionWrapper,
+    F,
+    JSONField,
+    Q,
+    TextField,
+    Value,
+    lookups,
+)
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast, Upper
+from django.db.models.lookups import Lookup
+from django.utils import timezone
+
+from external_tasks.models import ExternalTask
+from project.filters import (
+    CamundaFilterSet,
+    DateFilter,
+    ListFilter,
+    LongFilter,
+    StringFilter,
+    TrueFilter,
+)
+
+# Camunda sortBy value -> model field, for GET sortBy/sortOrder and POST sorting.
+SORT_KEYS = {
+    "id": "id",
+    "lockExpirationTime": "lock_expiration_time",
+    "processInstanceId": "process_instance_id",
+    "processDefinitionId": "process_definition_id",
+    "processDefinitionKey": "process_definition_key",
+    "tenantId": "tenant_id",
+    "taskPriority": "priority",
+    "createTime": "create_time",
+}
+
+VARIABLE_OPERATORS = ("eq", "neq", "gt", "gteq", "lt", "lteq", "like", "notLike")
+NUMERIC_TYPES = ("Integer", "Long", "Short", "Double")
+
+
+@CharField.register_lookup
+@TextField.register_lookup
+class Like(Lookup):
+    """SQL LIKE with the caller's own wildcards, as Camunda's `like` operators take them."""
+
+    lookup_name = "camunda_like"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
+
+
+# ---------------------------------------------------------------------------------------------
+# processVariables: [{name, operator, value}] in a body, name_operator_value[,...] in a query.
+
+
+def _query_value(text: str):
+    """GET values arrive as text; Camunda reads numbers and booleans as such."""
+    if text in {"true", "false"}:
+        return text == "true"
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*(?:[eE][-+]?\d+)?", text):
+        return float(text)
+    return text
+
+
+def parse_variable_conditions(value) -> list[dict]:
+    """processVariables input as [{"name", "operator", "value"}]; raise ValidationError."""
+    if value in (None, "", []):
+        return []
+    if isinstance(value, str):
+        conditions = []
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            match = re.fullmatch(
+                r"(?P<name>.+?)_(?P<op>" + "|".join(VARIABLE_OPERATORS) + r")_(?P<value>.*)",
+                item.strip(),
+                flags=re.DOTALL,
+            )
+            if not match:
+                raise ValidationError(
+                    f"variable query parameter '{item}' must be name_operator_value with operator "
+                    f"one of {', '.join(VARIABLE_OPERATORS)}"
+                )
+            conditions.append(
+                {
+                    "name": match["name"],
+                    "operator": match["op"],
+                    "value": _query_value(match["value"]),
+                }
+            )
+        return conditions
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ValidationError("expected a list of {name, operator, value} objects")
+    conditions = []
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise ValidationError(
+                f"every condition needs a string 'name', got {json.dumps(item, default=str)}"
+            )
+        operator = item.get("operator")
+        if operator not in VARIABLE_OPERATORS:
+            raise ValidationError(
+                f"invalid variable comparator specified: '{operator}' for variable "
+                f"'{item['name']}'; use one of {', '.join(VARIABLE_OPERATORS)}"
+            )
+        if isinstance(item.get("value"), dict | list):
+            raise ValidationError(f"the value of variable '{item['name']}' must be a scalar")
+        if operator in {"like", "notLike"} and not isinstance(item.get("value"), str):
+            raise ValidationError(
+                f"operator '{operator}' of variable '{item['name']}' needs a string value"
+            )
+        if operator in {"gt", "gteq", "lt", "lteq"} and (
+            item.get("value") is None or isinstance(item.get("value"), bool)
+        ):
+            raise ValidationError(
+                f"operator '{operator}' of variable '{item['name']}' needs a number, "
+                "string or date value"
+            )
+        conditions.append({"name": item["name"], "operator": operator, "value": item.get("value")})
+    return conditions
+
+
+class VariableConditionsField(forms.Field):
+    def to_python(self, value):
+        return parse_variable_conditions(value)
+
+
+class VariableConditionsFilter(django_filters.Filter):
+    field_class = VariableConditionsField
+
+
+def _variable_names(name: str, ignore_case: bool) -> list[str]:
+    """The stored variable names a condition applies to. Ignoring case needs the distinct keys
+    actually present, because JSON keys can only be matched exactly in SQL."""
+    if not ignore_case:
+        return [name]
+    table = ExternalTask._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f'SELECT DISTINCT jsonb_object_keys("variables") FROM "{table}" '
+                'WHERE lower("variables"::text) LIKE %s',
+                [f"%{name.lower()}%"],
+            )
+        else:
+            cursor.execute(
+                f'SELECT DISTINCT j.key FROM "{table}", json_each("{table}"."variables") AS j '
+                "WHERE lower(j.key) = %s",
+                [name.lower()],
+            )
+        keys = [row[0] for row in cursor.fetchall()]
+    return [key for key in keys if key.lower() == name.lower()] or [name]
+
+
+def variable(name: str, *keys: str) -> KeyTransform:
+    """variables -> name [-> key ...] as an expression. Built from transforms rather than a
+    "variables__name__value" string so that names containing "__" stay one key."""
+    # A typed column reference, so lookups prepare their JSON values at construction time.
+    expression = KeyTransform(name, ExpressionWrapper(F("variables"), output_field=JSONField()))
+    for key in keys:
+        expression = KeyTransform(key, expression)
+    return expression
+
+
+def json_lookup(expression, lookup_name: str, value) -> Q:
+    lookup = expression.get_lookup(lookup_name)
+    return Q(lookup(expression, value))
+
+
+_COMPARISONS = {"eq": "exact", "neq": "exact", "gt": "gt", "gteq": "gte", "lt": "lt", "lteq": "lte"}
+_TEXT_LOOKUPS = {
+    "exact": lookups.Exact,
+    "gt": lookups.GreaterThan,
+    "gte": lookups.GreaterThanOrEqual,
+    "lt": lookups.LessThan,
+    "lte": lookups.LessThanOrEqual,
+}
+
+
+def variable_condition_q(
+    name: str, operator: str, value, names_ignore_case=False, values_ignore_case=False
+) -> Q:
+    """A Q matching tasks whose variable `name` satisfies `operator value`, typed like Camunda:
+    numbers compare with numeric variables, strings with string variables."""
+    result = Q(pk__in=[])
+    for key in _variable_names(name, names_ignore_case):
+        has_variable = json_lookup(variable(key), "has_key", "type")
+        type_is = variable(key, "type")
+        stored = variable(key, "value")
+        if operator in {"like", "notLike"}:
+            text = Cast(KeyTextTransform("value", variable(key)), TextField())
+            pattern = Value(str(value))
+            if values_ignore_case:
+                text, pattern = Upper(text), Upper(pattern)
+            matches = Q(Like(text, pattern)) & json_lookup(type_is, "exact", "String")
+            result |= matches if operator == "like" else has_variable & ~matches
+            continue
+        lookup = _COMPARISONS[operator]
+        if value is None:
+            condition = has_variable & (
+                json_lookup(type_is, "exact", "Null") | json_lookup(stored, "isnull", True)
+            )
+        elif isinstance(value, bool):
+            condition = json_lookup(type_is, "exact", "Boolean") & json_lookup(
+                stored, "exact", value
+            )
+        elif isinstance(value, int | float):
+            condition = json_lookup(type_is, "in", list(NUMERIC_TYPES)) & json_lookup(
+                stored, lookup, value
+            )
+        else:
+            text = Cast(KeyTextTransform("value", variable(key)), TextField())
+            compare = Value(str(value))
+            if values_ignore_case:
+                text, compare = Upper(text), Upper(compare)
+            condition = Q(_TEXT_LOOKUPS[lookup](text, compare)) & json_lookup(
+                type_is, "in", ["String", "Date", "Xml"]
+            )
+        if operator == "neq":
+            # Camunda's neq matches tasks that have the variable with a different value.
+            condition = has_variable & ~condition
+        result |= condition
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class ExternalTaskFilter(CamundaFilterSet):
+    """Every query parameter of Camunda's GET/POST /external-task (7.9 seed through latest 7.x)."""
+
+    externalTaskId = StringFilter(field_name="id")
+    externalTaskIdIn = ListFilter(field_name="id")
+    topicName = StringFilter(field_name="topic_name")
+    workerId = StringFilter(field_name="worker_id")
+    locked = TrueFilter(method="filter_locked")
+    notLocked = TrueFilter(method="filter_not_locked")
+    withRetriesLeft = TrueFilter(method="filter_with_retries_left")
+    noRetriesLeft = TrueFilter(method="filter_no_retries_left")
+    lockExpirationAfter = DateFilter(field_name="lock_expiration_time", lookup_expr="gt")
+    lockExpirationBefore = DateFilter(field_name="lock_expiration_time", lookup_expr="lt")
+    activityId = StringFilter(field_name="activity_id")
+    activityIdIn = ListFilter(field_name="activity_id")
+    executionId = StringFilter(field_name="execution_id")
+    processInstanceId = StringFilter(field_name="process_instance_id")
+    processInstanceIdIn = ListFilter(field_name="process_instance_id")
+    processDefinitionId = StringFilter(field_name="process_definition_id")
+    processDefinitionKey = StringFilter(field_name="process_definition_key")
+    processDefinitionKeyIn = ListFilter(field_name="process_definition_key")
+    processDefinitionName = StringFilter(field_name="process_definition_name")
+    processDefinitionNameLike = StringFilter(
+        field_name="process_definition_name", lookup_expr="camunda_like"
+    )
+    tenantIdIn = ListFilter(field_name="tenant_id")
+    withoutTenantId = TrueFilter(field_name="tenant_id", lookup_expr="isnull")
+    active = TrueFilter(method="filter_active")
+    suspended = TrueFilter(field_name="suspended")
+    priorityHigherThanOrEquals = LongFilter(field_name="priority", lookup_expr="gte")
+    priorityLowerThanOrEquals = LongFilter(field_name="priority", lookup_expr="lte")
+    processVariables = VariableConditionsFilter(method="filter_process_variables")
+    # Not Camunda parameters: what the Flowable and seed faces (and the console) filter on.
+    activityName = StringFilter(field_name="activity_name")
+    errorMessage = StringFilter(field_name="error_message")
+    withErrorMessage = TrueFilter(method="filter_with_error_message")
+    tenantId = StringFilter(field_name="tenant_id")
+    tenantIdLike = StringFilter(field_name="tenant_id", lookup_expr="camunda_like")
+    variableNamesIgnoreCase = TrueFilter(method="filter_noop")
+    variableValuesIgnoreCase = TrueFilter(method="filter_noop")
+
+    class Meta:
+        model = ExternalTask
+        fields = []
+
+    def filter_locked(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
+        return qs.filter(lock_expiration_time__gt=timezone.now())
+
+    def filter_not_locked(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
+        return qs.filter(
+            Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=timezone.now())
+        )
+
+    def filter_with_retries_left(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
+        return qs.filter(Q(retries__isnull=True) | Q(retries__gt=0))
+
+    def filter_no_retries_left(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
+        return qs.filter(retries=0)
+
+    def filter_active(self, qs, name, value):
+        if not value:  # TrueFilter.filter is bypassed for method filters
+            return qs
+        return qs.filter(suspended=False)
+
+    def filter_with_error_message(self, qs, name, value):
+        if not value:
+            return qs
+        return qs.filter(error_message__isnull=False)
+
+    def filter_noop(self, qs, name, value):
+        # Read by filter_process_variables; on its own it changes nothing, as in Camunda.
+        return qs
+
+    def filter_process_variables(self, qs, name, value):
+        if not value:
+            return qs
+        data = self.form.cleaned_data
+        names_ic = bool(data.get("variableNamesIgnoreCase"))
+        values_ic = bool(data.get("variableValuesIgnoreCase"))
+        for condition in value:
+            qs = qs.filter(
+                variable_condition_q(
+                    condition["name"],
+                    condition["operator"],
+                    condition["value"],
+                    names_ignore_case=names_ic,
+                    values_ignore_case=values_ic,
+                )
+            )
+        return qs
+
+
+def sort_fields() -> dict[str, str]:
+    """Camunda sort keys the console may offer as sortable columns."""
+    return dict(SORT_KEYS)

@@ -1,0 +1,562 @@
+"""Flowable's external worker API (/external-job-api/…) and the seed's re-skinned version of it
+(/api/external-jobs), over the same ExternalTask rows and service functions as the Camunda face.
+
+Mapping (the same on both faces): elementId = activity id, elementName = activity name,
+lockOwner = worker id, exceptionMessage = error message, correlationId = the task id (stable
+for the task's life), subscriptionId = tenant id, dueDate = when a failed task becomes
+available again (its retry timeout), else null. Taskyard's tasks are all BPMN-scoped: the
+scope* fields are null, scope filters other than "without" match nothing.
+"""
+
+import contextlib
+import json
+from collections.abc import Mapping
+
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from external_tasks import services
+from external_tasks.filters import ExternalTaskFilter
+from external_tasks.models import ExternalTask, ExternalTaskLog
+from project import tenancy
+from project.rest import (
+    CamundaError,
+    CanView,
+    CanWork,
+    InvalidRequest,
+    NotFound,
+    format_date,
+    format_date_z,
+    order_by,
+    parse_bool,
+    parse_date,
+    parse_int,
+    parse_iso_duration,
+)
+from project.variables import TYPES, from_request
+
+# ---------------------------------------------------------------------------------------------
+# Errors: {"message": "Bad request", "exception": "..."} as Flowable's REST API answers them.
+
+_STATUS_MESSAGES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    415: "Unsupported media type",
+}
+
+
+def flowable_exception_handler(exc, context):
+    if isinstance(exc, CamundaError):
+        status, text = exc.status_code, exc.message
+    elif isinstance(exc, exceptions.APIException):
+        status, text = exc.status_code, _flatten(exc.detail)
+    else:
+        return None
+    response = Response(
+        {"message": _STATUS_MESSAGES.get(status, "Error"), "exception": text}, status=status
+    )
+    if status == 401:
+        response["WWW-Authenticate"] = 'Basic realm="taskyard"'
+    return response
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, Mapping):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
+    if isinstance(detail, list | tuple):
+        return "; ".join(_flatten(v) for v in detail)
+    return str(detail)
+
+
+class FlowableView(APIView):
+    def get_exception_handler(self):
+        return flowable_exception_handler
+
+
+# ---------------------------------------------------------------------------------------------
+# Variables: Flowable [{name, type, value}] <-> stored Camunda {name: {type, value, valueInfo}}
+
+
+def variables_out(variables: Mapping | None) -> list[dict]:
+    result = []
+    for name, variable in (variables or {}).items():
+        type_name = (variable.get("type") or "String").lower()
+        value = variable.get("value")
+        if type_name == "date" and isinstance(value, str):
+            value = format_date_z(parse_date(value, name))
+        elif type_name == "json" and isinstance(value, str):
+            # Camunda clients send Json serialised; Flowable clients expect the JSON itself.
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        result.append({"name": name, "type": type_name, "value": value})
+    return result
+
+
+def variables_in(variables) -> dict:
+    """Flowable's variable list as the Camunda-typed dict the services store."""
+    if variables is None:
+        return {}
+    if not isinstance(variables, list):
+        raise InvalidRequest("variables must be a list of {name, type, value} objects")
+    converted = {}
+    for item in variables:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise InvalidRequest("every variable needs a string name")
+        type_name = item.get("type")
+        value = item.get("value")
+        if type_name is not None and str(type_name).lower() not in TYPES:
+            raise InvalidRequest(f"Unsupported variable type '{type_name}' of '{item['name']}'")
+        if type_name is not None and str(type_name).lower() == "date" and value is not None:
+            value = format_date(parse_date(value, item["name"]))
+        if (
+            type_name is not None
+            and str(type_name).lower() == "json"
+            and isinstance(value, str)
+            and value.strip()[:1] not in {"{", "["}
+        ):
+            raise InvalidRequest(f"Variable '{item['name']}' of type json is not valid JSON")
+        converted[item["name"]] = {"value": value, "type": type_name}
+    return from_request(converted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Job bodies
+
+
+def with_last_event(queryset):
+    """Annotate each task with its latest log event, to tell a retry wait from a worker lock."""
+    latest = ExternalTaskLog.objects.filter(task_id=OuterRef("pk")).order_by("-timestamp", "-id")
+    return queryset.annotate(last_event=Subquery(latest.values("event")[:1]))
+
+
+def due_date(task):
+    last_event = getattr(task, "last_event", None)
+    expires = task.lock_expiration_time
+    if last_event == ExternalTaskLog.Event.FAILED and expires and expires > timezone.now():
+        return expires
+    return None
+
+
+def _retries(task) -> int:
+    return task.retries if task.retries is not None else services.DEFAULT_RETRIES
+
+
+def flowable_job(task, request=None) -> dict:
+    """Flowable's ExternalWorkerJobResponse."""
+    url = None
+    if request is not None:
+        url = request.build_absolute_uri(f"/external-job-api/jobs/{task.id}")
+    return {
+        "id": task.id,
+        "url": url,
+        "correlationId": task.id,
+        "processInstanceId": task.process_instance_id,
+        "processDefinitionId": task.process_definition_id,
+        "executionId": task.execution_id,
+        "scopeId": None,
+        "subScopeId": None,
+        "scopeDefinitionId": None,
+        "scopeType": None,
+        "elementId": task.activity_id,
+        "elementName": task.activity_name,
+        "retries": _retries(task),
+        "exceptionMessage": task.error_message,
+        "dueDate": format_date_z(due_date(task)),
+        "createTime": format_date_z(task.create_time),
+        "tenantId": task.tenant_id,
+        "lockOwner": task.worker_id,
+        "lockExpirationTime": format_date_z(task.lock_expiration_time),
+    }
+
+
+def seed_job(task, include_variables=True) -> dict:
+    """The seed's job object, keys in the seed's order."""
+    body = {"id": task.id}
+    if include_variables:
+        body["variables"] = variables_out(task.variables)
+    body |= {
+        "subscriptionId": task.tenant_id,
+        "tenantId": task.tenant_id,
+        "executionId": task.execution_id,
+        "dueDate": format_date_z(due_date(task)),
+        "elementName": task.activity_name,
+        "retries": _retries(task),
+        "topic": task.topic_name,
+        "exceptionMessage": task.error_message,
+        "correlationId": task.id,
+        "lockOwner": task.worker_id,
+        "elementId": task.activity_id,
+        "lockExpirationTime": format_date_z(task.lock_expiration_time),
+        "createTime": format_date_z(task.create_time),
+        "processInstanceId": task.process_instance_id,
+        "processDefinitionId": task.process_definition_id,
+        "links": {"empty": True},
+    }
+    return body
+
+
+def seed_page(items: list[dict]) -> dict:
+    return {"links": {"empty": not items}, "content": items}
+
+
+# ---------------------------------------------------------------------------------------------
+# Request values
+
+
+def _body(request) -> Mapping:
+    data = request.data
+    if data is None or data == {}:
+        return {}
+    if not isinstance(data, Mapping):
+        raise InvalidRequest("The request body must be a JSON object")
+    return data
+
+
+def _string(body, name, required=False):
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidRequest(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string")
+    return value
+
+
+def _integer(body, name, default=None, minimum=None):
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer")
+    if minimum is not None and value < minimum:
+        raise InvalidRequest(f"{name} must be at least {minimum}")
+    return value
+
+
+def _duration_ms(body, name, required=False) -> int | None:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidRequest(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be an ISO 8601 duration such as PT10M")
+    duration = parse_iso_duration(value, name)
+    milliseconds = int(duration.total_seconds() * 1000)
+    if milliseconds < 0:
+        raise InvalidRequest(f"{name} must not be negative")
+    return milliseconds
+
+
+def acquire(request, body) -> list[ExternalTask]:
+    topic = _string(body, "topic", required=True)
+    duration = _duration_ms(body, "lockDuration", required=True)
+    if duration == 0:
+        raise InvalidRequest("lockDuration must be greater than 0")
+    number = _integer(body, "numberOfTasks", default=1, minimum=1)
+    # Flowable retries acquisition this many times under optimistic-lock contention; SKIP
+    # LOCKED claims never conflict, so it is validated and otherwise has nothing to do.
+    _integer(body, "numberOfRetries", default=5, minimum=0)
+    worker_id = _string(body, "workerId", required=True)
+    scope_type = _string(body, "scopeType")
+    if scope_type not in (None, "bpmn"):
+        return []
+    tasks = services.fetch_and_lock(
+        request.user, worker_id, number, [services.TopicRequest(topic, duration)]
+    )
+    return tasks
+
+
+def _task_action(request, task_id, action):
+    body = _body(request)
+    worker_id = _string(body, "workerId", required=True)
+    if action == "complete":
+        services.complete(request.user, task_id, worker_id, variables_in(body.get("variables")))
+    elif action == "bpmnError":
+        services.handle_bpmn_error(
+            request.user,
+            task_id,
+            worker_id,
+            _string(body, "errorCode"),
+            None,
+            variables_in(body.get("variables")),
+        )
+    elif action == "fail":
+        services.handle_failure(
+            request.user,
+            task_id,
+            worker_id,
+            error_message=_string(body, "errorMessage"),
+            error_details=_string(body, "errorDetails"),
+            retries=_integer(body, "retries", minimum=0),
+            retry_timeout_ms=_duration_ms(body, "retryTimeout"),
+        )
+    elif action == "cmmnTerminate":
+        variables_in(body.get("variables"))
+        task = _visible_task(request.user, task_id)
+        raise InvalidRequest(
+            f"External worker job {task.id} is a BPMN job; cmmnTerminate applies only to CMMN jobs"
+        )
+    return Response(status=204)
+
+
+def _visible_task(user, task_id) -> ExternalTask:
+    try:
+        return with_last_event(tenancy.scope(ExternalTask.objects.all(), user)).get(pk=task_id)
+    except ExternalTask.DoesNotExist:
+        raise NotFound(f"Could not find external worker job with id '{task_id}'.") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries shared by GET /external-job-api/jobs and GET /api/external-jobs
+
+# Flowable/seed parameter -> ExternalTaskFilter parameter
+_FILTER_NAMES = {
+    "id": "externalTaskId",
+    "processInstanceId": "processInstanceId",
+    "executionId": "executionId",
+    "processDefinitionId": "processDefinitionId",
+    "elementId": "activityId",
+    "elementName": "activityName",
+    "topic": "topicName",
+    "exceptionMessage": "errorMessage",
+    "tenantId": "tenantId",
+    "tenantIdLike": "tenantIdLike",
+    "withException": "withErrorMessage",
+    "locked": "locked",
+    "unlocked": "notLocked",
+    "withoutTenantId": "withoutTenantId",
+}
+_FLAGS = {
+    "withException",
+    "locked",
+    "unlocked",
+    "withoutTenantId",
+    "withoutProcessInstanceId",
+    "withoutScopeId",
+    "withoutScopeType",
+    "filterByCurrentSubscription",
+}
+_NO_SCOPE = {"scopeId", "subScopeId", "scopeDefinitionId", "scopeType"}
+
+SORT_FIELDS = {
+    "id": "id",
+    "dueDate": "lock_expiration_time",
+    "createTime": "create_time",
+    "executionId": "execution_id",
+    "processInstanceId": "process_instance_id",
+    "retries": "retries",
+    "tenantId": "tenant_id",
+}
+
+
+def query_tasks(user, params, allowed: set[str]):
+    data = {}
+    extra = Q()
+    for name in params:
+        if name not in allowed:
+            continue
+        value = params.get(name)
+        if name in _FLAGS:
+            if not parse_bool(value, name):
+                continue
+            if name == "withoutProcessInstanceId":
+                extra &= Q(process_instance_id__isnull=True)
+            elif name == "filterByCurrentSubscription":
+                tenants = tenancy.tenant_ids(user)
+                if tenants is not None:
+                    extra &= Q(tenant_id__in=sorted(tenants))
+            elif name in _FILTER_NAMES:
+                data[_FILTER_NAMES[name]] = True
+            continue
+        if name in _NO_SCOPE:
+            if value not in (None, ""):
+                extra &= Q(pk__in=[])
+            continue
+        data[_FILTER_NAMES[name]] = value
+    visible = tenancy.scope(ExternalTask.objects.all(), user)
+    return with_last_event(ExternalTaskFilter(data, queryset=visible).filtered().filter(extra))
+
+
+# ---------------------------------------------------------------------------------------------
+# Flowable face: /external-job-api/
+
+
+class FlowableAcquire(FlowableView):
+    permission_classes = [CanWork]
+
+    @extend_schema(
+        summary="Acquire external worker jobs (Flowable)",
+        operation_id="flowableAcquireJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        tasks = acquire(request, _body(request))
+        return Response(
+            [flowable_job(t, request) | {"variables": variables_out(t.variables)} for t in tasks]
+        )
+
+
+class FlowableJobAction(FlowableView):
+    permission_classes = [CanWork]
+    action = ""
+
+    @extend_schema(
+        summary="Complete, fail or end an acquired job (Flowable)",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        return _task_action(request, task_id, self.action)
+
+
+class FlowableUnacquire(FlowableView):
+    permission_classes = [CanWork]
+
+    @extend_schema(
+        summary="Give back all jobs a worker holds (Flowable)",
+        operation_id="flowableUnacquireJobs",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id=None):
+        body = _body(request)
+        services.release(request.user, _string(body, "workerId", required=True), task_id)
+        return Response(status=204)
+
+
+class FlowableUnacquireOne(FlowableUnacquire):
+    @extend_schema(
+        summary="Give back one acquired job (Flowable)",
+        operation_id="flowableUnacquireJob",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id=None):
+        return super().post(request, task_id)
+
+
+class FlowableJobList(FlowableView):
+    permission_classes = [CanView]
+    params = (set(_FILTER_NAMES) | _FLAGS | _NO_SCOPE) - {"topic", "filterByCurrentSubscription"}
+
+    @extend_schema(
+        summary="List external worker jobs (Flowable)",
+        operation_id="flowableListJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        params = request.query_params
+        queryset = query_tasks(request.user, params, self.params)
+        sort = params.get("sort") or "id"
+        order = params.get("order") or "asc"
+        if sort not in SORT_FIELDS:
+            raise InvalidRequest(
+                f"Value for param 'sort' is not valid, '{sort}' is not a valid property"
+            )
+        if order not in {"asc", "desc"}:
+            raise InvalidRequest(
+                f"Value for param 'order' is not valid : '{order}', must be 'asc' or 'desc'"
+            )
+        # Nulls sort as the smallest value on every database, as on the Camunda face.
+        ordering = order_by([{"sortBy": sort, "sortOrder": order}], SORT_FIELDS)
+        start = parse_int(params.get("start") or 0, "start", minimum=0)
+        size = parse_int(params.get("size") or 10, "size", minimum=0)
+        total = queryset.count()
+        rows = list(queryset.order_by(*ordering)[start : start + size])
+        return Response(
+            {
+                "data": [flowable_job(t, request) for t in rows],
+                "total": total,
+                "start": start,
+                "sort": sort,
+                "order": order,
+                "size": len(rows),
+            }
+        )
+
+
+class FlowableJobDetail(FlowableView):
+    permission_classes = [CanView]
+
+    @extend_schema(
+        summary="Get one external worker job (Flowable)",
+        operation_id="flowableGetJob",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, task_id):
+        return Response(flowable_job(_visible_task(request.user, task_id), request))
+
+
+# ---------------------------------------------------------------------------------------------
+# Seed face: /api/external-jobs
+
+SEED_PARAMS = {
+    "id",
+    "executionId",
+    "processInstanceId",
+    "processDefinitionId",
+    "elementId",
+    "elementName",
+    "topic",
+    "withException",
+    "exceptionMessage",
+    "locked",
+    "unlocked",
+    "filterByCurrentSubscription",
+}
+
+
+class SeedJobs(FlowableView):
+    def get_permissions(self):
+        return [CanWork()] if self.request.method == "POST" else [CanView()]
+
+    @extend_schema(
+        summary="List external worker jobs (seed API)",
+        operation_id="seedListExternalJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        params = request.query_params
+        queryset = query_tasks(request.user, params, SEED_PARAMS)
+        offset = parse_int(params.get("offset") or 0, "offset", minimum=0)
+        count = parse_int(params.get("count") or 10, "count", minimum=0)
+        rows = queryset.order_by("create_time", "id")[offset : offset + count]
+        return Response(seed_page([seed_job(t, include_variables=False) for t in rows]))
+
+    @extend_schema(
+        summary="Acquire external worker jobs (seed API)",
+        operation_id="seedAcquireExternalJobs",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        tasks = acquire(request, _body(request))
+        return Response(seed_page([seed_job(t) for t in tasks]))
+
+
+class SeedJobAction(FlowableView):
+    permission_classes = [CanWork]
+    action = ""
+
+    @extend_schema(
+        summary="Complete, fail or raise a BPMN error (seed API)",
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+    )
+    def post(self, request, task_id):
+        return _task_action(request, task_id, self.action)
