@@ -10,19 +10,21 @@ The job is written in the caller's transaction: a rolled-back enqueue leaves no 
 """
 
 import contextlib
+import logging
 
 from django.core import checks
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
+from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
 from jobs import services
 from jobs.models import Job, JobLog
+
+logger = logging.getLogger("jobs.executor")
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -70,15 +72,18 @@ class DatabaseBackend(BaseTaskBackend):
 
 
 def _task_for(handler: str, job, alias: str) -> Task:
+    from jobs.executor import HandlerNotAllowed, resolve_handler
+
     try:
-        target = import_string(handler)
-    except ImportError as error:
-        raise TaskResultDoesNotExist(f"Task {handler!r} cannot be imported: {error}") from None
+        target = resolve_handler(handler)
+    except (ImportError, HandlerNotAllowed) as error:
+        raise TaskResultDoesNotExist(f"No task result for handler {handler!r}: {error}") from None
     if not isinstance(target, Task):
-        if not callable(target):
-            raise TaskResultDoesNotExist(f"{handler!r} is not a task")
-        # A job created through the API with a plain function handler still answers a result.
-        target = Task(func=target, backend=alias)
+        # A job created through the API with an allowed plain callable still answers a result.
+        try:
+            target = Task(func=target, backend=alias)
+        except InvalidTask as error:
+            raise TaskResultDoesNotExist(f"{handler!r} cannot be a task: {error}") from None
     if job is not None:
         # Show the job's current priority and queue; values this backend would refuse (e.g. a
         # Camunda priority above 100 set by an operator) keep the task's own.
@@ -157,13 +162,48 @@ def build_result(task: Task, job: Job | None, logs: list[JobLog], alias: str, ru
     return result
 
 
-def task_result_for(result_id, alias: str, running=False) -> TaskResult:
-    """Look up a result by job id; TaskResultDoesNotExist when neither job nor log knows it."""
+_LOOK_UP = object()
+
+
+def task_result_for(result_id, alias: str, running=False, job=_LOOK_UP) -> TaskResult:
+    """Look up a result by job id; TaskResultDoesNotExist when neither job nor log knows it.
+    The executor passes the job it holds (or None once deleted) to save the lookup."""
     result_id = str(result_id)
-    job = Job.objects.filter(id=result_id).first()
+    if job is _LOOK_UP:
+        job = Job.objects.filter(id=result_id).first()
     logs = list(JobLog.objects.filter(job_id=result_id).order_by("timestamp", "id"))
     if job is None and not logs:
         raise TaskResultDoesNotExist(result_id)
     handler = job.handler if job is not None else logs[-1].handler
     task = _task_for(handler, job, alias)
     return build_result(task, job, logs, alias, running=running)
+
+
+def send_task_signal(job: Job, started: bool, outcome=None) -> None:
+    """django.tasks' task_started / task_finished for a job whose handler is a task of this
+    backend. Finished means finished for good: succeeded, or failed with no retries left.
+    A receiver's error is logged; it never decides a job's outcome."""
+    from jobs.executor import HandlerNotAllowed, resolve_handler
+
+    known = _LOOK_UP
+    if started:
+        known = job
+    elif outcome is not None and outcome.held_lock:
+        if not outcome.succeeded and outcome.retries:
+            return  # will be retried: not finished
+        known = None if outcome.succeeded else _LOOK_UP
+    try:
+        try:
+            target = resolve_handler(job.handler)
+        except (ImportError, HandlerNotAllowed):
+            return  # the run itself reports it
+        backend = target.get_backend() if isinstance(target, Task) else None
+        if not isinstance(backend, DatabaseBackend):
+            return
+        result = task_result_for(job.id, backend.alias, running=started, job=known)
+        if started:
+            task_started.send(type(backend), task_result=result)
+        elif result.is_finished:
+            task_finished.send(type(backend), task_result=result)
+    except Exception:
+        logger.exception("job %s: a django.tasks signal receiver failed", job.id)

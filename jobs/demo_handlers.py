@@ -4,6 +4,7 @@ Each is a django.tasks task, so `send_invoice.enqueue(...)` creates a job and `r
 jobs created through the API can name them as handler too (e.g. "jobs.demo_handlers.send_invoice").
 """
 
+import asyncio
 import os
 import random
 import time
@@ -15,18 +16,33 @@ class InvoiceDeliveryError(Exception):
     """The (pretend) mail server refused the invoice."""
 
 
-@task(queue_name="default")
-def send_invoice(invoice_id: str, email: str = "billing@example.com") -> dict:
+@task
+def send_invoice(invoice_id, email: str = "billing@example.com", dry_run: bool = False) -> dict:
     """Pretend to render and mail an invoice; answers what was sent."""
     return {"invoice": invoice_id, "sent_to": email}
 
 
 @task
-def flaky(failure_rate: float = 0.3, label: str = "") -> str:
-    """Fails with the given probability, like a shaky downstream service."""
+def sync_inventory(warehouse_id, dry_run: bool = False) -> dict:
+    """Pretend to reconcile a warehouse's stock with the shop."""
+    items = random.randint(10, 500)
+    return {"warehouse": warehouse_id, "items_synced": 0 if dry_run else items}
+
+
+@task
+def flaky_report(report_id=None, dry_run: bool = False, failure_rate: float = 0.3) -> str:
+    """Fails with the given probability, like a report built on a shaky downstream service."""
     if random.random() < failure_rate:
-        raise InvoiceDeliveryError(f"Mail server timed out {label}".strip())
-    return "ok"
+        raise InvoiceDeliveryError(f"Report service timed out building report {report_id}")
+    return f"report {report_id} ready"
+
+
+@task
+def slow_export(export_id=None, dry_run: bool = False, seconds: float | None = None) -> dict:
+    """An export that takes a few seconds."""
+    seconds = random.uniform(1, 4) if seconds is None else seconds
+    time.sleep(seconds)
+    return {"export": export_id, "seconds": round(seconds, 2)}
 
 
 @task
@@ -72,3 +88,10 @@ def hangs_first_time(path: str, seconds: float = 60.0) -> int:
 def report_attempt(context) -> int:
     """Answers which attempt this is (django.tasks TaskContext)."""
     return context.attempt
+
+
+@task
+async def check_carrier_status(shipment_id: str) -> dict:
+    """An async task: the executor runs coroutines to completion like any other handler."""
+    await asyncio.sleep(0)
+    return {"shipment": shipment_id, "status": "in transit"}

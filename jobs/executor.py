@@ -18,6 +18,7 @@ from inspect import iscoroutinefunction
 
 from asgiref.sync import async_to_sync
 from django import db
+from django.apps import apps
 from django.db import connection
 from django.tasks import Task, TaskContext
 from django.utils.json import normalize_json
@@ -66,13 +67,40 @@ def payload_arguments(payload) -> tuple[list, dict]:
     return [payload], {}
 
 
+class HandlerNotAllowed(Exception):
+    """The job names a callable the executor may not run."""
+
+
+def _within(module: str, prefixes) -> bool:
+    return any(module == prefix or module.startswith(f"{prefix}.") for prefix in prefixes if prefix)
+
+
 def resolve_handler(handler: str):
-    """The callable a job's handler path names: a django.tasks Task or any function."""
+    """The callable a job's handler path names, if the executor may run it.
+
+    Anyone who can create a job chooses its handler, so a handler is not "any dotted path"
+    (that would make `os.system` a job): it must be a django.tasks task defined in an
+    installed app, or a callable in a module listed in TASKYARD_EXECUTOR["HANDLER_MODULES"].
+    Nothing else is even imported."""
     if not handler:
-        raise ImportError("The job has no handler")
+        raise HandlerNotAllowed("The job has no handler")
+    module = handler.rpartition(".")[0]
+    plain_allowed = _within(module, services.executor_setting("HANDLER_MODULES") or ())
+    app_modules = [app.name for app in apps.get_app_configs()]
+    refusal = (
+        f"Handler {handler!r} is not allowed: job handlers are django.tasks tasks of an "
+        "installed app, or callables in a module listed in "
+        "TASKYARD_EXECUTOR['HANDLER_MODULES']"
+    )
+    if not plain_allowed and not _within(module, app_modules):
+        raise HandlerNotAllowed(refusal)
     target = import_string(handler)
-    if not isinstance(target, Task) and not callable(target):
-        raise TypeError(f"Handler {handler!r} is neither a task nor callable")
+    if isinstance(target, Task):
+        return target
+    if not plain_allowed:
+        raise HandlerNotAllowed(refusal)
+    if not callable(target):
+        raise HandlerNotAllowed(f"Handler {handler!r} is not callable")
     return target
 
 
@@ -295,7 +323,8 @@ class Executor:
         number of jobs run."""
         options = self.options
         renewer = LockRenewer(options.worker_id, options.lock_time)
-        waiter = None
+        # LISTEN before the first look for work, so a job enqueued in between still wakes us.
+        waiter = None if options.once else Waiter(options.poll_interval, self.stopping)
         with self.signal_handlers():
             renewer.start()
             try:
@@ -321,7 +350,6 @@ class Executor:
                     if not jobs:
                         if options.once:
                             break
-                        waiter = waiter or Waiter(options.poll_interval, self.stopping)
                         waiter.wait()
                         continue
                     for job in jobs:
@@ -398,7 +426,9 @@ def log_outcome(outcome: services.JobOutcome):
 
 def run_pool(options: ExecutorOptions, concurrency: int) -> int:
     """Fork `concurrency` executor processes and supervise them; signals are passed on, so one
-    SIGTERM stops them all gracefully and a second interrupts their running jobs.
+    SIGTERM stops them all gracefully and a second interrupts their running jobs. A process
+    that dies (a handler crashing the interpreter, the OOM killer) is replaced; its job runs
+    again once its lock expires.
 
     Processes rather than threads: handlers run truly in parallel, time limits can interrupt
     them (SIGALRM), and a crashing handler takes down only its own process."""
@@ -408,37 +438,39 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
     # Connections must not be shared across fork: each child opens its own.
     db.connections.close_all()
     supervisor = os.getpid()
-    children: dict[int, int] = {}
-    for index in range(concurrency):
-        child_options = ExecutorOptions(**{**options.__dict__})
-        if options.max_jobs is not None:
-            # --max-jobs is the total: split it between the processes.
-            child_options.max_jobs = options.max_jobs // concurrency + (
-                index < options.max_jobs % concurrency
-            )
-            if child_options.max_jobs == 0:
-                continue
+    children: dict[int, tuple[int, ExecutorOptions]] = {}
+    generations = [0] * concurrency
+    stopping = False
+
+    def spawn(index: int, child_options: ExecutorOptions):
+        suffix = f"{index + 1}" + (f"r{generations[index]}" if generations[index] else "")
+        generations[index] += 1
         pid = os.fork()
-        if pid == 0:  # the child
-            code = 0
-            try:
-                # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
-                # passes it on once (a second copy would interrupt the running job).
-                os.setpgid(0, 0)
-                child_options.worker_id = f"{options.worker_id}/{index + 1}"
-                child_options.parent_pid = supervisor
-                Executor(child_options).run()
-            except BaseException:
-                logger.exception("executor process %d crashed", index + 1)
-                code = 1
-            finally:
-                with contextlib.suppress(Exception):
-                    db.connections.close_all()
-                logging.shutdown()
-                os._exit(code)
-        children[pid] = index
+        if pid:
+            children[pid] = (index, child_options)
+            return
+        code = 0  # the child from here on
+        try:
+            # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
+            # passes it on once (a second copy would interrupt the running job).
+            os.setpgid(0, 0)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            child_options.worker_id = f"{options.worker_id}/{suffix}"
+            child_options.parent_pid = supervisor
+            Executor(child_options).run()
+        except BaseException:
+            logger.exception("executor process %s crashed", suffix)
+            code = 1
+        finally:
+            with contextlib.suppress(Exception):
+                db.connections.close_all()
+            logging.shutdown()
+            os._exit(code)
 
     def forward(signum, frame):
+        nonlocal stopping
+        stopping = True
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -446,14 +478,32 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     failed = 0
     try:
+        for index in range(concurrency):
+            child_options = ExecutorOptions(**{**options.__dict__})
+            if options.max_jobs is not None:
+                # --max-jobs is the total: split it between the processes.
+                child_options.max_jobs = options.max_jobs // concurrency + (
+                    index < options.max_jobs % concurrency
+                )
+                if child_options.max_jobs == 0:
+                    continue
+            spawn(index, child_options)
         while children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            children.pop(pid, None)
-            if os.waitstatus_to_exitcode(status) != 0:
+            index, child_options = children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:
+                continue
+            if stopping or options.once or options.max_jobs is not None:
                 failed += 1
+                continue
+            logger.error("executor process %d died (exit %s); starting another", index + 1, code)
+            time.sleep(1)  # no tight loop if something kills every process at once
+            if not stopping:
+                spawn(index, child_options)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -6,6 +6,7 @@ transaction; bulk variants are set-based (one UPDATE per batch) and return row c
 """
 
 import json
+import math
 import re
 import time
 import traceback
@@ -940,12 +941,16 @@ EXECUTOR_DEFAULTS = {
     "LOCK_TIME": "PT5M",
     "POLL_INTERVAL": 1.0,
     "TIMEOUT": None,
+    "HANDLER_MODULES": [],
 }
 
 
 def executor_setting(name: str):
     """One value of settings.TASKYARD_EXECUTOR, falling back to EXECUTOR_DEFAULTS."""
     return getattr(settings, "TASKYARD_EXECUTOR", {}).get(name, EXECUTOR_DEFAULTS[name])
+
+
+MAX_SECONDS = 10 * 366 * 24 * 3600
 
 
 def parse_seconds(value, name: str) -> float | None:
@@ -967,10 +972,12 @@ def parse_seconds(value, name: str) -> float | None:
                     f"{name}: '{value}' is neither seconds nor a duration like PT5M"
                 ) from None
             seconds = duration.total_seconds()
-    if seconds < 0:
-        raise ValueError(f"{name}: '{value}' must not be negative")
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SECONDS:
+        raise ValueError(f"{name}: '{value}' must be between 0 and {MAX_SECONDS} seconds")
     return seconds or None
 
+
+MAX_RETRY_DELAY_SECONDS = 366 * 24 * 3600  # whatever the settings say, retry within a year
 
 _CYCLE_RE = re.compile(r"^R(?P<count>\d+)/(?P<interval>P\S+)$", re.IGNORECASE)
 
@@ -1016,12 +1023,18 @@ class RetryCycle:
         """Wait before the next attempt after the `failure`-th consecutive failure (1-based)."""
         failure = max(failure, 1)
         if len(self.delays) > 1:
-            delay = self.delays[min(failure, len(self.delays)) - 1]
+            seconds = self.delays[min(failure, len(self.delays)) - 1].total_seconds()
         else:
-            delay = self.delays[0] * (self.backoff_factor ** (failure - 1))
-        if self.max_delay is not None and delay > self.max_delay:
-            delay = self.max_delay
-        return delay
+            # Grown in floats and capped before it becomes a timedelta: R50/PT1H with factor 2
+            # would otherwise overflow.
+            seconds = self.delays[0].total_seconds()
+            try:
+                seconds *= self.backoff_factor ** (failure - 1)
+            except OverflowError:
+                seconds = math.inf if seconds else 0.0
+        if self.max_delay is not None:
+            seconds = min(seconds, self.max_delay.total_seconds())
+        return timedelta(seconds=min(seconds, MAX_RETRY_DELAY_SECONDS))
 
 
 def default_retry_cycle() -> RetryCycle:
@@ -1073,7 +1086,8 @@ def _executor_log_entry(job: Job, event: str, **fields) -> JobLog:
 
 
 def notify_jobs_ready() -> None:
-    """Wake idle PostgreSQL executors (delivered when the current transaction commits)."""
+    """Wake idle PostgreSQL executors (delivered when the current transaction commits); for
+    changes the NOTIFY trigger does not see, such as a released lock."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"NOTIFY {JOBS_CHANNEL}")
@@ -1107,7 +1121,8 @@ def enqueue_job(
         _executor_log_entry(
             job, JobLog.Event.CREATED, timestamp=job.create_time, retries=retries, payload=payload
         ).save()
-        notify_jobs_ready()
+        # Idle PostgreSQL executors are woken by the jobs table's NOTIFY trigger (migration
+        # 0002_executor_*), which also covers jobs created through the REST API.
     return job
 
 
@@ -1340,8 +1355,9 @@ def run_claimed_job(
     job: Job, worker_id: str, *, timeout: float | None = None, retry_cycle: RetryCycle | None = None
 ) -> JobOutcome:
     """Run a job this worker has claimed, outside any transaction, and record the outcome."""
-    from jobs import executor
+    from jobs import backends, executor
 
+    backends.send_task_signal(job, started=True)
     started = time.monotonic()
     try:
         value = executor.call_handler(job, timeout=timeout)
@@ -1352,7 +1368,7 @@ def run_claimed_job(
         duration_ms = (time.monotonic() - started) * 1000
         message = str(error) or type(error).__name__
         stacktrace = "".join(traceback.format_exception(error))
-        return fail_job(
+        outcome = fail_job(
             job,
             worker_id,
             message=message,
@@ -1360,10 +1376,15 @@ def run_claimed_job(
             duration_ms=duration_ms,
             retry_cycle=retry_cycle,
         )
+        # Inside the except block, as django.tasks receivers expect: exc_info is available.
+        backends.send_task_signal(job, started=False, outcome=outcome)
+        return outcome
     duration_ms = (time.monotonic() - started) * 1000
     value = executor.json_value(value)
     held = complete_job(job, worker_id, duration_ms=duration_ms, return_value=value)
-    return JobOutcome(job.id, job.handler, True, duration_ms, value, held_lock=held)
+    outcome = JobOutcome(job.id, job.handler, True, duration_ms, value, held_lock=held)
+    backends.send_task_signal(job, started=False, outcome=outcome)
+    return outcome
 
 
 def execute_job(job_id: str, worker_id: str, *, lock_time: timedelta | None = None) -> JobOutcome:

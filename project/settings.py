@@ -236,4 +236,10 @@ TASKYARD_EXECUTOR = {
     "POLL_INTERVAL": float(os.environ.get("TASKYARD_JOB_POLL_INTERVAL", "1")),
     # Fail a handler running longer than this (seconds or ISO 8601); unset = no limit.
     "TIMEOUT": os.environ.get("TASKYARD_JOB_TIMEOUT") or None,
+    # Handlers are django.tasks tasks of installed apps; plain callables only from these modules
+    # (whoever may create a job picks its handler: never let that be any importable function).
+    "HANDLER_MODULES": env_list("TASKYARD_HANDLER_MODULES", ""),
 }
+# runjobs logs one line per job itself (logger "jobs.executor"); django.tasks' own records of
+# each start and finish would repeat it. Its warnings and errors (with tracebacks) still show.
+LOGGING.setdefault("loggers", {})["django.tasks"] = {"level": "WARNING"}

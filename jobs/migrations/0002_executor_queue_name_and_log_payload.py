@@ -2,6 +2,40 @@
 
 from django.db import migrations, models
 
+# PostgreSQL only: any statement that can make a job runnable (a new job, retries set, a due date
+# moved, a job or job definition activated) NOTIFYs idle executors, whoever wrote it (the REST
+# API, the console, django.tasks, a bulk load). Statement-level, so a bulk update of a million
+# rows sends one notification; claims (lock columns only) send none.
+CREATE_NOTIFY = """
+CREATE OR REPLACE FUNCTION taskyard_notify_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('taskyard_jobs', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_job_notify_executors
+    AFTER INSERT OR UPDATE OF retries, due_date, suspended ON jobs_job
+    FOR EACH STATEMENT EXECUTE FUNCTION taskyard_notify_jobs();
+CREATE TRIGGER jobs_jobdefinition_notify_executors
+    AFTER UPDATE OF suspended ON jobs_jobdefinition
+    FOR EACH STATEMENT EXECUTE FUNCTION taskyard_notify_jobs();
+"""
+DROP_NOTIFY = """
+DROP TRIGGER IF EXISTS jobs_jobdefinition_notify_executors ON jobs_jobdefinition;
+DROP TRIGGER IF EXISTS jobs_job_notify_executors ON jobs_job;
+DROP FUNCTION IF EXISTS taskyard_notify_jobs();
+"""
+
+
+def create_notify(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(CREATE_NOTIFY)
+
+
+def drop_notify(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP_NOTIFY)
+
 
 class Migration(migrations.Migration):
 
@@ -25,4 +59,5 @@ class Migration(migrations.Migration):
             name='queue_name',
             field=models.CharField(blank=True, max_length=100, null=True),
         ),
+        migrations.RunPython(create_notify, drop_notify),
     ]

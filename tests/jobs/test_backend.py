@@ -9,9 +9,10 @@ from django.core.management import call_command
 from django.db import transaction
 from django.tasks import TaskResultStatus, default_task_backend, task_backends
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
+from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from jobs import demo_handlers
+from jobs import demo_handlers, services
 from jobs.backends import DatabaseBackend
 from jobs.models import Job, JobLog
 
@@ -193,3 +194,72 @@ def test_bad_retry_cycle_setting_fails_the_system_check(settings):
     settings.TASKYARD_EXECUTOR = {"RETRY_CYCLE": "every five minutes"}
     errors = list(task_backends["default"].check())
     assert [error.id for error in errors] == ["jobs.E001"]
+
+
+def test_runjobs_sends_django_task_signals_with_the_real_status():
+    seen = []
+
+    def started(sender, task_result, **kwargs):
+        seen.append(("started", task_result.id, task_result.status))
+
+    def finished(sender, task_result, **kwargs):
+        seen.append(("finished", task_result.id, task_result.status))
+
+    ok = demo_handlers.send_invoice.enqueue("INV-20")
+    bad = demo_handlers.always_fails.enqueue()
+    Job.objects.filter(id=bad.id).update(retries=2)
+    task_started.connect(started)
+    task_finished.connect(finished)
+    try:
+        runjobs("--retry-cycle", "PT0S,PT0S")
+    finally:
+        task_started.disconnect(started)
+        task_finished.disconnect(finished)
+
+    assert [(kind, status) for kind, job_id, status in seen if job_id == ok.id] == [
+        ("started", TaskResultStatus.RUNNING),
+        ("finished", TaskResultStatus.SUCCESSFUL),
+    ]
+    assert [(kind, status) for kind, job_id, status in seen if job_id == bad.id] == [
+        ("started", TaskResultStatus.RUNNING),
+        # The first failure is retried: not finished yet.
+        ("started", TaskResultStatus.RUNNING),
+        ("finished", TaskResultStatus.FAILED),
+    ]
+
+
+def test_a_failing_signal_receiver_does_not_change_the_outcome():
+    def broken(sender, task_result, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    result = demo_handlers.send_invoice.enqueue("INV-21")
+    task_started.connect(broken)
+    try:
+        runjobs()
+    finally:
+        task_started.disconnect(broken)
+    assert default_task_backend.get_result(result.id).status == TaskResultStatus.SUCCESSFUL
+
+
+def test_async_task_runs_to_completion():
+    result = demo_handlers.check_carrier_status.enqueue("SHP-1")
+    runjobs()
+    fresh = demo_handlers.check_carrier_status.get_result(result.id)
+    assert fresh.status == TaskResultStatus.SUCCESSFUL
+    assert fresh.return_value == {"shipment": "SHP-1", "status": "in transit"}
+
+
+def test_result_of_a_job_with_an_allowed_plain_callable(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["os.path"]}
+    job = services.enqueue_job("os.path.join", {"args": ["a", "b"]})
+    runjobs()
+    result = default_task_backend.get_result(job.id)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == "a/b"
+    assert result.task.module_path in {"posixpath.join", "os.path.join"}
+
+
+def test_no_result_for_a_job_whose_handler_is_not_allowed():
+    job = services.enqueue_job("os.system", {"args": ["true"]})
+    with pytest.raises(TaskResultDoesNotExist, match="not allowed"):
+        default_task_backend.get_result(job.id)

@@ -56,6 +56,17 @@ def test_successful_job_is_deleted_and_logged_with_duration_and_return_value():
     assert success.worker and success.handler == SEND_INVOICE
 
 
+def test_executor_logs_one_line_per_job(caplog):
+    ok = make_job()
+    bad = make_job(ALWAYS_FAILS, {"args": ["paper jam"]})
+    with caplog.at_level("INFO", logger="jobs.executor"):
+        runjobs()
+    lines = [record.getMessage() for record in caplog.records if record.name == "jobs.executor"]
+    assert len(lines) == 2
+    assert any(ok.id in line and "succeeded in" in line for line in lines)
+    assert any(bad.id in line and "paper jam; 2 retries left" in line for line in lines)
+
+
 def test_failing_job_spends_a_retry_and_keeps_message_and_stack_trace():
     job = make_job(ALWAYS_FAILS, {"args": ["printer on fire"]}, activity_id="sendInvoice")
     before = timezone.now()
@@ -228,6 +239,37 @@ def test_handler_running_past_the_timeout_fails_with_a_timeout_error():
     assert "time.sleep(seconds)" in job.exception_stacktrace  # where it was stuck
 
 
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "os.system",  # not an installed app: never even imported
+        "subprocess.run",
+        "django.core.management.call_command",
+        "jobs.services.execute_job",  # an installed app, but a plain function, not a task
+        "jobs.executor.import_string",  # any callable reachable from an app module
+    ],
+)
+def test_handlers_that_are_not_tasks_or_allowed_modules_are_refused(handler, tmp_path):
+    marker = tmp_path / "ran"
+    job = make_job(handler, [f"touch {marker}"], retries=1)
+
+    runjobs()
+
+    job.refresh_from_db()
+    assert job.retries == 0
+    assert job.exception_message.startswith(f"Handler '{handler}' is not allowed")
+    assert not marker.exists()
+
+
+def test_allowed_modules_admit_plain_callables(settings, tmp_path):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["os"]}
+    target = tmp_path / "made-by-a-job"
+    job = make_job("os.makedirs", [str(target)])
+    runjobs()
+    assert target.is_dir()
+    assert not Job.objects.filter(id=job.id).exists()
+
+
 def test_unknown_handler_is_a_recorded_failure_not_a_crash():
     broken = make_job("jobs.demo_handlers.does_not_exist", retries=1)
     fine = make_job()
@@ -240,7 +282,8 @@ def test_unknown_handler_is_a_recorded_failure_not_a_crash():
     assert not Job.objects.filter(id=fine.id).exists()
 
 
-def test_plain_function_handlers_get_their_payload_as_arguments():
+def test_plain_function_handlers_get_their_payload_as_arguments(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["os.path", "builtins"]}
     as_list = make_job("os.path.join", ["var", "log"])
     as_object = make_job("jobs.demo_handlers.send_invoice", {"invoice_id": "INV-3"})
 
@@ -253,7 +296,8 @@ def test_plain_function_handlers_get_their_payload_as_arguments():
     }
 
 
-def test_return_value_json_cannot_hold_is_logged_as_its_repr():
+def test_return_value_json_cannot_hold_is_logged_as_its_repr(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["builtins"]}
     job = make_job("builtins.object", {})
     runjobs()
     assert JobLog.objects.get(job_id=job.id, event="succeeded").return_value.startswith(
@@ -338,6 +382,8 @@ def test_lock_renewal_extends_only_own_locks():
         (["--lock-time", "soon"], "--lock-time"),
         (["--lock-time", "0"], "--lock-time"),
         (["--timeout", "-1"], "--timeout"),
+        (["--timeout", "inf"], "--timeout"),
+        (["--poll-interval", "nan"], "--poll-interval"),
         (["--retry-cycle", "R3/soon"], "retry cycle"),
     ],
 )
@@ -354,6 +400,11 @@ def test_retry_cycle_repeats_an_interval_with_back_off_up_to_the_cap():
     assert cycle.retries == 5
     delays = [cycle.delay(n) for n in range(1, 6)]
     assert delays == [timedelta(minutes=m) for m in (1, 2, 4, 5, 5)]
+
+
+def test_retry_cycle_back_off_never_overflows():
+    cycle = RetryCycle.parse("R5000/PT1H", backoff_factor=10)
+    assert cycle.delay(4000) == timedelta(days=366)
 
 
 def test_retry_cycle_without_back_off_is_camundas_fixed_interval():
@@ -388,3 +439,16 @@ def test_retry_cycle_comes_from_settings(settings):
     failed_at = JobLog.objects.get(job_id=job.id, event="failed").timestamp
     assert job.retries == 4
     assert abs(job.due_date - failed_at - timedelta(seconds=30)) < timedelta(seconds=1)
+
+
+def test_demo_jobs_enqueues_runnable_demo_tasks_on_the_demo_queue():
+    call_command("demo_jobs", "--count", "25", "--rate", "10000", "--seed", "3", stdout=StringIO())
+
+    jobs = Job.objects.all()
+    assert jobs.count() == 25
+    assert set(jobs.values_list("queue_name", flat=True)) == {"demo"}
+    assert {job.handler.rsplit(".", 1)[0] for job in jobs} == {"jobs.demo_handlers"}
+    assert len(set(jobs.values_list("handler", flat=True))) >= 3
+    # Only `runjobs --queue demo` picks them up.
+    runjobs("--queue", "reports")
+    assert Job.objects.count() == 25

@@ -124,11 +124,12 @@ def test_job_of_a_killed_executor_runs_again_after_its_lock_expires(executors, t
 
 def test_long_job_keeps_its_lock_while_another_executor_polls(executors, tmp_path):
     runs = tmp_path / "runs.txt"
-    job = enqueue("slow", seconds=3.5, path=str(runs))
+    # Runs for more than twice its lock time; renewed every third of it.
+    job = enqueue("slow", seconds=4.5, path=str(runs))
 
-    first = executors("--lock-time", "1.5", "--poll-interval", "0.1", "--max-jobs", "1")
+    first = executors("--lock-time", "2", "--poll-interval", "0.1", "--max-jobs", "1")
     wait_until(lambda: JobLog.objects.filter(job_id=job.id, event="started").exists(), "start")
-    second = executors("--lock-time", "1.5", "--poll-interval", "0.1")
+    second = executors("--lock-time", "2", "--poll-interval", "0.1")
     finish(first)
     second.send_signal(signal.SIGTERM)
     finish(second)
@@ -183,6 +184,37 @@ def test_concurrent_executor_processes_run_every_job_once(executors, tmp_path):
     assert owners and all(owner.rsplit("/", 1)[-1] in {"1", "2", "3"} for owner in owners)
 
 
+def test_max_jobs_is_the_total_over_all_processes(executors):
+    jobs = [enqueue("send_invoice", invoice_id=f"INV-{n}") for n in range(10)]
+
+    finish(executors("--concurrency", "3", "--max-jobs", "7", "--poll-interval", "0.1"))
+
+    assert JobLog.objects.filter(event="succeeded").count() == 7
+    assert Job.objects.filter(id__in=[job.id for job in jobs]).count() == 3
+
+
+def test_pool_replaces_killed_processes_and_their_job_runs_again(executors, tmp_path):
+    runs = tmp_path / "runs.txt"
+    job = enqueue("hangs_first_time", path=str(runs))
+    pool = executors("--concurrency", "2", "--lock-time", "1", "--poll-interval", "0.1")
+    wait_until(lambda: len(lines(runs)) == 1, "the first run to start")
+
+    children = subprocess.run(
+        ["pgrep", "-P", str(pool.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(children) == 2
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+
+    wait_until(lambda: not Job.objects.filter(id=job.id).exists(), "the job to run again")
+    pool.send_signal(signal.SIGTERM)
+    finish(pool)
+    assert len(lines(runs)) == 2
+    succeeded = JobLog.objects.get(job_id=job.id, event="succeeded")
+    assert succeeded.worker.endswith("r1")  # a replacement process
+    assert JobLog.objects.filter(job_id=job.id, event="lock-expired").count() == 1
+
+
 @pytest.mark.postgres
 def test_several_executors_run_each_of_thousands_of_jobs_exactly_once(executors, tmp_path):
     runs = tmp_path / "runs.txt"
@@ -219,9 +251,16 @@ def test_idle_executor_wakes_on_a_new_job_without_waiting_for_its_poll(executors
             return cursor.fetchone()[0] > 0
 
     wait_until(listening, "the executor to LISTEN")
-    job = enqueue("send_invoice", invoice_id="INV-42")
+    # Created the way the REST API does (a plain insert): the table's trigger sends the NOTIFY.
+    job = Job.objects.create(handler="jobs.demo_handlers.send_invoice", payload=["INV-42"])
     # The poll interval is ten minutes: only the NOTIFY can have woken it.
     wait_until(lambda: not Job.objects.filter(id=job.id).exists(), "the job to run")
+    assert [event for event, _ in events(job.id)] == ["started", "succeeded"]
+
+    # An operator resetting a failed job's retries wakes it as well.
+    failed = Job.objects.create(handler="jobs.demo_handlers.send_invoice", payload=[1], retries=0)
+    Job.objects.filter(id=failed.id).update(retries=1)
+    wait_until(lambda: not Job.objects.filter(id=failed.id).exists(), "the reset job to run")
+
     process.send_signal(signal.SIGTERM)
     finish(process)
-    assert [event for event, _ in events(job.id)] == ["created", "started", "succeeded"]
