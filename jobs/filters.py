@@ -95,7 +95,7 @@ class ConditionListField(forms.Field):
         )
 
     def _condition(self, operator, value) -> Condition:
-        if operator not in Condition.OPERATORS:
+        if not isinstance(operator, str) or operator not in Condition.OPERATORS:
             raise self._bad_operator(operator)
         if value in (None, ""):
             raise ValidationError(

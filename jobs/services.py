@@ -125,30 +125,46 @@ def get_job_definition(user, job_definition_id: str) -> JobDefinition:
     return definition
 
 
-def _select(user, jobs, model=Job) -> tuple[QuerySet, int | None]:
-    """Jobs given as a queryset, an id or an iterable of ids -> (scoped queryset, ids asked).
+def _select(user, rows, model) -> tuple[QuerySet, int | None]:
+    """Rows given as a queryset, an id or an iterable of ids -> (scoped queryset, ids asked).
+    For small selections (job definitions); jobs go through _batches.
 
     A queryset is re-scoped (scoping twice is harmless, forgetting it once is a leak)."""
-    base = model.objects.all()
+    asked = _asked_ids(rows)
+    if asked is None:
+        return tenancy.scope(rows, user), None
+    return tenancy.scope(model.objects.filter(id__in=asked), user), len(asked)
+
+
+def _asked_ids(jobs) -> list[str] | None:
+    """The ids a caller asked for, sorted and distinct; None when it passed a queryset."""
     if isinstance(jobs, QuerySet):
-        return tenancy.scope(jobs, user), None
-    ids = {jobs} if isinstance(jobs, str) else {str(job_id) for job_id in jobs}
-    return tenancy.scope(base.filter(id__in=sorted(ids)), user), len(ids)
+        return None
+    return sorted({jobs} if isinstance(jobs, str) else {str(job_id) for job_id in jobs})
 
 
-def _batches(queryset: QuerySet):
-    """Ids of the queryset in id order, BATCH_SIZE at a time (keyset paging: rows leaving the
-    filter while we update them do not shift later batches)."""
-    last = None
-    while True:
-        page = queryset.order_by("id")
-        if last is not None:
-            page = page.filter(id__gt=last)
-        ids = list(page.values_list("id", flat=True)[:BATCH_SIZE])
-        if not ids:
-            return
-        yield ids
-        last = ids[-1]
+def _batches(user, jobs, model=Job):
+    """Visible ids of `jobs` in id order, BATCH_SIZE at a time.
+
+    A queryset is scoped and walked by keyset (rows leaving the filter while we update them do
+    not shift later batches); a list of ids is walked in chunks, so a selection of 100k ids
+    never becomes one giant IN list."""
+    asked = _asked_ids(jobs)
+    if asked is None:
+        queryset = tenancy.scope(jobs, user).order_by("id")
+        last = None
+        while True:
+            page = queryset if last is None else queryset.filter(id__gt=last)
+            ids = list(page.values_list("id", flat=True)[:BATCH_SIZE])
+            if not ids:
+                return
+            yield ids
+            last = ids[-1]
+    for start in range(0, len(asked), BATCH_SIZE):
+        chunk = tenancy.scope(model.objects.filter(id__in=asked[start : start + BATCH_SIZE]), user)
+        ids = list(chunk.order_by("id").values_list("id", flat=True))
+        if ids:
+            yield ids
 
 
 def _histogram(counter: Counter, field: str) -> dict:
@@ -174,12 +190,12 @@ def _bulk_update(
     Per batch: lock the rows that still qualify, one UPDATE, one INSERT of log entries. The
     whole action is one transaction with its audit entry, so it lands completely or not at all.
     """
-    queryset, asked = _select(user, jobs)
+    asked = _asked_ids(jobs)
     changed = matched = 0
     ids_changed: list[str] = []
     before = Counter()
     with transaction.atomic():
-        for ids in _batches(queryset):
+        for ids in _batches(user, jobs):
             matched += len(ids)
             # Lock in id order: two bulk actions over overlapping rows then wait for each
             # other instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
@@ -201,7 +217,7 @@ def _bulk_update(
                 before.update(row.get(before_field) for row in rows)
             if len(ids_changed) < audit.MAX_IDS:
                 ids_changed.extend(row_ids)
-        skipped = (asked if asked is not None else matched) - changed
+        skipped = (len(asked) if asked is not None else matched) - changed
         audit.record(
             user,
             action,
@@ -215,11 +231,6 @@ def _bulk_update(
             source=source,
         )
     return BulkResult(changed, max(skipped, 0))
-
-
-def _job_before(job: Job, field: str) -> dict:
-    value = getattr(job, field)
-    return {field: format_date(value) if isinstance(value, datetime) else value}
 
 
 # --- creating -------------------------------------------------------------------------------
@@ -803,11 +814,11 @@ def unlock(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
 
 def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> BulkResult:
     """Delete jobs; each leaves a "deleted" entry in its history."""
-    queryset, asked = _select(user, jobs)
+    asked = _asked_ids(jobs)
     changed = matched = 0
     ids_deleted: list[str] = []
     with transaction.atomic():
-        for ids in _batches(queryset):
+        for ids in _batches(user, jobs):
             matched += len(ids)
             rows = list(
                 Job.objects.select_for_update()
@@ -822,7 +833,7 @@ def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
             )
             if len(ids_deleted) < audit.MAX_IDS:
                 ids_deleted.extend(row_ids)
-        skipped = max((asked if asked is not None else matched) - changed, 0)
+        skipped = max((len(asked) if asked is not None else matched) - changed, 0)
         audit.record(
             user,
             "job.delete",
