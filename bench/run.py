@@ -663,7 +663,7 @@ def run_executor(args, report, url, state):
 
     from jobs.models import Job
 
-    n = 1000 if args.quick else 5000
+    n = 500 if args.quick else 2000
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(DATABASE_URL=url, LOG_LEVEL="WARNING", DEBUG="0")
     python = sys.executable
@@ -1169,7 +1169,7 @@ async def timed(session, method, url, params, body, repeat):
 def run_queries(args, report, server, state):
     import aiohttp
 
-    repeat = 5 if args.quick else 20
+    repeat = 5 if args.quick else 10
     values = sample_values()
     missing = set()
 
