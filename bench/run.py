@@ -12,6 +12,7 @@ import base64
 import collections
 import contextlib
 import json
+import math
 import os
 import platform
 import socket
@@ -45,7 +46,7 @@ def pct(values, q):
     if not values:
         return None
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    index = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[index]
 
 
@@ -663,7 +664,7 @@ def run_executor(args, report, url, state):
 
     from jobs.models import Job
 
-    n = 500 if args.quick else 2000
+    n = 300 if args.quick else 2000
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     # bench.tasks is not an installed app of the product; allow its module explicitly.
     env.update(DATABASE_URL=url, LOG_LEVEL="WARNING", DEBUG="0", TASKYARD_HANDLER_MODULES="bench")
@@ -1170,7 +1171,7 @@ async def timed(session, method, url, params, body, repeat):
 def run_queries(args, report, server, state):
     import aiohttp
 
-    repeat = 5 if args.quick else 10
+    repeat = 3 if args.quick else 10
     values = sample_values()
     missing = set()
 
@@ -1215,27 +1216,58 @@ def run_queries(args, report, server, state):
 # 5. Bulk set-retries on ~100k rows
 
 
-def nearest_100k(table, column):
+def pick_rows(table, columns, target, exclude=None):
+    """The group of rows (equal values in `columns`) whose size is nearest `target`."""
+    names = ", ".join(columns)
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in columns)
+    where, params = not_null + f" AND {columns[0]} NOT LIKE 'bench-%%'", []
+    if exclude is not None:
+        where += f" AND {columns[0]} <> %s"
+        params.append(exclude)
     rows = sql(
-        f"SELECT {column}, count(*) FROM {table} WHERE {column} IS NOT NULL "
-        f"GROUP BY 1 ORDER BY abs(count(*) - 100000) LIMIT 1"
+        f"SELECT {names}, count(*) FROM {table} WHERE {where} GROUP BY {names} "
+        f"ORDER BY abs(count(*) - %s) LIMIT 1",
+        [*params, target],
     )
-    return rows[0] if rows else (None, 0)
+    if not rows:
+        return None, 0
+    return dict(zip(columns, rows[0][:-1], strict=True)), rows[0][-1]
+
+
+def task_query(values):
+    query = {"topicName": values["topic_name"]}
+    if "tenant_id" in values:
+        query["tenantIdIn"] = [values["tenant_id"]]
+    return query
+
+
+def changed_rows(table, values, retries):
+    where = " AND ".join(f"{c} = %s" for c in values)
+    return sql(
+        f"SELECT count(*) FROM {table} WHERE {where} AND retries = %s",
+        [*values.values(), retries],
+    )[0][0]
 
 
 def run_bulk(args, report, server, state):
     import aiohttp
 
-    topic_api, n_api = nearest_100k(TASK_TABLE, "topic_name")
+    # ~100k rows per action (--quick: ~10k, one tenant of a topic).
+    target = 10_000 if args.quick else 100_000
+    task_columns = ["topic_name", "tenant_id"] if args.quick else ["topic_name"]
+    job_columns = ["activity_id", "tenant_id"] if args.quick else ["activity_id"]
+    api_rows, n_api = pick_rows(TASK_TABLE, task_columns, target)
     # A different topic for the console path, so both change rows.
-    others = sql(
-        f"SELECT topic_name, count(*) FROM {TASK_TABLE} WHERE topic_name <> %s "
-        f"AND topic_name NOT LIKE 'bench-%%' GROUP BY 1 "
-        f"ORDER BY abs(count(*) - 100000) LIMIT 1",
-        [topic_api],
+    console_rows, n_console = pick_rows(
+        TASK_TABLE, task_columns, target, exclude=api_rows["topic_name"]
     )
-    topic_console, n_console = others[0]
-    activity, n_jobs = nearest_100k("jobs_job", "activity_id")
+    job_rows, n_jobs = pick_rows("jobs_job", job_columns, target)
+    job_query = {"activityId": job_rows["activity_id"]}
+    if "tenant_id" in job_rows:
+        job_query["tenantIdIn"] = [job_rows["tenant_id"]]
+    console_query = {
+        k: v[0] if isinstance(v, list) else v for k, v in task_query(console_rows).items()
+    }
     retries = 7 if int(time.time()) % 2 else 6  # a real change on every run
 
     async def go():
@@ -1244,14 +1276,14 @@ def run_bulk(args, report, server, state):
             t0 = time.perf_counter()
             async with session.put(
                 server.base + "/engine-rest/external-task/retries",
-                json={"retries": retries, "externalTaskQuery": {"topicName": topic_api}},
+                json={"retries": retries, "externalTaskQuery": task_query(api_rows)},
             ) as response:
                 await response.read()
                 out["api_tasks"] = (time.perf_counter() - t0, response.status)
             t0 = time.perf_counter()
             async with session.post(
                 server.base + "/engine-rest/job/retries",
-                json={"retries": retries, "jobQuery": {"activityId": activity}},
+                json={"retries": retries, "jobQuery": job_query},
             ) as response:
                 await response.read()
                 out["api_jobs"] = (time.perf_counter() - t0, response.status)
@@ -1266,7 +1298,7 @@ def run_bulk(args, report, server, state):
                 "csrfmiddlewaretoken": token,
                 "action": "set_retries",
                 "scope": "matching",
-                "query": urlencode({"topicName": topic_console}),
+                "query": urlencode(console_query),
                 "retries": str(retries),
             }
             headers = {"Referer": server.base + "/external-tasks/"}
@@ -1291,14 +1323,8 @@ def run_bulk(args, report, server, state):
         return out
 
     out = asyncio.run(go())
-    changed_api = sql(
-        f"SELECT count(*) FROM {TASK_TABLE} WHERE topic_name = %s AND retries = %s",
-        [topic_api, retries],
-    )[0][0]
-    changed_console = sql(
-        f"SELECT count(*) FROM {TASK_TABLE} WHERE topic_name = %s AND retries = %s",
-        [topic_console, retries],
-    )[0][0]
+    changed_api = changed_rows(TASK_TABLE, api_rows, retries)
+    changed_console = changed_rows(TASK_TABLE, console_rows, retries)
     seconds, status = out["api_tasks"]
     report.add(
         "bulk",
@@ -1309,10 +1335,7 @@ def run_bulk(args, report, server, state):
     )
     seconds, status = out["api_jobs"]
     if status < 300:
-        changed = sql(
-            "SELECT count(*) FROM jobs_job WHERE activity_id = %s AND retries = %s",
-            [activity, retries],
-        )[0][0]
+        changed = changed_rows("jobs_job", job_rows, retries)
         report.add(
             "bulk",
             f"API POST job/retries on {n_jobs:,} jobs",
