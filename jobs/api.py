@@ -26,8 +26,19 @@ from jobs.serializers import (
     BatchSerializer,
     CountSerializer,
     CreatedJobSerializer,
+    CreateJobRequest,
+    DuedateRequest,
+    ErrorSerializer,
+    JobDefinitionPriorityRequest,
     JobDefinitionSerializer,
+    JobDefinitionsSuspensionStateRequest,
+    JobDefinitionSuspensionStateRequest,
     JobSerializer,
+    JobSuspensionStateRequest,
+    PriorityRequest,
+    RetriesRequest,
+    SetJobRetriesRequest,
+    SuspensionStateRequest,
 )
 from project.rest import (
     CamundaError,
@@ -255,7 +266,7 @@ def job_stacktrace(request, job_id):
     summary="Set Job Retries",
     operation_id="setJobRetries",
     tags=["Job"],
-    request=OpenApiTypes.OBJECT,
+    request=RetriesRequest,
     responses={204: None},
 )
 @api_view(["PUT"])
@@ -274,7 +285,7 @@ def job_retries(request, job_id):
     operation_id="updateJobSuspensionState",
     tags=["Job"],
     responses={204: None},
-    request=OpenApiTypes.OBJECT,
+    request=SuspensionStateRequest,
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -290,7 +301,7 @@ def job_suspended(request, job_id):
     summary="Set Job Due Date",
     operation_id="setJobDuedate",
     tags=["Job"],
-    request=OpenApiTypes.OBJECT,
+    request=DuedateRequest,
     responses={204: None},
 )
 @api_view(["PUT"])
@@ -325,7 +336,7 @@ def job_duedate_recalculate(request, job_id):
     summary="Set Job Priority",
     operation_id="setJobPriority",
     tags=["Job"],
-    request=OpenApiTypes.OBJECT,
+    request=PriorityRequest,
     responses={204: None},
 )
 @api_view(["PUT"])
@@ -343,7 +354,7 @@ def job_priority(request, job_id):
     operation_id="executeJob",
     tags=["Job"],
     request=None,
-    responses={204: None},
+    responses={204: None, 404: ErrorSerializer, 500: ErrorSerializer},
 )
 @api_view(["POST"])
 @permission_classes([CanOperate])
@@ -362,7 +373,7 @@ def job_execute(request, job_id):
     summary="Set Job Retries Async (POST)",
     operation_id="setJobRetriesAsyncOperation",
     tags=["Job"],
-    request=OpenApiTypes.OBJECT,
+    request=SetJobRetriesRequest,
     responses=BatchSerializer,
 )
 @api_view(["POST"])
@@ -444,7 +455,7 @@ JOB_SELECTORS = {
     summary="Activate/Suspend Jobs",
     operation_id="updateSuspensionStateBy",
     tags=["Job"],
-    request=OpenApiTypes.OBJECT,
+    request=JobSuspensionStateRequest,
     responses={204: None},
 )
 @api_view(["PUT"])
@@ -531,7 +542,7 @@ def _job_spec(item, index: int) -> dict:
     description="Takes one job or a list of jobs: handler (dotted path of a callable), payload "
     "({args, kwargs}), type (timer|message; timer when dueDate is set), dueDate, retries "
     "(default 3), priority and the process fields. Answers the created jobs.",
-    request=OpenApiTypes.OBJECT,
+    request=CreateJobRequest,
     responses=CreatedJobSerializer(many=True),
 )
 @api_view(["POST"])
@@ -620,7 +631,7 @@ def job_definition_detail(request, job_definition_id):
     summary="Activate/Suspend Job Definition By Id",
     operation_id="updateSuspensionStateJobDefinition",
     tags=["Job Definition"],
-    request=OpenApiTypes.OBJECT,
+    request=JobDefinitionSuspensionStateRequest,
     responses={204: None},
 )
 @api_view(["PUT"])
@@ -657,7 +668,7 @@ DEFINITION_SELECTORS = {
     summary="Activate/Suspend Job Definitions",
     operation_id="updateSuspensionStateJobDefinitions",
     tags=["Job Definition"],
-    request=OpenApiTypes.OBJECT,
+    request=JobDefinitionsSuspensionStateRequest,
     responses={204: None},
 )
 @api_view(["PUT"])
@@ -701,7 +712,7 @@ def job_definition_suspended_by(request):
     summary="Set Job Definition Priority by Id",
     operation_id="setJobPriorityJobDefinition",
     tags=["Job Definition"],
-    request=OpenApiTypes.OBJECT,
+    request=JobDefinitionPriorityRequest,
     responses={204: None},
 )
 @api_view(["PUT"])
@@ -720,7 +731,7 @@ def job_definition_priority(request, job_definition_id):
     summary="Set Job Retries By Job Definition Id",
     operation_id="setJobRetriesJobDefinition",
     tags=["Job Definition"],
-    request=OpenApiTypes.OBJECT,
+    request=RetriesRequest,
     responses={204: None},
 )
 @api_view(["PUT"])

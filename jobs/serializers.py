@@ -80,3 +80,80 @@ class BatchSerializer(serializers.Serializer):
     suspended = serializers.BooleanField()
     tenantId = serializers.CharField(allow_null=True)
     createUserId = serializers.CharField(allow_null=True)
+
+
+# Request bodies, for the OpenAPI schema (the views validate with Camunda's messages).
+
+
+class RetriesRequest(serializers.Serializer):
+    retries = serializers.IntegerField(min_value=0)
+    dueDate = serializers.CharField(required=False, allow_null=True)
+
+
+class SuspensionStateRequest(serializers.Serializer):
+    suspended = serializers.BooleanField()
+
+
+class DuedateRequest(serializers.Serializer):
+    duedate = serializers.CharField(allow_null=True)
+    cascade = serializers.BooleanField(required=False, allow_null=True)
+
+
+class PriorityRequest(serializers.Serializer):
+    priority = serializers.IntegerField()
+
+
+class SetJobRetriesRequest(serializers.Serializer):
+    retries = serializers.IntegerField(min_value=0)
+    jobIds = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    jobQuery = serializers.DictField(required=False, allow_null=True)
+    dueDate = serializers.CharField(required=False, allow_null=True)
+
+
+class JobSuspensionStateRequest(serializers.Serializer):
+    jobDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processInstanceId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionKey = serializers.CharField(required=False, allow_null=True)
+    processDefinitionTenantId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionWithoutTenantId = serializers.BooleanField(required=False, allow_null=True)
+    suspended = serializers.BooleanField()
+
+
+class JobDefinitionSuspensionStateRequest(serializers.Serializer):
+    suspended = serializers.BooleanField()
+    includeJobs = serializers.BooleanField(required=False, allow_null=True)
+    executionDate = serializers.CharField(required=False, allow_null=True)
+
+
+class JobDefinitionsSuspensionStateRequest(JobDefinitionSuspensionStateRequest):
+    processDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionKey = serializers.CharField(required=False, allow_null=True)
+    processDefinitionTenantId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionWithoutTenantId = serializers.BooleanField(required=False, allow_null=True)
+
+
+class JobDefinitionPriorityRequest(serializers.Serializer):
+    priority = serializers.IntegerField(allow_null=True)
+    includeJobs = serializers.BooleanField(required=False, allow_null=True)
+
+
+class CreateJobRequest(serializers.Serializer):
+    handler = serializers.CharField()
+    payload = serializers.DictField(required=False, allow_null=True)
+    type = serializers.ChoiceField(choices=["timer", "message"], required=False, allow_null=True)
+    dueDate = serializers.CharField(required=False, allow_null=True)
+    retries = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    priority = serializers.IntegerField(required=False, allow_null=True)
+    jobDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processInstanceId = serializers.CharField(required=False, allow_null=True)
+    executionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionKey = serializers.CharField(required=False, allow_null=True)
+    activityId = serializers.CharField(required=False, allow_null=True)
+    tenantId = serializers.CharField(required=False, allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()

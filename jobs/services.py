@@ -11,6 +11,7 @@ import re
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -87,6 +88,11 @@ def _log_values() -> list[str]:
 
 def _actor(user) -> str:
     return getattr(user, "username", "") or "system"
+
+
+# Called after each batch of a bulk action with (rows looked at, rows changed) so far: a
+# management command or a streaming response can show progress on long runs.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,7 @@ def _bulk_update(
     source: str = "api",
     filter: dict | None = None,
     log_extra: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """The one set-based update behind every job operator action.
 
@@ -217,6 +224,8 @@ def _bulk_update(
                 before.update(row.get(before_field) for row in rows)
             if len(ids_changed) < audit.MAX_IDS:
                 ids_changed.extend(row_ids)
+            if progress is not None:
+                progress(matched, changed)
         skipped = (len(asked) if asked is not None else matched) - changed
         audit.record(
             user,
@@ -382,6 +391,7 @@ def set_retries(
     due_date: datetime | None = None,
     source: str = "api",
     filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set retries (and optionally a new due date) on jobs: ids, one id, or a queryset.
 
@@ -404,6 +414,7 @@ def set_retries(
         source=source,
         filter=filter,
         log_extra={"retries": retries},
+        progress=progress,
     )
 
 
@@ -423,7 +434,13 @@ def set_job_definition_retries(user, job_definition_id: str, retries: int, *, so
 
 
 def set_suspended(
-    user, jobs, suspended: bool, *, source: str = "api", filter: dict | None = None
+    user,
+    jobs,
+    suspended: bool,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Suspend (True) or activate (False) jobs; rows already in that state are skipped."""
     return _bulk_update(
@@ -436,6 +453,7 @@ def set_suspended(
         after={"suspended": suspended},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -661,7 +679,13 @@ def _check_priority(priority) -> int:
 
 
 def set_priority(
-    user, jobs, priority: int, *, source: str = "api", filter: dict | None = None
+    user,
+    jobs,
+    priority: int,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set the execution priority of jobs (higher runs first)."""
     priority = _check_priority(priority)
@@ -675,6 +699,7 @@ def set_priority(
         after={"priority": priority},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -735,6 +760,7 @@ def set_due_date(
     cascade: bool = False,
     source: str = "api",
     filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Set (or with None, clear: due now) the due date of jobs.
 
@@ -749,6 +775,7 @@ def set_due_date(
         after={"dueDate": format_date(due_date), "cascade": cascade},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
@@ -797,7 +824,9 @@ def recalculate_due_date(
 # --- unlock, delete, execute ----------------------------------------------------------------
 
 
-def unlock(user, jobs, *, source: str = "api", filter: dict | None = None) -> BulkResult:
+def unlock(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
     """Release executor locks (a crashed or stuck executor); unlocked rows are skipped."""
     return _bulk_update(
         user,
@@ -809,10 +838,13 @@ def unlock(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
         after={"lockOwner": None},
         source=source,
         filter=filter,
+        progress=progress,
     )
 
 
-def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> BulkResult:
+def delete(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
     """Delete jobs; each leaves a "deleted" entry in its history."""
     asked = _asked_ids(jobs)
     changed = matched = 0
@@ -833,6 +865,8 @@ def delete(user, jobs, *, source: str = "api", filter: dict | None = None) -> Bu
             )
             if len(ids_deleted) < audit.MAX_IDS:
                 ids_deleted.extend(row_ids)
+            if progress is not None:
+                progress(matched, changed)
         skipped = max((len(asked) if asked is not None else matched) - changed, 0)
         audit.record(
             user,
@@ -868,6 +902,11 @@ def execute_now(user, job_id: str, *, source: str = "api"):
     execute_job = globals().get("execute_job")
     worker = f"{source}:{_actor(user)}"
     if execute_job is None:
+        # Same refusals as the executor's claim: suspended, or held by a live executor lock.
+        if job.suspended or (job.job_definition_id and job.job_definition.suspended):
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is suspended")
+        if job.lock_expiration_time and job.lock_expiration_time > timezone.now():
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is locked by {job.lock_owner}")
         return _run_inline(job.id, worker=worker)
     try:
         outcome = execute_job(job.id, worker)

@@ -342,6 +342,22 @@ def test_execute_of_a_failing_job_answers_500_and_records_the_failure(operator_a
     assert b"ValueError" in stacktrace.content
 
 
+def test_suspended_or_running_jobs_are_not_executed(operator_api, db):
+    handlers.CALLS.clear()
+    make_definition("paused", suspended=True)
+    make_job("suspended", suspended=True)
+    make_job("of-paused-definition", job_definition_id="paused")
+    make_job(
+        "running", lock_owner="exec-1", lock_expiration_time=timezone.now() + timedelta(hours=1)
+    )
+    for job_id in ("suspended", "of-paused-definition", "running"):
+        response = operator_api.post(f"/engine-rest/job/{job_id}/execute")
+        assert response.status_code == 400, job_id
+        assert response.json()["type"] == "BadUserRequestException"
+        assert Job.objects.filter(id=job_id).exists()
+    assert handlers.CALLS == []
+
+
 def test_admin_deletes_a_job_and_history_remembers_it(admin_api, jobs):
     assert admin_api.delete("/engine-rest/job/theirs").status_code == 204
     assert not Job.objects.filter(id="theirs").exists()
@@ -442,8 +458,12 @@ def test_bulk_services_work_in_batches_and_count_changes_and_skips(operator_user
     for index in range(10):
         make_job(f"k{index:02}", tenant_id="acme" if index % 2 else "globex", retries=0)
     # A queryset: only the caller's tenant is touched.
-    result = services.set_retries(operator_user, Job.objects.all(), 7)
+    seen = []
+    result = services.set_retries(
+        operator_user, Job.objects.all(), 7, progress=lambda looked, changed: seen.append(changed)
+    )
     assert (result.changed, result.skipped) == (5, 0)
+    assert seen == [3, 5]
     assert Job.objects.filter(retries=7).count() == 5
     # Ids: invisible and missing ids are skipped.
     result = services.suspend(operator_user, ["k01", "k03", "k00", "gone"])

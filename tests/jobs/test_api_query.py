@@ -1,5 +1,6 @@
 """GET/POST /engine-rest/job and /job/count: every Camunda parameter against real rows."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -240,6 +241,11 @@ def test_seed_example_request_verbatim_returns_window_jobs_by_due_date(admin_api
     )
     assert (second["retries"], second["suspended"], second["priority"]) == (0, True, 8)
     corrected = body.replace("],\n  ,", "],").replace("],\n,", "],")
+    assert json.loads(corrected)["sorting"][1] == {"sortBy": "jobRetries", "sortOrder": "asc"}
+    response = admin_api.generic(
+        "POST", "/engine-rest/job", corrected, content_type="application/json"
+    )
+    assert [job["id"] for job in response.json()] == ["j1", "j2"]
     response = admin_api.generic(
         "POST", "/engine-rest/job/count", corrected, content_type="application/json"
     )
