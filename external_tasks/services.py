@@ -21,7 +21,7 @@ from django.utils import timezone
 from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
 from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
-from project import audit, tenancy
+from project import audit, metrics, tenancy
 from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date
 from project.variables import from_request
 
@@ -413,6 +413,7 @@ def fetch_and_lock(
         ExternalTaskLog.objects.bulk_create(
             [_log(t, Event.LOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
         )
+    metrics.record_fetched([t.topic_name for t in tasks], worker_id=worker_id)
     # RETURNING gives rows in no particular order; answer them in claim order.
     tasks.sort(key=lambda t: t.id)
     tasks.sort(key=lambda t: t.create_time, reverse=sort_create_time == "desc")
@@ -460,6 +461,7 @@ def complete(user, task_id: str, worker_id: str, variables=None, local_variables
             timestamp=now,
         ).save()
         task.delete()
+    metrics.record_task_outcome(task.topic_name, "completed", task_id=task_id, worker_id=worker_id)
 
 
 def handle_failure(
@@ -514,6 +516,14 @@ def handle_failure(
         ).save()
         if retries > 0 and not retry_timeout_ms:
             notify.announce({task.topic_name})
+    metrics.record_task_outcome(
+        task.topic_name,
+        "failed",
+        task_id=task_id,
+        worker_id=worker_id,
+        retries=retries,
+        error=error_message,
+    )
     return task
 
 
@@ -546,6 +556,9 @@ def handle_bpmn_error(
             timestamp=now,
         ).save()
         task.delete()
+    metrics.record_task_outcome(
+        task.topic_name, "bpmn_error", task_id=task_id, worker_id=worker_id, error=error_message
+    )
 
 
 def extend_lock(user, task_id: str, worker_id: str, new_duration_ms: int) -> ExternalTask:

@@ -23,6 +23,9 @@ def server_error(request):
         )
         response["Retry-After"] = "5"
         return response
-    return error_response(
-        request, 500, "RestException", "Internal server error; the incident has been logged."
-    )
+    message = "Internal server error; the incident has been logged."
+    request_id = getattr(request, "request_id", None)  # set by project.logs.RequestLogMiddleware
+    if request_id:
+        # The same id is on the log lines of this request: quoting it finds the traceback.
+        message += f" Request id: {request_id}."
+    return error_response(request, 500, "RestException", message)

@@ -1,7 +1,9 @@
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 
 class LoginRequiredMiddleware(DjangoLoginRequired):
@@ -30,22 +32,67 @@ def error_response(request, status: int, error_type: str, message: str) -> HttpR
 
 
 class RequestSizeLimitMiddleware:
-    """Refuse oversized bodies with 413 before any parser reads them."""
+    """Refuse oversized bodies with 413 before any parser reads them.
+
+    Async-capable: a sync-only middleware would make Django run async views (long polling)
+    in a thread held for the whole wait."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
-    def __call__(self, request):
+    def _too_big(self, request):
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         limit = settings.MAX_REQUEST_BODY_BYTES
-        if length > limit:
-            return error_response(
-                request,
-                413,
-                "InvalidRequestException",
-                f"Request body of {length} bytes exceeds the limit of {limit} bytes",
-            )
-        return self.get_response(request)
+        if length <= limit:
+            return None
+        return error_response(
+            request,
+            413,
+            "InvalidRequestException",
+            f"Request body of {length} bytes exceeds the limit of {limit} bytes",
+        )
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return self._too_big(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        return self._too_big(request) or await self.get_response(request)
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, made async-capable. WhiteNoise itself is sync-only, and one sync-only
+    middleware makes Django run every async view (long-polling fetchAndLock) through a thread
+    that stays blocked for the whole wait. Finding a static file is a dictionary lookup (or a
+    stat with autorefresh), so doing it on the event loop is fine."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response=None):
+        super().__init__(get_response)
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return super().__call__(request)
+
+    async def __acall__(self, request):
+        if self.autorefresh:
+            static_file = self.find_file(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            return self.serve(static_file, request)
+        return await self.get_response(request)

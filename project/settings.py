@@ -49,7 +49,7 @@ MIDDLEWARE = [
     "project.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "project.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -207,13 +207,70 @@ TASKYARD = {
     "MAX_RESULTS_LIMIT": int(os.environ.get("TASKYARD_MAX_RESULTS", "10000")),
 }
 
+# LOG_FORMAT=json writes one JSON object per line (for log shippers); every line carries the
+# id of the request it belongs to, which is also sent back in the X-Request-ID header.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "project.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "project.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if os.environ.get("LOG_FORMAT", "").lower() == "json" else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# ---------------------------------------------------------------------------------------------
+# OPERATIONS (issue #11): metrics, health, request logs, retention. See docs/deployment.md.
+
+# The request log middleware goes first so its id and timing cover everything below it.
+MIDDLEWARE.insert(0, "project.logs.RequestLogMiddleware")
+# Header carrying the request id in and out (a proxy's id is kept when it sends one).
+TASKYARD_REQUEST_ID_HEADER = os.environ.get("TASKYARD_REQUEST_ID_HEADER", "X-Request-ID")
+
+# /metrics: a bearer token for Prometheus, or a viewer account by HTTP Basic. Set
+# TASKYARD_METRICS_PUBLIC only when a network rule keeps the path away from the world.
+TASKYARD_METRICS_TOKEN = os.environ.get("TASKYARD_METRICS_TOKEN", "")
+TASKYARD_METRICS_PUBLIC = env_bool("TASKYARD_METRICS_PUBLIC", False)
+# Backlog gauges are recounted at most this often, in the background; scrapes read the last
+# snapshot. It is also kept in this Django cache: a shared one (database, Redis) lets the server
+# processes take turns instead of each counting.
+TASKYARD_METRICS_REFRESH_SECONDS = float(os.environ.get("TASKYARD_METRICS_REFRESH_SECONDS", "15"))
+TASKYARD_METRICS_CACHE = os.environ.get("TASKYARD_METRICS_CACHE", "default")
+# A process's first scrape waits this long for the first count, then answers without backlog
+# gauges that once (None: count in the scraping thread, however long it takes).
+TASKYARD_METRICS_FIRST_WAIT_SECONDS = float(
+    os.environ.get("TASKYARD_METRICS_FIRST_WAIT_SECONDS", "0.5")
+)
+# A state with more rows than this is estimated on PostgreSQL from a block sample of about
+# TASKYARD_METRICS_SAMPLE_ROWS rows instead of being counted.
+TASKYARD_METRICS_EXACT_LIMIT = int(os.environ.get("TASKYARD_METRICS_EXACT_LIMIT", "10000"))
+TASKYARD_METRICS_SAMPLE_ROWS = int(os.environ.get("TASKYARD_METRICS_SAMPLE_ROWS", "50000"))
+# Topics / handlers past this many get summed up under the label "__other__".
+TASKYARD_METRICS_MAX_GROUPS = int(os.environ.get("TASKYARD_METRICS_MAX_GROUPS", "200"))
+
+# Retention for `manage.py prune_history`, in days; empty = keep forever. The worker history
+# (JobLog, ExternalTaskLog of finished work) goes first; the audit trail is kept longer.
+TASKYARD_HISTORY_RETENTION_DAYS = os.environ.get("TASKYARD_HISTORY_RETENTION_DAYS", "30") or None
+TASKYARD_AUDIT_RETENTION_DAYS = os.environ.get("TASKYARD_AUDIT_RETENTION_DAYS", "365") or None
+# Rows deleted per statement (each batch is its own short transaction).
+TASKYARD_PRUNE_BATCH_SIZE = int(os.environ.get("TASKYARD_PRUNE_BATCH_SIZE", "5000"))
+# Optional streaming replica for reads that tolerate lag (views opt in; see project/db_routers).
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(
+        os.environ["DATABASE_REPLICA_URL"],
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
+    )
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["project.db_routers.ReplicaRouter"]
+# ------------------------------------------------------------------------- end of OPERATIONS
 
 # =============================================================================================
 # Job executor and django.tasks backend (jobs/backends.py, `manage.py runjobs`)
@@ -240,6 +297,6 @@ TASKYARD_EXECUTOR = {
     # (whoever may create a job picks its handler: never let that be any importable function).
     "HANDLER_MODULES": env_list("TASKYARD_HANDLER_MODULES", ""),
 }
-# runjobs logs one line per job itself (logger "jobs.executor"); django.tasks' own records of
+# runjobs logs one line per job itself (logger "taskyard.executor"); django.tasks' records of
 # each start and finish would repeat it. Its warnings and errors (with tracebacks) still show.
 LOGGING.setdefault("loggers", {})["django.tasks"] = {"level": "WARNING"}

@@ -30,6 +30,16 @@ def database_url() -> str:
     return f"sqlite:///{settings['NAME']}"
 
 
+class Server(str):
+    """The server's base URL, carrying the uvicorn process id for resource checks."""
+
+    pid: int
+
+    def threads(self) -> int:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Threads:"))[8:])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,7 +73,8 @@ def asgi_server(django_db_setup, django_db_blocker):
         cwd=ROOT,
         env=env,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = Server(f"http://127.0.0.1:{port}")
+    base.pid = process.pid
     try:
         # The machine may be busy: allow a slow first answer (Django loads on first request).
         for _ in range(600):

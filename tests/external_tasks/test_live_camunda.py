@@ -152,6 +152,7 @@ def test_fifty_waiting_fetches_do_not_hold_fifty_connections(
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
         connections_in_use = cursor.fetchone()[0]
+    threads_in_use = asgi_server.threads()
     still_waiting = 50 - len(results)
     [task] = services.create(worker_user, {"topicName": "crowd"})
     for thread in threads:
@@ -159,6 +160,8 @@ def test_fifty_waiting_fetches_do_not_hold_fifty_connections(
     assert still_waiting == 50
     # This test's own connection, the server's one LISTEN connection, and a few in passing.
     assert connections_in_use < 10
+    # Parked requests hold no thread either: the event loop, the LISTEN thread and a small pool.
+    assert threads_in_use < 20
     assert len(results) == 50 and {status for status, _, _ in results} == {200}
     winners = [tasks for _, tasks, _ in results if tasks]
     assert [[t["id"] for t in tasks] for tasks in winners] == [[task.id]]

@@ -103,3 +103,25 @@ def test_expired_locks_are_fetchable_again(worker_user):
     assert [t.id for t in claimed] == [task.id]
     task.refresh_from_db()
     assert task.worker_id == "fresh" and task.locked
+
+
+def test_worker_outcomes_reach_the_metrics(worker_user):
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, {"face": "internal", "topic": "metered", **labels})
+
+    def outcome(name):
+        return sample("taskyard_external_task_outcomes_total", outcome=name) or 0
+
+    services.create(worker_user, [{"topicName": "metered"}, {"topicName": "metered"}])
+    fetched_before = sample("taskyard_external_tasks_fetched_total") or 0
+    completed_before, failed_before = outcome("completed"), outcome("failed")
+    tasks = services.fetch_and_lock(
+        worker_user, "w1", 2, [services.TopicRequest(topic_name="metered", lock_duration_ms=60000)]
+    )
+    services.complete(worker_user, tasks[0].id, "w1")
+    services.handle_failure(worker_user, tasks[1].id, "w1", error_message="boom", retries=0)
+    assert sample("taskyard_external_tasks_fetched_total") - fetched_before == 2
+    assert outcome("completed") - completed_before == 1
+    assert outcome("failed") - failed_before == 1

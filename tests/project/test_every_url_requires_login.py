@@ -9,7 +9,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 # Deliberately public: the login page itself and the probes load balancers call.
 PUBLIC = {"/login/", "/healthz", "/readyz", "/livez", "/health/live", "/health/ready"}
-API_PREFIXES = ("/engine-rest/", "/external-job-api/", "/api/")
+# /metrics is for Prometheus, not people: like the APIs it answers 401, never a login page.
+API_PREFIXES = ("/engine-rest/", "/external-job-api/", "/api/", "/metrics")
 
 
 def walk(patterns, prefix=""):

@@ -1,0 +1,211 @@
+"""Structured logs: a request id on every line, one line per request, JSON when configured.
+
+`RequestLogMiddleware` gives each request an id (the load balancer's `X-Request-ID` when it sends
+a sane one, otherwise a fresh one), returns it in the `X-Request-ID` response header, keeps it in
+a context variable so every log line written while the request runs carries it (Django's own
+error log for a 500 included), writes one `taskyard.request` line when the response is ready, and
+records the request latency metric. It is sync and async capable, so an async long-poll view
+keeps waiting without holding a thread.
+
+`JsonFormatter` (LOG_FORMAT=json) writes one JSON object per line with the standard fields and
+every `extra={...}` field the caller passed, which is what log shippers index.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.utils.functional import empty
+
+# Nothing here may import models at module level: Django loads the formatter and the filter while
+# configuring logging, before the app registry is ready. The middleware imports metrics lazily.
+
+request_log = logging.getLogger("taskyard.request")
+
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "taskyard_request_id", default=None
+)
+# The face (camunda, flowable, seed, console, ...) of the request being served, for metrics
+# recorded deep in service code.
+current_request_face: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "taskyard_request_face", default=None
+)
+
+# What we accept from a proxy: short, printable, no spaces; anything else is replaced so a client
+# cannot inject text into the logs.
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:@+/=-]{1,128}$")
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def face_of(path: str) -> str:
+    """Which face of the service a path belongs to, for the `face` label and the log field."""
+    if path.startswith("/engine-rest/"):
+        return "camunda"
+    if path.startswith("/external-job-api/"):
+        return "flowable"
+    if path.startswith("/api/external-jobs"):
+        return "seed"
+    if path.startswith("/api/"):
+        return "api"
+    if path.startswith(("/health/", "/metrics")):
+        return "ops"
+    if path.startswith("/admin/"):
+        return "admin"
+    if path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+        return "static"
+    return "console"
+
+
+def _request_id(request) -> str:
+    header = settings.TASKYARD_REQUEST_ID_HEADER
+    incoming = request.headers.get(header, "")
+    if _SANE_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def _username(request) -> str | None:
+    # Only report a user the request already resolved: forcing a lazy user here would cost a
+    # session query on requests that never needed one.
+    user = getattr(request, "user", None)
+    if user is None or getattr(user, "_wrapped", None) is empty:
+        return None
+    return user.username if getattr(user, "is_authenticated", False) else None
+
+
+class RequestLogMiddleware:
+    """Request id, one log line and the latency metric per request. Put it first."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        from project import metrics
+
+        self.metrics = metrics
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        tokens, started = self._start(request)
+        try:
+            response = self.get_response(request)
+            self._finish(request, response, started)
+            return response
+        finally:
+            self._reset(tokens)
+
+    async def _acall(self, request):
+        tokens, started = self._start(request)
+        try:
+            response = await self.get_response(request)
+            self._finish(request, response, started)
+            return response
+        finally:
+            self._reset(tokens)
+
+    def _start(self, request):
+        request.request_id = _request_id(request)
+        tokens = (
+            current_request_id.set(request.request_id),
+            current_request_face.set(face_of(request.path_info)),
+        )
+        return tokens, time.perf_counter()
+
+    @staticmethod
+    def _reset(tokens) -> None:
+        id_token, face_token = tokens
+        current_request_face.reset(face_token)
+        current_request_id.reset(id_token)
+
+    def _finish(self, request, response, started) -> None:
+        seconds = time.perf_counter() - started
+        # Django would log 4xx/5xx responses again after this middleware has returned, outside
+        # the request id's context; this line already says it all. (Exceptions are still logged
+        # with their traceback, inside the context, before we get here.)
+        response._has_been_logged = True
+        response[settings.TASKYARD_REQUEST_ID_HEADER] = request.request_id
+        face = face_of(request.path_info)
+        method = request.method if request.method in _METHODS else "OTHER"
+        self.metrics.record_request(face, method, response.status_code, seconds)
+        status = response.status_code
+        if face in ("ops", "static") and status < 400:
+            level = logging.DEBUG  # probes and assets every few seconds would drown the rest
+        elif status >= 500:
+            level = logging.ERROR
+        elif status >= 400:
+            level = logging.WARNING
+        else:
+            level = logging.INFO
+        request_log.log(
+            level,
+            "%s %s %s %.1fms",
+            method,
+            request.path_info,
+            status,
+            seconds * 1000,
+            extra={
+                "event": "request",
+                "request_id": request.request_id,
+                "face": face,
+                "method": method,
+                "path": request.path_info,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "user": _username(request),
+                "remote_addr": request.META.get("REMOTE_ADDR"),
+            },
+        )
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with the id of the request being served ("-" outside requests)."""
+
+    def filter(self, record):
+        if not getattr(record, "request_id", None):
+            record.request_id = current_request_id.get() or "-"
+        return True
+
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id and the extras."""
+
+    def format(self, record):
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or current_request_id.get(),
+        }
+        if entry["request_id"] == "-":  # the plain format's placeholder; JSON says null
+            entry["request_id"] = None
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in entry and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # `request` (Django's error log) is an object, not data: keep only what identifies it.
+        if "request" in entry:
+            entry["request"] = str(entry["request"])
+        return json.dumps(entry, default=str, ensure_ascii=False)

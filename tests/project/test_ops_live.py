@@ -1,0 +1,115 @@
+"""The operations endpoints under the real server the guide deploys: uvicorn, ASGI, JSON logs.
+
+The test client never runs the ASGI middleware chain the way uvicorn does; this checks the
+request id, the health probes, /metrics and one JSON log line per request end to end.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = settings.get("USER") or "postgres"
+        password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+        host = settings.get("HOST") or "127.0.0.1"
+        port = settings.get("PORT") or 5432
+        return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+    return f"sqlite:///{settings['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(transactional_db, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "DEBUG",
+        "TASKYARD_METRICS_TOKEN": "live-token",
+    }
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1"]
+            + ["--port", str(port), "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT,
+            env=env,
+            stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # the machine may be busy: allow a slow start
+            try:
+                requests.get(f"{base}/health/live", timeout=30)
+                break
+            except requests.RequestException:
+                if process.poll() is not None:
+                    raise RuntimeError("uvicorn exited:\n" + log_path.read_text()) from None
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("uvicorn did not start")
+        yield base, log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def json_lines(path: Path) -> list[dict]:
+    lines = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # uvicorn's own lines are not ours
+            lines.append(json.loads(line))
+    return lines
+
+
+def test_probes_metrics_and_json_request_logs_under_uvicorn(server):
+    base, log_path = server
+    ready = requests.get(f"{base}/health/ready", timeout=30)
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    request_id = ready.headers["X-Request-ID"]
+
+    kept = requests.get(f"{base}/health/live", headers={"X-Request-ID": "proxy-42"}, timeout=30)
+    assert kept.headers["X-Request-ID"] == "proxy-42"
+
+    assert requests.get(f"{base}/metrics", timeout=30).status_code == 401
+    scrape = requests.get(
+        f"{base}/metrics", headers={"Authorization": "Bearer live-token"}, timeout=30
+    )
+    assert scrape.status_code == 200
+    assert "taskyard_http_request_duration_seconds_count" in scrape.text
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [e for e in json_lines(log_path) if e.get("logger") == "taskyard.request"]
+        if len(lines) >= 4:
+            break
+        time.sleep(0.05)
+    by_id = {entry["request_id"]: entry for entry in lines}
+    assert by_id[request_id]["path"] == "/health/ready"
+    assert by_id[request_id]["status"] == 200
+    assert by_id["proxy-42"]["face"] == "ops"
+    assert [e["status"] for e in lines if e["path"] == "/metrics"] == [401, 200]
