@@ -25,6 +25,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from jobs import services
+from project import metrics
 
 logger = logging.getLogger("jobs.executor")
 
@@ -334,12 +335,17 @@ class Executor:
                         break
                     if options.max_jobs is not None and self.jobs_run >= options.max_jobs:
                         break
+                    polled = time.perf_counter()
                     try:
                         jobs = services.acquire_jobs(
                             options.worker_id,
                             lock_time=options.lock_time,
                             limit=1,
                             queues=options.queues,
+                        )
+                        metrics.record_executor_poll(len(jobs), time.perf_counter() - polled)
+                        metrics.record_lock_expired(
+                            "job", sum(1 for job in jobs if job.previous_owner)
                         )
                     except db.DatabaseError:
                         # The database is away (restart, failover): keep the process and retry.
@@ -383,41 +389,35 @@ class Executor:
         finally:
             renewer.untrack(job.id)
         self.jobs_run += 1
-        log_outcome(outcome)
+        log_outcome(outcome, self.options.worker_id)
         return outcome
 
 
-def log_outcome(outcome: services.JobOutcome):
-    """One line per job."""
-    taken_over = "" if outcome.held_lock else " (lock had expired: another executor took it over)"
-    if outcome.succeeded:
-        logger.info(
-            "job %s %s succeeded in %.0f ms%s",
-            outcome.job_id,
-            outcome.handler,
-            outcome.duration_ms,
-            taken_over,
-        )
-    elif outcome.retries:
-        logger.warning(
-            "job %s %s failed in %.0f ms: %s; %d retries left, next attempt at %s%s",
-            outcome.job_id,
-            outcome.handler,
-            outcome.duration_ms,
-            outcome.exception_message,
-            outcome.retries,
-            outcome.next_due_date.isoformat() if outcome.next_due_date else "now",
-            taken_over,
-        )
-    else:
-        logger.error(
-            "job %s %s failed in %.0f ms: %s; no retries left%s",
-            outcome.job_id,
-            outcome.handler,
-            outcome.duration_ms,
-            outcome.exception_message,
-            taken_over,
-        )
+def log_outcome(outcome: services.JobOutcome, worker_id: str | None = None):
+    """One line per job (logger "taskyard.executor"), and the job-run metrics."""
+    detail = f" ({outcome.handler})"
+    level = None
+    if not outcome.succeeded:
+        detail += f": {outcome.exception_message}"
+        if outcome.retries:
+            when = outcome.next_due_date.isoformat() if outcome.next_due_date else "now"
+            detail += f"; {outcome.retries} retries left, next attempt at {when}"
+        else:
+            detail += "; no retries left"
+            level = logging.ERROR
+    if not outcome.held_lock:
+        detail += " (its lock had expired: another executor took it over)"
+    metrics.record_job_run(
+        outcome.handler,
+        "succeeded" if outcome.succeeded else "failed",
+        outcome.duration_ms / 1000,
+        job_id=outcome.job_id,
+        worker=worker_id,
+        retries=outcome.retries,
+        error=outcome.exception_message,
+        detail=detail,
+        level=level,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from jobs import services
 from jobs.models import Job, JobDefinition, JobLog
@@ -21,6 +22,10 @@ def runjobs(*args):
     out = StringIO()
     call_command("runjobs", "--once", *args, stdout=out, stderr=out)
     return out.getvalue()
+
+
+def metric(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0
 
 
 def make_job(handler=SEND_INVOICE, payload=None, **fields):
@@ -59,11 +64,13 @@ def test_successful_job_is_deleted_and_logged_with_duration_and_return_value():
 def test_executor_logs_one_line_per_job(caplog):
     ok = make_job()
     bad = make_job(ALWAYS_FAILS, {"args": ["paper jam"]})
-    with caplog.at_level("INFO", logger="jobs.executor"):
+    with caplog.at_level("INFO", logger="taskyard.executor"):
         runjobs()
-    lines = [record.getMessage() for record in caplog.records if record.name == "jobs.executor"]
+    records = [record for record in caplog.records if record.name == "taskyard.executor"]
+    lines = [record.getMessage() for record in records]
     assert len(lines) == 2
-    assert any(ok.id in line and "succeeded in" in line for line in lines)
+    assert {record.job_id for record in records} == {ok.id, bad.id}  # structured for JSON logs
+    assert any(ok.id in line and "succeeded in" in line and SEND_INVOICE in line for line in lines)
     assert any(bad.id in line and "paper jam; 2 retries left" in line for line in lines)
 
 
@@ -215,8 +222,18 @@ def test_job_locked_by_a_live_executor_is_skipped():
 def test_expired_lock_of_a_crashed_executor_is_taken_over_and_logged():
     expired_at = timezone.now() - timedelta(seconds=30)
     job = make_job(lock_owner="crashed-host:42", lock_expiration_time=expired_at, retries=2)
+    expirations_before = metric("taskyard_lock_expirations_total", kind="job")
+    runs_before = metric(
+        "taskyard_job_run_duration_seconds_count", handler=SEND_INVOICE, outcome="succeeded"
+    )
 
     runjobs("--worker-id", "rescuer")
+
+    assert metric("taskyard_lock_expirations_total", kind="job") == expirations_before + 1
+    assert (
+        metric("taskyard_job_run_duration_seconds_count", handler=SEND_INVOICE, outcome="succeeded")
+        == runs_before + 1
+    )
 
     assert not Job.objects.filter(id=job.id).exists()
     assert events(job) == ["created", "lock-expired", "started", "succeeded"]
