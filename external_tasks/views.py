@@ -56,6 +56,7 @@ TASK_TABLE = TableConfig(
 )
 
 
+@console.viewer_required
 @vary_on_headers("HX-Request")
 def task_list(request):
     queryset = ExternalTask.objects.defer("error_details", "variables", "extension_properties")
@@ -66,6 +67,7 @@ def task_list(request):
         "can_operate": tenancy.can_operate(request.user),
         "can_delete": tenancy.can_delete(request.user),
         "actions": console_actions.bulk_actions("task"),
+        "row_actions": console_actions.row_actions("task"),
     }
     template = "external_tasks/task_list.html"
     if request.htmx and not request.htmx.history_restore_request:
@@ -73,6 +75,7 @@ def task_list(request):
     return render(request, template, context)
 
 
+@console.viewer_required
 def task_detail(request, task_id):
     task = tenancy.scope(ExternalTask.objects.filter(pk=task_id), request.user).first()
     history = list(

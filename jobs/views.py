@@ -60,6 +60,7 @@ JOB_TABLE = TableConfig(
 )
 
 
+@console.viewer_required
 @vary_on_headers("HX-Request")
 def job_list(request):
     queryset = Job.objects.defer("exception_stacktrace", "payload")
@@ -70,6 +71,7 @@ def job_list(request):
         "can_operate": tenancy.can_operate(request.user),
         "can_delete": tenancy.can_delete(request.user),
         "actions": console_actions.bulk_actions("job"),
+        "row_actions": console_actions.row_actions("job"),
     }
     template = "jobs/job_list.html"
     if request.htmx and not request.htmx.history_restore_request:
@@ -77,6 +79,7 @@ def job_list(request):
     return render(request, template, context)
 
 
+@console.viewer_required
 def job_detail(request, job_id):
     job = tenancy.scope(Job.objects.select_related("job_definition"), request.user).filter(
         pk=job_id

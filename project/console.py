@@ -502,3 +502,29 @@ def audit_entries_for(target_types, row_id: str, limit: int = 100):
         .annotate(ids_text=Cast("target_ids", TextField()))
         .filter(ids_text__contains=f'"{row_id}"')[:limit]
     )
+
+
+def viewer_required(view):
+    """Console pages are for viewers, operators and admins; worker accounts only use the
+    worker endpoints, so they get a 403 page here."""
+    from functools import wraps
+
+    from django.shortcuts import render
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not tenancy.can_view(request.user):
+            return render(
+                request,
+                "error.html",
+                {
+                    "status": 403,
+                    "title": "Forbidden",
+                    "message": "This account may not use the console (worker accounts only "
+                    "fetch and complete work through the API).",
+                },
+                status=403,
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapped

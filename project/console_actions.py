@@ -10,15 +10,18 @@ matching are reported as skipped.
 
 import csv
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.db import transaction
 from django.http import (
     HttpResponseBadRequest,
     HttpResponseForbidden,
+    JsonResponse,
     QueryDict,
     StreamingHttpResponse,
 )
@@ -68,6 +71,11 @@ TASK_ACTIONS = (
 
 def bulk_actions(kind: str):
     return [a for a in (JOB_ACTIONS if kind == "job" else TASK_ACTIONS) if a.bulk]
+
+
+def row_actions(kind: str):
+    """The row menu: every action, execute-now included (it runs one job)."""
+    return list(JOB_ACTIONS if kind == "job" else TASK_ACTIONS)
 
 
 class ActionInputError(Exception):
@@ -139,10 +147,12 @@ def _plural(n: int, noun: str) -> str:
 # Calling the services. Each call writes its own audit entry with source="console".
 
 
-def _run_job_action(user, spec, target, values, audit_filter):
+def _run_job_action(user, spec, target, values, audit_filter, progress=None):
     from jobs import services
 
     kwargs = {"source": "console", "filter": audit_filter}
+    if progress is not None:
+        kwargs["progress"] = progress
     if spec.key == "set_retries":
         result = services.set_retries(
             user, target, values["retries"], due_date=values.get("due_date"), **kwargs
@@ -164,7 +174,8 @@ def _run_job_action(user, spec, target, values, audit_filter):
     return result[0] if isinstance(result, tuple) else result.changed
 
 
-def _run_task_action(user, spec, target, values, audit_filter):
+def _run_task_action(user, spec, target, values, audit_filter, progress=None):
+    # The external task services report no progress; their batches are quick.
     from external_tasks import services
 
     kwargs = {"strict": False, "source": "console", "filter": audit_filter}
@@ -269,6 +280,16 @@ def act(request, kind_key: str):
     user = request.user
     if not tenancy.can_operate(user):
         return HttpResponseForbidden("Viewers may look but not act: ask an operator.")
+    post = request.POST
+    if post.get("row_action"):
+        # A row menu button inside the table's form: "<action>:<id>" acts on that row only,
+        # whatever else is checked.
+        action, _, row_id = post["row_action"].partition(":")
+        post = post.copy()
+        post.setlist("ids", [row_id])
+        post["scope"] = "ids"
+        post["action"] = action
+        request.POST = post
     spec = next((a for a in kind.actions if a.key == request.POST.get("action")), None)
     if spec is None:
         return HttpResponseBadRequest("Unknown action")
@@ -321,7 +342,8 @@ def act(request, kind_key: str):
             changed = _execute(request, ids[0])
         else:
             with transaction.atomic():
-                changed = kind.run(user, spec, target, values, audit_filter)
+                progress = _progress_reporter(user, request.POST.get("op"), expected)
+                changed = kind.run(user, spec, target, values, audit_filter, progress)
                 reason = (request.POST.get("reason") or "").strip()[:500]
                 if reason:
                     _record_reason(user, f"{kind.target_type}.{spec.key}", reason)
@@ -337,6 +359,35 @@ def act(request, kind_key: str):
         text += f" ({skipped:,} skipped: changed meanwhile or already in that state)"
     (messages.success if changed or not skipped else messages.warning)(request, text + ".")
     return _finish(request, next_url)
+
+
+PROGRESS_TTL = 600
+
+
+def _progress_key(user, op: str) -> str:
+    return f"console:progress:{user.pk}:{op}"
+
+
+def _progress_reporter(user, op, expected):
+    """A callback the bulk services call after each batch; the confirmation dialog polls it."""
+    if not op or len(op) > 32:
+        return None
+
+    def report(matched, changed):
+        cache.set(
+            _progress_key(user, op),
+            {"matched": matched, "changed": changed, "total": expected},
+            PROGRESS_TTL,
+        )
+
+    return report
+
+
+@console.viewer_required
+def progress(request):
+    """How far a running bulk action of this user has got (JSON; {} when unknown)."""
+    op = request.GET.get("op") or ""
+    return JsonResponse(cache.get(_progress_key(request.user, op)) or {})
 
 
 def _execute(request, job_id):
@@ -375,6 +426,7 @@ def _confirm(request, kind, spec, scope, ids, query, words, queryset, next_url, 
         "error": error,
         "post": request.POST,
         "action_url": request.path,
+        "op": secrets.token_urlsafe(9),
     }
     template = "console/confirm.html"
     if request.htmx:
@@ -483,6 +535,7 @@ def _cell(value):
     return value
 
 
+@console.viewer_required
 def export(request, kind_key: str):
     kind = _kinds()[kind_key]
     table = console.Table(request, kind.model.objects.all(), kind.table)

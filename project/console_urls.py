@@ -12,4 +12,5 @@ urlpatterns = [
 
 urlpatterns += [
     path("failures/act/", console_actions.failure_action, name="failure-action"),
+    path("actions/progress/", console_actions.progress, name="action-progress"),
 ]

@@ -1,5 +1,6 @@
 """Console pages that span both apps: overview, topics & workers, failures, audit, search."""
 
+import hashlib
 import re
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from external_tasks.models import ExternalTask, ExternalTaskLog
 from jobs.models import Job, JobLog
 from project import console, tenancy
 from project.models import AuditEntry
+from project.rest import InvalidRequest, parse_date
 
 CHART_HOURS = 12
 BREAKDOWN_ROWS = 20
@@ -98,6 +100,7 @@ def _cached(request, name, compute):
     return hit["data"], hit["at"]
 
 
+@console.viewer_required
 def overview(request):
     data, counted_at = _cached(request, "overview", lambda: _overview_data(request.user))
     context = {"nav_section": "overview", "counted_at": counted_at, **data}
@@ -161,6 +164,7 @@ def _overview_data(user):
 WORKER_WINDOW = timedelta(hours=24)
 
 
+@console.viewer_required
 def topics(request):
     data, counted_at = _cached(request, "topics", lambda: _topics_data(request.user))
     context = {"nav_section": "topics", "counted_at": counted_at, **data}
@@ -306,8 +310,6 @@ def failure_groups(user, kind: str | None = None) -> list[dict]:
 
 
 def group_key(group) -> str:
-    import hashlib
-
     raw = f"{group['kind']}\x00{group['where']}\x00{group['fingerprint']}"
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
@@ -323,6 +325,7 @@ def group_filter(group) -> Q:
     return Q(retries=0) & Q(**{where: group["where"]}) & q
 
 
+@console.viewer_required
 def failures(request):
     kind = request.GET.get("kind") or None
     if kind not in (None, "job", "task"):
@@ -354,6 +357,7 @@ def audit_scope(queryset, user):
     ).distinct()
 
 
+@console.viewer_required
 def audit(request):
     entries = audit_scope(AuditEntry.objects.all(), request.user)
     errors = []
@@ -369,8 +373,6 @@ def audit(request):
     for key, lookup in (("since", "timestamp__gte"), ("until", "timestamp__lte")):
         value = request.GET.get(key, "").strip()
         if value:
-            from project.rest import InvalidRequest, parse_date
-
             try:
                 entries = entries.filter(**{lookup: parse_date(value, key)})
             except InvalidRequest as error:
@@ -411,6 +413,7 @@ def audit(request):
 # Global search: an id jumps straight to its row; anything else opens both tables searched.
 
 
+@console.viewer_required
 @require_GET
 def search(request):
     text = (request.GET.get("q") or "").strip()

@@ -193,7 +193,30 @@
     button.textContent = "Working… large selections take a while";
     form.setAttribute("aria-busy", "true");
     announce("Working on it");
+    // Poll the progress the bulk services report after each batch, until the page moves on.
+    const op = form.querySelector("input[name=op]");
+    if (!op) return;
+    const url = op.dataset.progressUrl + "?op=" + encodeURIComponent(op.value);
+    const fmt = new Intl.NumberFormat();
+    setInterval(() => {
+      fetch(url, { credentials: "same-origin" }).then((r) => r.json()).then((p) => {
+        if (p && p.matched !== undefined) {
+          const total = p.total ? " of " + fmt.format(p.total) : "";
+          button.textContent = `Working… ${fmt.format(p.matched)}${total} rows done`;
+        }
+      }).catch(() => {});
+    }, 1000);
   });
+
+  // --- row menus: one open at a time; scrolling, Escape or a click elsewhere closes them ----
+  function closeMenus(except) {
+    document.querySelectorAll("details.rowmenu[open], details.usermenu[open]").forEach((menu) => {
+      if (menu !== except) menu.removeAttribute("open");
+    });
+  }
+  document.addEventListener("click", (evt) => closeMenus(evt.target.closest("details")));
+  document.addEventListener("scroll", () => closeMenus(null), true);
+  document.addEventListener("keydown", (evt) => { if (evt.key === "Escape") closeMenus(null); });
 
   // --- copy buttons ---------------------------------------------------------------------------
   document.addEventListener("click", (evt) => {

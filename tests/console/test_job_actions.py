@@ -197,3 +197,54 @@ def test_job_definition_actions_forbidden_for_viewers_and_hidden_across_tenants(
     assert operator_client.post(url, {"action": "suspend"}).status_code == 404
     foreign.refresh_from_db()
     assert not foreign.suspended
+
+
+def test_bulk_progress_is_reported_for_the_confirmation_dialog_to_poll(operator_client):
+    jobs = [make_job(retries=0) for _ in range(3)]
+    confirm = operator_client.post(
+        URL, {"action": "set_retries", "scope": "matching", "query": "noRetriesLeft=true"}
+    ).content.decode()
+    assert 'name="op"' in confirm and "/actions/progress/" in confirm
+    act(
+        operator_client,
+        action="set_retries",
+        retries="2",
+        scope="ids",
+        ids=[j.pk for j in jobs],
+        op="op-1",
+    )
+    progress = operator_client.get("/actions/progress/?op=op-1").json()
+    assert progress == {"matched": 3, "changed": 3, "total": 3}
+    assert operator_client.get("/actions/progress/?op=unknown").json() == {}
+
+
+def test_admin_acts_on_every_tenants_jobs_and_operator_only_on_theirs(
+    admin_client, operator_client
+):
+    jobs = [make_job(tenant_id=t, retries=0) for t in ("acme", "globex", None)]
+    response = act(operator_client, action="suspend", scope="matching", query="")
+    assert messages_of(response) == ["Suspended on 2 jobs."]  # acme and the shared one
+    assert not Job.objects.get(pk=jobs[1].pk).suspended
+    response = act(admin_client, action="suspend", scope="matching", query="")
+    assert messages_of(response) == ["Suspended on 1 job."]
+    assert all(Job.objects.get(pk=j.pk).suspended for j in jobs)
+
+
+def test_row_menu_acts_on_its_row_only(operator_client):
+    menu_row, checked = make_job(), make_job()
+    html = operator_client.get("/jobs/").content.decode()
+    assert f'name="row_action" value="suspend:{menu_row.pk}"' in html
+    confirm = operator_client.post(
+        URL, {"row_action": f"suspend:{menu_row.pk}", "ids": [checked.pk], "scope": "matching"}
+    ).content.decode()
+    assert "Suspend on <span" in confirm and "1 job" in confirm
+    assert f'name="ids" value="{menu_row.pk}"' in confirm
+    assert f'name="ids" value="{checked.pk}"' not in confirm
+    act(operator_client, row_action=f"suspend:{menu_row.pk}", ids=[checked.pk])
+    assert Job.objects.get(pk=menu_row.pk).suspended
+    assert not Job.objects.get(pk=checked.pk).suspended
+
+
+def test_row_menu_is_absent_for_viewers(viewer_client):
+    make_job()
+    assert "row_action" not in viewer_client.get("/jobs/").content.decode()

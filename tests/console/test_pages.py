@@ -269,3 +269,23 @@ def test_overview_numbers_are_shared_for_seconds_and_can_be_recounted(operator_c
     assert "count again" in stale
     fresh = operator_client.get("/?fresh=1").content.decode()
     assert '<span class="n">1</span><span class="l"><span class="badge failed">' in fresh
+
+
+def test_worker_accounts_may_not_use_the_console(worker_user):
+    client = Client()
+    client.force_login(worker_user)
+    job = make_job()
+    for url in (
+        "/",
+        "/jobs/",
+        f"/jobs/{job.pk}/",
+        "/external-tasks/",
+        "/topics/",
+        "/failures/",
+        "/audit/",
+        "/search/?q=x",
+        "/jobs/export/?format=csv",
+    ):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert b"may not use the console" in response.content

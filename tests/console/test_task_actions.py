@@ -280,3 +280,16 @@ def _user(client):
 
     session_user = client.session["_auth_user_id"]
     return get_user_model().objects.get(pk=session_user)
+
+
+def test_admin_acts_on_every_tenants_tasks(admin_client):
+    tasks = [make_task(tenant_id=t, retries=0) for t in ("acme", "globex", None)]
+    response = act(
+        admin_client,
+        action="set_retries",
+        retries="1",
+        scope="matching",
+        query="noRetriesLeft=true",
+    )
+    assert messages_of(response) == ["Retries set to 1 on 3 external tasks."]
+    assert all(ExternalTask.objects.get(pk=t.pk).retries == 1 for t in tasks)

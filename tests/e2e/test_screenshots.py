@@ -37,3 +37,14 @@ def test_screenshots_of_main_pages(page_for, admin_user, live_server, scheme):
     for name, path in pages.items():
         page.goto(live_server.url + path)
         page.screenshot(path=str(target / f"{name}-{scheme}.png"), full_page=True)
+    # The interactive parts: a row menu, and the confirmation for all matching rows.
+    page.goto(live_server.url + "/jobs/?status=failed")
+    page.locator("#job-table .rowmenu summary").first.click()
+    page.screenshot(path=str(target / f"jobs-rowmenu-{scheme}.png"))
+    page.keyboard.press("Escape")
+    page.goto(live_server.url + "/jobs/?status=failed")
+    page.locator("#job-table tbody input[name=ids]").first.check()
+    page.check("[data-scope-matching]")
+    page.click(".bulkbar button[value=set_retries]")
+    page.locator("dialog#confirm-dialog").wait_for(state="visible")
+    page.screenshot(path=str(target / f"jobs-confirm-{scheme}.png"))
