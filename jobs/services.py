@@ -497,23 +497,3 @@ def execute_job(job_id: str, worker_id: str, *, lock_time: timedelta | None = No
         lock_time = timedelta(seconds=parse_seconds(executor_setting("LOCK_TIME"), "LOCK_TIME"))
     job = claim_job(job_id, worker_id, lock_time=lock_time)
     return run_claimed_job(job, worker_id)
-
-
-def run_job_now(job_id: str, *, worker: str):
-    """`POST /engine-rest/job/{id}/execute` (`execute_now` above picks this up): the executor's
-    own path, with its handler allowlist, retry cycle and log. Returns the handler's return
-    value; a failure is recorded first, then raised as JobExecutionFailed (declared beside
-    execute_now, which the REST face answers with 500 like Camunda)."""
-    import sys
-
-    from project.rest import BadUserRequest
-
-    try:
-        outcome = execute_job(job_id, worker)
-    except JobNotExecutable as error:
-        raise BadUserRequest(str(error)) from None
-    if not outcome.succeeded:
-        # Looked up at call time: the exception belongs to the operator section of this module.
-        failed = sys.modules[__name__].JobExecutionFailed
-        raise failed(job_id, outcome.exception_message)
-    return outcome.return_value

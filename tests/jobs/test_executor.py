@@ -11,7 +11,6 @@ from prometheus_client import REGISTRY
 from jobs import services
 from jobs.models import Job, JobDefinition, JobLog
 from jobs.services import RetryCycle
-from project.rest import BadUserRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -470,15 +469,3 @@ def test_demo_jobs_enqueues_runnable_demo_tasks_on_the_demo_queue():
     # Only `runjobs --queue demo` picks them up.
     runjobs("--queue", "reports")
     assert Job.objects.count() == 25
-
-
-def test_run_job_now_answers_the_return_value_and_refuses_foreign_locks():
-    job = make_job(due_date=timezone.now() + timedelta(days=1))
-    assert services.run_job_now(job.id, worker="api:alice") == {
-        "invoice": "INV-1",
-        "sent_to": "billing@example.com",
-    }
-    in_a_minute = timezone.now() + timedelta(minutes=1)
-    locked = make_job(lock_owner="other", lock_expiration_time=in_a_minute)
-    with pytest.raises(BadUserRequest, match="locked by other"):
-        services.run_job_now(locked.id, worker="api:alice")
