@@ -252,6 +252,9 @@ def test_pages_require_login(client):
         assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
+# A live server needs committed data; serialized like the other live tests, so the flush
+# afterwards leaves the tables empty for them instead of recreating content types.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_static_assets_are_vendored_and_served(operator_client, live_server):
     import urllib.request
 

@@ -20,13 +20,16 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """One chromium per test module. Module scope, not session: Playwright's sync API keeps an
-    asyncio loop running in this thread while it lives, which would make later (non-browser)
-    tests that call async_to_sync fail."""
+@pytest.fixture
+def browser(transactional_db, live_server):
+    """A chromium for one test, started after the test database and stopped before it is
+    flushed. While Playwright's sync API lives, an asyncio loop runs in this thread, and
+    Django (asgiref's Local) then hands out a separate set of connections: the database
+    fixtures must not set up or tear down inside that window, and later tests must not
+    inherit a running loop."""
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         pytest.skip(f"chromium not installed at {CHROMIUM}")
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     # With that loop running, Django refuses ORM calls from this thread unless told they are
@@ -36,8 +39,13 @@ def browser():
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            yield browser
-            browser.close()
+            try:
+                yield browser
+            finally:
+                browser.close()
+                # The connections the test opened while the loop ran (PostgreSQL could not
+                # drop the test database with them still open).
+                connections.close_all()
     finally:
         if previous is None:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

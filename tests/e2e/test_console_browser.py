@@ -10,7 +10,10 @@ from playwright.sync_api import expect
 from external_tasks.models import ExternalTask
 from project.models import AuditEntry
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 def seed_tasks():

@@ -17,7 +17,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_screenshots_of_main_pages(page_for, admin_user, live_server, scheme):
     target = Path(os.environ["SCREENSHOTS_DIR"])
