@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db.models import F
+from django.db.models import F, OrderBy
 from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
@@ -280,10 +280,28 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
             raise InvalidRequest(f"Cannot set query parameter 'sortOrder' to value '{sort_order}'")
         field = F(keys[sort_by])
         expressions.append(
-            field.asc(nulls_first=True) if sort_order == "asc" else field.desc(nulls_last=True)
+            _NullsSmallest(field, descending=False, nulls_first=True)
+            if sort_order == "asc"
+            else _NullsSmallest(field, descending=True, nulls_last=True)
         )
     expressions.append(F(tie_breaker).asc())
     return expressions
+
+
+class _NullsSmallest(OrderBy):
+    """ORDER BY with nulls as the smallest value, spelled only where a column can be null.
+
+    `ASC NULLS FIRST` / `DESC NULLS LAST` differ from PostgreSQL's defaults, so a plain btree
+    index cannot deliver that order and every sorted page sorted the whole match (0.8 s for a
+    topic's newest 50 of 1M tasks). On NOT NULL columns the clause changes nothing but the
+    plan, so it is dropped there and the index on the column serves the sort."""
+
+    def resolve_expression(self, *args, **kwargs):
+        resolved = super().resolve_expression(*args, **kwargs)
+        target = getattr(resolved.expression, "target", None)
+        if target is not None and not target.null:
+            resolved.nulls_first = resolved.nulls_last = None
+        return resolved
 
 
 # ---------------------------------------------------------------------------------------------
