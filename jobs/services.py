@@ -5,26 +5,972 @@ functions; nothing else writes to Job, JobDefinition or JobLog. Each function is
 transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
 """
 
+import json
 import math
 import re
 import time
 import traceback
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.apps import apps
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.tasks import Task
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
+from django.utils.module_loading import import_string
 
 from jobs.models import Job, JobDefinition, JobLog
+from project import audit, tenancy
+from project.rest import (
+    BadUserRequest,
+    CamundaError,
+    InvalidRequest,
+    NotFound,
+    format_date,
+    parse_date,
+)
 
 # =============================================================================================
 # Creating, querying helpers and operator transitions
 # (set_retries, suspend/activate, set_priority, set_due_date, unlock, delete, job definitions)
 # =============================================================================================
+
+# Bulk actions walk their rows in id order, this many per UPDATE: bounded IN lists on every
+# database (SQLite's variable limit), short row locks, and memory flat for millions of rows.
+BATCH_SIZE = 500
+
+# Fields copied from a job onto each of its log entries, so history stays scoped and searchable
+# after the job is gone. The payload is kept only on the "created" entry.
+_LOG_COPY_EXCLUDE = {
+    "id",
+    "job_id",
+    "event",
+    "timestamp",
+    "worker",
+    "retries",
+    "payload",
+    # Only failure entries carry the exception; they pass it explicitly.
+    "exception_message",
+    "exception_stacktrace",
+}
+
+
+def _log_fields() -> list[str]:
+    job_fields = {f.attname for f in Job._meta.concrete_fields}
+    return [
+        f.attname
+        for f in JobLog._meta.concrete_fields
+        if f.attname in job_fields and f.attname not in _LOG_COPY_EXCLUDE
+    ]
+
+
+def _log_entry(row: dict, event: str, *, worker: str | None = None, **extra) -> JobLog:
+    """A JobLog for one job, from a `.values()` row (or a dict of the job's fields)."""
+    fields = {name: row.get(name) for name in _log_fields() if name in row}
+    fields.setdefault("handler", row.get("handler") or "")
+    if fields.get("handler") is None:
+        fields["handler"] = ""
+    fields["retries"] = row.get("retries")
+    fields.update(extra)
+    return JobLog(job_id=row["id"], event=event, worker=worker, **fields)
+
+
+def _log_values() -> list[str]:
+    return ["id", "retries", *_log_fields()]
+
+
+def _actor(user) -> str:
+    return getattr(user, "username", "") or "system"
+
+
+# Called after each batch of a bulk action with (rows looked at, rows changed) so far: a
+# management command or a streaming response can show progress on long runs.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk action did: rows changed, and rows asked for but left alone (gone, not
+    visible to the user, or already in the requested state)."""
+
+    changed: int
+    skipped: int = 0
+
+    def __int__(self) -> int:
+        return self.changed
+
+
+def visible_jobs(user) -> QuerySet:
+    """Jobs the user may see (tenant scoping); the base of every job query path."""
+    return tenancy.scope(Job.objects.all(), user)
+
+
+def visible_job_definitions(user) -> QuerySet:
+    return tenancy.scope(JobDefinition.objects.all(), user)
+
+
+def get_job(user, job_id: str) -> Job:
+    """The job, or Camunda's 404 (also for jobs of other tenants: they do not exist for you)."""
+    job = visible_jobs(user).filter(id=job_id).first()
+    if job is None:
+        raise NotFound(f"Job with id {job_id} does not exist")
+    return job
+
+
+def get_job_definition(user, job_definition_id: str) -> JobDefinition:
+    definition = visible_job_definitions(user).filter(id=job_definition_id).first()
+    if definition is None:
+        raise NotFound(f"Job definition with id {job_definition_id} does not exist")
+    return definition
+
+
+def _select(user, rows, model) -> tuple[QuerySet, int | None]:
+    """Rows given as a queryset, an id or an iterable of ids -> (scoped queryset, ids asked).
+    For small selections (job definitions); jobs go through _batches.
+
+    A queryset is re-scoped (scoping twice is harmless, forgetting it once is a leak)."""
+    asked = _asked_ids(rows)
+    if asked is None:
+        return tenancy.scope(rows, user), None
+    return tenancy.scope(model.objects.filter(id__in=asked), user), len(asked)
+
+
+def _asked_ids(jobs) -> list[str] | None:
+    """The ids a caller asked for, sorted and distinct; None when it passed a queryset."""
+    if isinstance(jobs, QuerySet):
+        return None
+    return sorted({jobs} if isinstance(jobs, str) else {str(job_id) for job_id in jobs})
+
+
+def _batches(user, jobs, model=Job):
+    """Visible ids of `jobs` in id order, BATCH_SIZE at a time.
+
+    A queryset is scoped and walked by keyset (rows leaving the filter while we update them do
+    not shift later batches); a list of ids is walked in chunks, so a selection of 100k ids
+    never becomes one giant IN list."""
+    asked = _asked_ids(jobs)
+    if asked is None:
+        queryset = tenancy.scope(jobs, user).order_by("id")
+        last = None
+        while True:
+            page = queryset if last is None else queryset.filter(id__gt=last)
+            ids = list(page.values_list("id", flat=True)[:BATCH_SIZE])
+            if not ids:
+                return
+            yield ids
+            last = ids[-1]
+    for start in range(0, len(asked), BATCH_SIZE):
+        chunk = tenancy.scope(model.objects.filter(id__in=asked[start : start + BATCH_SIZE]), user)
+        ids = list(chunk.order_by("id").values_list("id", flat=True))
+        if ids:
+            yield ids
+
+
+def _histogram(counter: Counter, field: str) -> dict:
+    return {field: {str(value): count for value, count in counter.items()}}
+
+
+def _bulk_update(
+    user,
+    jobs,
+    *,
+    changes: dict,
+    event: str,
+    action: str,
+    only_if: Q | None = None,
+    before_field: str | None = None,
+    after: dict | None = None,
+    source: str = "api",
+    filter: dict | None = None,
+    log_extra: dict | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """The one set-based update behind every job operator action.
+
+    Per batch: lock the rows that still qualify, one UPDATE, one INSERT of log entries. The
+    whole action is one transaction with its audit entry, so it lands completely or not at all.
+    """
+    asked = _asked_ids(jobs)
+    changed = matched = 0
+    ids_changed: list[str] = []
+    before = Counter()
+    with transaction.atomic():
+        for ids in _batches(user, jobs):
+            matched += len(ids)
+            # Lock in id order: two bulk actions over overlapping rows then wait for each
+            # other instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
+            rows = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
+            if only_if is not None:
+                rows = rows.filter(only_if)
+            fields = _log_values()
+            if before_field and before_field not in fields:
+                fields.append(before_field)
+            rows = list(rows.values(*fields))
+            if not rows:
+                continue
+            row_ids = [row["id"] for row in rows]
+            changed += Job.objects.filter(id__in=row_ids).update(**changes)
+            JobLog.objects.bulk_create(
+                [_log_entry(row, event, worker=_actor(user), **(log_extra or {})) for row in rows]
+            )
+            if before_field:
+                before.update(row.get(before_field) for row in rows)
+            if len(ids_changed) < audit.MAX_IDS:
+                ids_changed.extend(row_ids)
+            if progress is not None:
+                progress(matched, changed)
+        skipped = (len(asked) if asked is not None else matched) - changed
+        audit.record(
+            user,
+            action,
+            "job",
+            ids=ids_changed,
+            filter=filter,
+            count=changed,
+            skipped=max(skipped, 0),
+            before=_histogram(before, before_field) if before_field else None,
+            after=after,
+            source=source,
+        )
+    return BulkResult(changed, max(skipped, 0))
+
+
+# --- creating -------------------------------------------------------------------------------
+
+JOB_FIELDS = {
+    "type",
+    "handler",
+    "payload",
+    "due_date",
+    "retries",
+    "priority",
+    "job_definition_id",
+    "process_instance_id",
+    "execution_id",
+    "process_definition_id",
+    "process_definition_key",
+    "activity_id",
+    "tenant_id",
+    "queue_name",
+}
+
+
+def _within(module: str, packages) -> bool:
+    return any(module == package or module.startswith(f"{package}.") for package in packages)
+
+
+def check_handler(handler: str | None) -> None:
+    """Refuse a handler the executor would refuse, when the job is created rather than when it
+    first runs: anyone who may create a job picks its handler, so it must not be any dotted
+    path (os.system). The executor's rule applies when it is installed; otherwise only
+    callables in TASKYARD_EXECUTOR["HANDLER_MODULES"] are allowed."""
+    if not handler:
+        raise InvalidRequest("Every job needs a handler (the dotted path of a callable)")
+    try:
+        from jobs.executor import resolve_handler
+    except ImportError:
+        resolve_handler = None
+    if resolve_handler is not None:
+        try:
+            resolve_handler(handler)
+        except Exception as error:  # refused, missing module or attribute: all a bad handler
+            raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
+        return
+    module = handler.rpartition(".")[0]
+    plain_allowed = _within(
+        module, getattr(settings, "TASKYARD_EXECUTOR", {}).get("HANDLER_MODULES") or ()
+    )
+    refusal = (
+        f"Handler '{handler}' is not allowed: job handlers are django.tasks tasks of an "
+        "installed app, or callables in a module listed in TASKYARD_EXECUTOR['HANDLER_MODULES']"
+    )
+    if not plain_allowed and not _within(module, [app.name for app in apps.get_app_configs()]):
+        raise InvalidRequest(refusal)
+    try:
+        target = import_string(handler)
+    except ImportError as error:
+        raise InvalidRequest(f"Invalid handler '{handler}': {error}") from None
+    if isinstance(target, Task):
+        return
+    if not plain_allowed:
+        raise InvalidRequest(refusal)
+    if not callable(target):
+        raise InvalidRequest(f"Invalid handler '{handler}': not callable")
+
+
+def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
+    """Create jobs from dicts of model field names; all or none. Logs "created" for each.
+
+    A job of a job definition inherits the definition's tenant, process fields and
+    overriding priority unless given, and starts suspended when the definition is."""
+    jobs = []
+    for spec in specs:
+        unknown = set(spec) - JOB_FIELDS
+        if unknown:
+            raise InvalidRequest(f"Unknown job fields: {', '.join(sorted(unknown))}")
+        fields = dict(spec)
+        if fields.get("retries") is not None and fields["retries"] < 0:
+            raise InvalidRequest(
+                "The number of job retries must be a non-negative Integer, but "
+                f"'{fields['retries']}' has been provided."
+            )
+        check_handler(fields.get("handler"))
+        definition_id = fields.get("job_definition_id")
+        if definition_id:
+            definition = get_job_definition(user, definition_id)
+            for name in ("process_definition_id", "process_definition_key", "activity_id"):
+                if fields.get(name) is None:
+                    fields[name] = getattr(definition, name)
+            if fields.get("tenant_id") is None:
+                fields["tenant_id"] = definition.tenant_id
+            if fields.get("priority") is None and definition.overriding_priority is not None:
+                fields["priority"] = definition.overriding_priority
+            fields["suspended"] = definition.suspended
+        if not tenancy.may_use_tenant(user, fields.get("tenant_id")):
+            raise CamundaError(
+                f"Cannot create a job for tenant '{fields['tenant_id']}': "
+                "you are not a member of that tenant",
+                status_code=403,
+                error_type="AuthorizationException",
+            )
+        if fields.get("type") is None:
+            fields["type"] = Job.Type.TIMER if fields.get("due_date") else Job.Type.MESSAGE
+        if fields["type"] not in Job.Type.values:
+            raise InvalidRequest(f"Job type must be one of {', '.join(Job.Type.values)}")
+        jobs.append(Job(**{name: value for name, value in fields.items() if value is not None}))
+    with transaction.atomic():
+        Job.objects.bulk_create(jobs)
+        logs = []
+        for job in jobs:
+            row = {name: getattr(job, name, None) for name in _log_values()}
+            log = _log_entry(row, JobLog.Event.CREATED, worker=_actor(user))
+            if hasattr(log, "payload"):
+                log.payload = job.payload
+            logs.append(log)
+        JobLog.objects.bulk_create(logs)
+        audit.record(
+            user,
+            "job.create",
+            "job",
+            ids=[job.id for job in jobs],
+            count=len(jobs),
+            source=source,
+        )
+    return jobs
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+def _check_retries(retries) -> int:
+    if retries is None or isinstance(retries, bool) or not isinstance(retries, int):
+        raise InvalidRequest(
+            f"The number of job retries must be a non-negative Integer, but '{retries}' "
+            "has been provided."
+        )
+    if retries < 0:
+        raise InvalidRequest(
+            "The number of job retries must be a non-negative Integer, but "
+            f"'{retries}' has been provided."
+        )
+    return retries
+
+
+def set_retries(
+    user,
+    jobs,
+    retries: int,
+    *,
+    due_date: datetime | None = None,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Set retries (and optionally a new due date) on jobs: ids, one id, or a queryset.
+
+    Setting retries above 0 on a failed job makes it executable again (the incident is
+    resolved); the last exception stays visible until the next run."""
+    retries = _check_retries(retries)
+    changes = {"retries": retries}
+    after = {"retries": retries}
+    if due_date is not None:
+        changes["due_date"] = due_date
+        after["dueDate"] = format_date(due_date)
+    return _bulk_update(
+        user,
+        jobs,
+        changes=changes,
+        event=JobLog.Event.RETRIES_SET,
+        action="job.set_retries",
+        before_field="retries",
+        after=after,
+        source=source,
+        filter=filter,
+        log_extra={"retries": retries},
+        progress=progress,
+    )
+
+
+def set_job_definition_retries(user, job_definition_id: str, retries: int, *, source="api"):
+    """Camunda's "retries of a job definition": reset the retries of its failed jobs only."""
+    definition = get_job_definition(user, job_definition_id)
+    return set_retries(
+        user,
+        Job.objects.filter(job_definition_id=definition.id, retries=0),
+        retries,
+        source=source,
+        filter={"jobDefinitionId": definition.id, "noRetriesLeft": True},
+    )
+
+
+# --- suspension -----------------------------------------------------------------------------
+
+
+def set_suspended(
+    user,
+    jobs,
+    suspended: bool,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Suspend (True) or activate (False) jobs; rows already in that state are skipped."""
+    return _bulk_update(
+        user,
+        jobs,
+        changes={"suspended": suspended},
+        only_if=Q(suspended=not suspended),
+        event=JobLog.Event.SUSPENDED if suspended else JobLog.Event.ACTIVATED,
+        action="job.suspend" if suspended else "job.activate",
+        after={"suspended": suspended},
+        source=source,
+        filter=filter,
+        progress=progress,
+    )
+
+
+def suspend(user, jobs, **kwargs) -> BulkResult:
+    return set_suspended(user, jobs, True, **kwargs)
+
+
+def activate(user, jobs, **kwargs) -> BulkResult:
+    return set_suspended(user, jobs, False, **kwargs)
+
+
+def jobs_selected_by(
+    *,
+    job_definition_id: str | None = None,
+    process_instance_id: str | None = None,
+    process_definition_id: str | None = None,
+    process_definition_key: str | None = None,
+    process_definition_tenant_id: str | None = None,
+    process_definition_without_tenant_id: bool = False,
+) -> QuerySet:
+    """Jobs picked by exactly one Camunda suspension selector (unscoped: callers scope)."""
+    selectors = {
+        "jobDefinitionId": job_definition_id,
+        "processInstanceId": process_instance_id,
+        "processDefinitionId": process_definition_id,
+        "processDefinitionKey": process_definition_key,
+    }
+    given = [name for name, value in selectors.items() if value is not None]
+    if len(given) != 1:
+        raise InvalidRequest(
+            "Only one of jobDefinitionId, processInstanceId, processDefinitionId or "
+            "processDefinitionKey should be set to update the suspension state."
+            if given
+            else "Either jobDefinitionId, processInstanceId, processDefinitionId or "
+            "processDefinitionKey should be set to update the suspension state."
+        )
+    if (process_definition_tenant_id is not None or process_definition_without_tenant_id) and (
+        process_definition_key is None
+    ):
+        raise InvalidRequest(
+            "processDefinitionTenantId and processDefinitionWithoutTenantId can only be used "
+            "with processDefinitionKey"
+        )
+    if process_definition_tenant_id is not None and process_definition_without_tenant_id:
+        raise InvalidRequest(
+            "processDefinitionTenantId and processDefinitionWithoutTenantId cannot be used together"
+        )
+    queryset = Job.objects.all()
+    if job_definition_id is not None:
+        return queryset.filter(job_definition_id=job_definition_id)
+    if process_instance_id is not None:
+        return queryset.filter(process_instance_id=process_instance_id)
+    if process_definition_id is not None:
+        return queryset.filter(process_definition_id=process_definition_id)
+    queryset = queryset.filter(process_definition_key=process_definition_key)
+    if process_definition_tenant_id is not None:
+        queryset = queryset.filter(tenant_id=process_definition_tenant_id)
+    elif process_definition_without_tenant_id:
+        queryset = queryset.filter(tenant_id__isnull=True)
+    return queryset
+
+
+def job_definitions_selected_by(
+    *,
+    process_definition_id: str | None = None,
+    process_definition_key: str | None = None,
+    process_definition_tenant_id: str | None = None,
+    process_definition_without_tenant_id: bool = False,
+) -> QuerySet:
+    """Job definitions picked by exactly one of processDefinitionId / processDefinitionKey."""
+    if (process_definition_id is None) == (process_definition_key is None):
+        raise InvalidRequest(
+            "Only one of processDefinitionId or processDefinitionKey should be set to update "
+            "the suspension state."
+            if process_definition_id is not None
+            else "Either processDefinitionId or processDefinitionKey should be set to update "
+            "the suspension state."
+        )
+    if process_definition_key is None and (
+        process_definition_tenant_id is not None or process_definition_without_tenant_id
+    ):
+        raise InvalidRequest(
+            "processDefinitionTenantId and processDefinitionWithoutTenantId can only be used "
+            "with processDefinitionKey"
+        )
+    if process_definition_tenant_id is not None and process_definition_without_tenant_id:
+        raise InvalidRequest(
+            "processDefinitionTenantId and processDefinitionWithoutTenantId cannot be used together"
+        )
+    queryset = JobDefinition.objects.all()
+    if process_definition_id is not None:
+        return queryset.filter(process_definition_id=process_definition_id)
+    queryset = queryset.filter(process_definition_key=process_definition_key)
+    if process_definition_tenant_id is not None:
+        queryset = queryset.filter(tenant_id=process_definition_tenant_id)
+    elif process_definition_without_tenant_id:
+        queryset = queryset.filter(tenant_id__isnull=True)
+    return queryset
+
+
+def set_job_definitions_suspended(
+    user,
+    definitions,
+    suspended: bool,
+    *,
+    include_jobs: bool = False,
+    source: str = "api",
+    filter: dict | None = None,
+) -> BulkResult:
+    """Suspend or activate job definitions (ids, one id or a queryset), with their jobs when
+    `include_jobs`. The executor skips jobs of suspended definitions either way."""
+    queryset, asked = _select(user, definitions, JobDefinition)
+    with transaction.atomic():
+        ids = list(queryset.filter(suspended=not suspended).values_list("id", flat=True))
+        matched = queryset.count() if asked is None else asked
+        changed = 0
+        for start in range(0, len(ids), BATCH_SIZE):
+            changed += JobDefinition.objects.filter(id__in=ids[start : start + BATCH_SIZE]).update(
+                suspended=suspended
+            )
+        jobs_result = None
+        if include_jobs:
+            # Every job of the selected definitions, also of definitions already in the state.
+            definition_ids = list(queryset.values_list("id", flat=True))
+            jobs_result = set_suspended(
+                user,
+                Job.objects.filter(job_definition_id__in=definition_ids),
+                suspended,
+                source=source,
+                filter={"jobDefinitionIdIn": definition_ids[: audit.MAX_IDS]},
+            )
+        audit.record(
+            user,
+            "job_definition.suspend" if suspended else "job_definition.activate",
+            "job_definition",
+            ids=ids,
+            filter=filter,
+            count=changed,
+            skipped=max(matched - changed, 0),
+            after={
+                "suspended": suspended,
+                "includeJobs": include_jobs,
+                "jobsChanged": jobs_result.changed if jobs_result else 0,
+            },
+            source=source,
+        )
+    return BulkResult(changed, max(matched - changed, 0))
+
+
+def schedule_job_definitions_suspension(
+    user,
+    definitions,
+    suspended: bool,
+    *,
+    execution_date: datetime,
+    include_jobs: bool = False,
+    source: str = "api",
+    filter: dict | None = None,
+) -> Job:
+    """Camunda's delayed (de)activation: a timer job due at `execution_date` that applies the
+    change to the definitions selected now, with the scheduling user's rights when it runs."""
+    queryset, _ = _select(user, definitions, JobDefinition)
+    ids = list(queryset.order_by("id").values_list("id", flat=True))
+    tenants = set(queryset.values_list("tenant_id", flat=True).distinct())
+    spec = {
+        "type": Job.Type.TIMER,
+        "handler": "jobs.scheduled.apply_job_definition_suspension",
+        "payload": {
+            "args": [],
+            "kwargs": {
+                "job_definition_ids": ids,
+                "suspended": suspended,
+                "include_jobs": include_jobs,
+                "requested_by": _actor(user),
+            },
+        },
+        "due_date": execution_date,
+        # One tenant's definitions: the job belongs to that tenant, so its members see it.
+        "tenant_id": tenants.pop() if len(tenants) == 1 else None,
+        "retries": 3,
+    }
+    with transaction.atomic():
+        [job] = create_jobs(user, [spec], source=source)
+        audit.record(
+            user,
+            "job_definition.schedule_suspend" if suspended else "job_definition.schedule_activate",
+            "job_definition",
+            ids=ids,
+            filter=filter,
+            count=len(ids),
+            after={
+                "suspended": suspended,
+                "includeJobs": include_jobs,
+                "executionDate": format_date(execution_date),
+                "jobId": job.id,
+            },
+            source=source,
+        )
+    return job
+
+
+def apply_scheduled_suspension(
+    job_definition_ids: list[str], suspended: bool, *, include_jobs: bool, requested_by: str
+) -> BulkResult:
+    """Run a scheduled (de)activation as the user who scheduled it (nothing if they are gone)."""
+    user = get_user_model().objects.filter(username=requested_by, is_active=True).first()
+    if user is None:
+        return BulkResult(0, len(job_definition_ids))
+    return set_job_definitions_suspended(
+        user, job_definition_ids, suspended, include_jobs=include_jobs, source="scheduled"
+    )
+
+
+# --- priority -------------------------------------------------------------------------------
+
+
+def _check_priority(priority) -> int:
+    if priority is None or isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidRequest(f"Priority must be a long value, got '{priority}'")
+    if not -(2**63) <= priority < 2**63:
+        raise InvalidRequest(f"Priority {priority} is out of range for java type long")
+    return priority
+
+
+def set_priority(
+    user,
+    jobs,
+    priority: int,
+    *,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Set the execution priority of jobs (higher runs first)."""
+    priority = _check_priority(priority)
+    return _bulk_update(
+        user,
+        jobs,
+        changes={"priority": priority},
+        event=JobLog.Event.PRIORITY_SET,
+        action="job.set_priority",
+        before_field="priority",
+        after={"priority": priority},
+        source=source,
+        filter=filter,
+        progress=progress,
+    )
+
+
+def set_job_definition_priority(
+    user,
+    job_definition_id: str,
+    priority: int | None,
+    *,
+    include_jobs: bool = False,
+    source: str = "api",
+) -> BulkResult:
+    """Override (or with None, reset) the priority of a definition's future jobs; with
+    `include_jobs` its existing jobs get the priority too."""
+    definition = get_job_definition(user, job_definition_id)
+    if priority is None and include_jobs:
+        raise InvalidRequest(
+            f"Cannot reset priority for job definition {definition.id} with includeJobs=true"
+        )
+    if priority is not None:
+        priority = _check_priority(priority)
+    with transaction.atomic():
+        before = definition.overriding_priority
+        JobDefinition.objects.filter(id=definition.id).update(overriding_priority=priority)
+        jobs_result = None
+        if include_jobs:
+            jobs_result = set_priority(
+                user,
+                Job.objects.filter(job_definition_id=definition.id),
+                priority,
+                source=source,
+                filter={"jobDefinitionId": definition.id},
+            )
+        audit.record(
+            user,
+            "job_definition.set_priority",
+            "job_definition",
+            ids=[definition.id],
+            count=1,
+            before={"overridingJobPriority": before},
+            after={
+                "overridingJobPriority": priority,
+                "includeJobs": include_jobs,
+                "jobsChanged": jobs_result.changed if jobs_result else 0,
+            },
+            source=source,
+        )
+    return BulkResult(1)
+
+
+# --- due dates ------------------------------------------------------------------------------
+
+
+def set_due_date(
+    user,
+    jobs,
+    due_date: datetime | None,
+    *,
+    cascade: bool = False,
+    source: str = "api",
+    filter: dict | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Set (or with None, clear: due now) the due date of jobs.
+
+    `cascade` is accepted for Camunda compatibility; Taskyard timers do not repeat, so there
+    are no subsequent timers to shift."""
+    return _bulk_update(
+        user,
+        jobs,
+        changes={"due_date": due_date},
+        event=JobLog.Event.DUE_DATE_SET,
+        action="job.set_due_date",
+        after={"dueDate": format_date(due_date), "cascade": cascade},
+        source=source,
+        filter=filter,
+        progress=progress,
+    )
+
+
+_TIMER_PREFIX = re.compile(r"^\s*(DATE|DURATION|CYCLE)\s*:\s*", re.IGNORECASE)
+
+
+def timer_due_date(configuration: str | None, base: datetime) -> datetime | None:
+    """The next due date a timer configuration gives from `base`: an ISO 8601 date, duration
+    (PT5M) or repeating cycle (R3/PT5M), optionally prefixed as Camunda stores them
+    ("DURATION: PT5M"). None when the configuration is not a timer."""
+    if not configuration:
+        return None
+    text = _TIMER_PREFIX.sub("", configuration).strip()
+    if text.upper().startswith("R"):
+        parts = text.split("/")
+        text = next((part for part in parts[1:] if part.upper().startswith("P")), "")
+    if text.upper().startswith("P"):
+        duration = parse_duration(text)
+        return base + duration if duration is not None else None
+    try:
+        return parse_date(text)
+    except InvalidRequest:
+        return None
+
+
+def recalculate_due_date(
+    user, job_id: str, *, creation_date_based: bool = True, source: str = "api"
+) -> Job:
+    """Recompute a timer job's due date from its job definition's timer configuration, based
+    on the job's creation time (Camunda's default) or on now."""
+    job = get_job(user, job_id)
+    definition = job.job_definition
+    base = job.create_time if creation_date_based else timezone.now()
+    due_date = timer_due_date(definition.job_configuration if definition else None, base)
+    if job.type != Job.Type.TIMER or due_date is None:
+        raise BadUserRequest(
+            f"Cannot recalculate the due date of job {job.id}: only timer jobs whose job "
+            "definition has a timer configuration (a date, a duration such as PT5M or a "
+            "cycle such as R3/PT5M) can be recalculated"
+        )
+    set_due_date(user, [job.id], due_date, source=source)
+    job.due_date = due_date
+    return job
+
+
+# --- unlock, delete, execute ----------------------------------------------------------------
+
+
+def unlock(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
+    """Release executor locks (a crashed or stuck executor); unlocked rows are skipped."""
+    return _bulk_update(
+        user,
+        jobs,
+        changes={"lock_owner": None, "lock_expiration_time": None},
+        only_if=Q(lock_owner__isnull=False) | Q(lock_expiration_time__isnull=False),
+        event=JobLog.Event.UNLOCKED,
+        action="job.unlock",
+        after={"lockOwner": None},
+        source=source,
+        filter=filter,
+        progress=progress,
+    )
+
+
+def delete(
+    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+) -> BulkResult:
+    """Delete jobs; each leaves a "deleted" entry in its history."""
+    asked = _asked_ids(jobs)
+    changed = matched = 0
+    ids_deleted: list[str] = []
+    with transaction.atomic():
+        for ids in _batches(user, jobs):
+            matched += len(ids)
+            rows = list(
+                Job.objects.select_for_update()
+                .filter(id__in=ids)
+                .order_by("id")
+                .values(*_log_values())
+            )
+            row_ids = [row["id"] for row in rows]
+            changed += Job.objects.filter(id__in=row_ids).delete()[0]
+            JobLog.objects.bulk_create(
+                [_log_entry(row, JobLog.Event.DELETED, worker=_actor(user)) for row in rows]
+            )
+            if len(ids_deleted) < audit.MAX_IDS:
+                ids_deleted.extend(row_ids)
+            if progress is not None:
+                progress(matched, changed)
+        skipped = max((len(asked) if asked is not None else matched) - changed, 0)
+        audit.record(
+            user,
+            "job.delete",
+            "job",
+            ids=ids_deleted,
+            filter=filter,
+            count=changed,
+            skipped=skipped,
+            source=source,
+        )
+    return BulkResult(changed, skipped)
+
+
+class JobExecutionFailed(Exception):
+    """Raised by execute_now when the job's handler raised; the failure is already recorded."""
+
+    def __init__(self, job_id: str, message: str):
+        super().__init__(message)
+        self.job_id = job_id
+        self.message = message
+
+
+def execute_now(user, job_id: str, *, source: str = "api"):
+    """Run one job immediately, whatever its due date, through the executor's path: success
+    deletes it and logs the result, failure decrements retries and records the exception
+    (then JobExecutionFailed is raised). Returns the handler's return value."""
+    job = get_job(user, job_id)
+    audit.record(user, "job.execute", "job", ids=[job.id], count=1, source=source)
+    # The executor section below owns how a job runs (`execute_job`: claim, run outside any
+    # transaction, succeed or fail with back-off). Until it is merged, a minimal inline runner
+    # with the same outcome keeps this endpoint working.
+    execute_job = globals().get("execute_job")
+    worker = f"{source}:{_actor(user)}"
+    if execute_job is None:
+        # Same refusals as the executor's claim: suspended, or held by a live executor lock.
+        if job.suspended or (job.job_definition_id and job.job_definition.suspended):
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is suspended")
+        if job.lock_expiration_time and job.lock_expiration_time > timezone.now():
+            raise BadUserRequest(f"Cannot execute job {job.id}: it is locked by {job.lock_owner}")
+        return _run_inline(job.id, worker=worker)
+    try:
+        outcome = execute_job(job.id, worker)
+    except Exception as error:
+        if type(error).__name__ == "JobNotExecutable":
+            raise BadUserRequest(f"Cannot execute job {job.id}: {error}") from None
+        raise
+    if not outcome.succeeded:
+        raise JobExecutionFailed(job.id, outcome.exception_message or "The job failed")
+    return outcome.return_value
+
+
+def _run_inline(job_id: str, *, worker: str):
+    job = Job.objects.get(id=job_id)
+    check_handler(job.handler)
+    payload = job.payload if isinstance(job.payload, dict) else {}
+    started = time.monotonic()
+    try:
+        handler = import_string(job.handler)
+        call = handler.call if isinstance(handler, Task) else handler
+        result = call(*payload.get("args", []), **payload.get("kwargs", {}))
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+        stacktrace = traceback.format_exc()
+        with transaction.atomic():
+            retries = max(job.retries - 1, 0)
+            Job.objects.filter(id=job.id).update(
+                retries=retries,
+                exception_message=message,
+                exception_stacktrace=stacktrace,
+                failed_activity_id=job.activity_id,
+                lock_owner=None,
+                lock_expiration_time=None,
+            )
+            row = {name: getattr(job, name, None) for name in _log_values()}
+            _log_entry(
+                row,
+                JobLog.Event.FAILED,
+                worker=worker,
+                retries=retries,
+                exception_message=message,
+                exception_stacktrace=stacktrace,
+                duration_ms=(time.monotonic() - started) * 1000,
+            ).save()
+        raise JobExecutionFailed(job.id, message) from error
+    with transaction.atomic():
+        Job.objects.filter(id=job.id).delete()
+        row = {name: getattr(job, name, None) for name in _log_values()}
+        _log_entry(
+            row,
+            JobLog.Event.SUCCEEDED,
+            worker=worker,
+            duration_ms=(time.monotonic() - started) * 1000,
+            return_value=_jsonable(result),
+        ).save()
+    return result
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 # =============================================================================================

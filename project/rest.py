@@ -273,7 +273,8 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
     expressions = []
     for item in sorting:
         sort_by, sort_order = item["sortBy"], str(item["sortOrder"])
-        if sort_by not in keys:
+        # A list or object as sortBy is a bad value, not an unhashable-type crash.
+        if not isinstance(sort_by, str) or sort_by not in keys:
             raise InvalidRequest(f"Cannot set query parameter 'sortBy' to value '{sort_by}'")
         if sort_order not in {"asc", "desc"}:
             raise InvalidRequest(f"Cannot set query parameter 'sortOrder' to value '{sort_order}'")

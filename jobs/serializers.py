@@ -1,0 +1,159 @@
+"""Camunda's JSON shapes for jobs and job definitions (every key present, null where unset)."""
+
+from rest_framework import serializers
+
+from project.rest import format_date
+
+
+class CamundaDateTimeField(serializers.DateTimeField):
+    """Dates out as yyyy-MM-dd'T'HH:mm:ss.SSSZ, Camunda's REST date format."""
+
+    def to_representation(self, value):
+        return format_date(value)
+
+
+class JobSerializer(serializers.Serializer):
+    """Camunda's JobDto (7.x), plus `batchId` of later versions (always null here)."""
+
+    id = serializers.CharField()
+    jobDefinitionId = serializers.CharField(source="job_definition_id", allow_null=True)
+    processInstanceId = serializers.CharField(source="process_instance_id", allow_null=True)
+    processDefinitionId = serializers.CharField(source="process_definition_id", allow_null=True)
+    processDefinitionKey = serializers.CharField(source="process_definition_key", allow_null=True)
+    executionId = serializers.CharField(source="execution_id", allow_null=True)
+    exceptionMessage = serializers.CharField(source="exception_message", allow_null=True)
+    failedActivityId = serializers.CharField(source="failed_activity_id", allow_null=True)
+    retries = serializers.IntegerField()
+    dueDate = CamundaDateTimeField(source="due_date", allow_null=True)
+    suspended = serializers.BooleanField()
+    priority = serializers.IntegerField()
+    tenantId = serializers.CharField(source="tenant_id", allow_null=True)
+    createTime = CamundaDateTimeField(source="create_time")
+    batchId = serializers.SerializerMethodField()
+
+    def get_batchId(self, job) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+
+class CreatedJobSerializer(JobSerializer):
+    """A job as answered by the /job/create extension: the Camunda shape plus what was run."""
+
+    type = serializers.CharField()
+    handler = serializers.CharField()
+    payload = serializers.JSONField()
+
+
+class JobDefinitionSerializer(serializers.Serializer):
+    """Camunda's JobDefinitionDto; `deploymentId` is always null (there are no deployments)."""
+
+    id = serializers.CharField()
+    processDefinitionId = serializers.CharField(source="process_definition_id", allow_null=True)
+    processDefinitionKey = serializers.CharField(source="process_definition_key", allow_null=True)
+    activityId = serializers.CharField(source="activity_id", allow_null=True)
+    jobType = serializers.CharField(source="job_type", allow_null=True)
+    jobConfiguration = serializers.CharField(source="job_configuration", allow_null=True)
+    overridingJobPriority = serializers.IntegerField(source="overriding_priority", allow_null=True)
+    suspended = serializers.BooleanField()
+    tenantId = serializers.CharField(source="tenant_id", allow_null=True)
+    deploymentId = serializers.SerializerMethodField()
+
+    def get_deploymentId(self, definition) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+
+class CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+
+
+class BatchSerializer(serializers.Serializer):
+    """Camunda's BatchDto. Taskyard applies the batch at once; the counts say what it did."""
+
+    id = serializers.CharField()
+    type = serializers.CharField()
+    totalJobs = serializers.IntegerField()
+    jobsCreated = serializers.IntegerField()
+    batchJobsPerSeed = serializers.IntegerField()
+    invocationsPerBatchJob = serializers.IntegerField()
+    seedJobDefinitionId = serializers.CharField(allow_null=True)
+    monitorJobDefinitionId = serializers.CharField(allow_null=True)
+    batchJobDefinitionId = serializers.CharField(allow_null=True)
+    suspended = serializers.BooleanField()
+    tenantId = serializers.CharField(allow_null=True)
+    createUserId = serializers.CharField(allow_null=True)
+
+
+# Request bodies, for the OpenAPI schema (the views validate with Camunda's messages).
+
+
+class RetriesRequest(serializers.Serializer):
+    retries = serializers.IntegerField(min_value=0)
+    dueDate = serializers.CharField(required=False, allow_null=True)
+
+
+class SuspensionStateRequest(serializers.Serializer):
+    suspended = serializers.BooleanField()
+
+
+class DuedateRequest(serializers.Serializer):
+    duedate = serializers.CharField(allow_null=True)
+    cascade = serializers.BooleanField(required=False, allow_null=True)
+
+
+class PriorityRequest(serializers.Serializer):
+    priority = serializers.IntegerField()
+
+
+class SetJobRetriesRequest(serializers.Serializer):
+    retries = serializers.IntegerField(min_value=0)
+    jobIds = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    jobQuery = serializers.DictField(required=False, allow_null=True)
+    dueDate = serializers.CharField(required=False, allow_null=True)
+
+
+class JobSuspensionStateRequest(serializers.Serializer):
+    jobDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processInstanceId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionKey = serializers.CharField(required=False, allow_null=True)
+    processDefinitionTenantId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionWithoutTenantId = serializers.BooleanField(required=False, allow_null=True)
+    suspended = serializers.BooleanField()
+
+
+class JobDefinitionSuspensionStateRequest(serializers.Serializer):
+    suspended = serializers.BooleanField()
+    includeJobs = serializers.BooleanField(required=False, allow_null=True)
+    executionDate = serializers.CharField(required=False, allow_null=True)
+
+
+class JobDefinitionsSuspensionStateRequest(JobDefinitionSuspensionStateRequest):
+    processDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionKey = serializers.CharField(required=False, allow_null=True)
+    processDefinitionTenantId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionWithoutTenantId = serializers.BooleanField(required=False, allow_null=True)
+
+
+class JobDefinitionPriorityRequest(serializers.Serializer):
+    priority = serializers.IntegerField(allow_null=True)
+    includeJobs = serializers.BooleanField(required=False, allow_null=True)
+
+
+class CreateJobRequest(serializers.Serializer):
+    handler = serializers.CharField()
+    payload = serializers.DictField(required=False, allow_null=True)
+    type = serializers.ChoiceField(choices=["timer", "message"], required=False, allow_null=True)
+    dueDate = serializers.CharField(required=False, allow_null=True)
+    retries = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    priority = serializers.IntegerField(required=False, allow_null=True)
+    jobDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processInstanceId = serializers.CharField(required=False, allow_null=True)
+    executionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionId = serializers.CharField(required=False, allow_null=True)
+    processDefinitionKey = serializers.CharField(required=False, allow_null=True)
+    activityId = serializers.CharField(required=False, allow_null=True)
+    tenantId = serializers.CharField(required=False, allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()

@@ -1,0 +1,12 @@
+"""Job handlers the job API tests run through POST /job/{id}/execute."""
+
+CALLS = []
+
+
+def succeed(*args, **kwargs):
+    CALLS.append((args, kwargs))
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def explode(*args, **kwargs):
+    raise ValueError("the printer is on fire")
