@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from project import api, views
+from project import api
 from project.login import LoginView
 
 urlpatterns = [
@@ -27,7 +27,7 @@ urlpatterns = [
     # Health, metrics and other operations endpoints.
     path("", include("project.ops_urls")),
     # The console.
-    path("", views.overview, name="overview"),
+    path("", include("project.console_urls")),
     path("jobs/", include("jobs.urls")),
     path("external-tasks/", include("external_tasks.urls")),
 ]

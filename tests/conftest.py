@@ -22,6 +22,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 def make_user(username, role, tenants=()):
+    from django.contrib.auth.models import Group
+
+    from project.tenancy import ROLES
+
+    # Transactional tests (live servers, concurrency) flush every table afterwards, the role
+    # groups the data migration created included; put them back for whoever runs next.
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
     args = [username, "--role", role, "--password", f"{username}-password"]
     for tenant in tenants:
         args += ["--tenant", tenant]
