@@ -111,20 +111,27 @@ _DATE_RE = re.compile(
 )
 
 
+def _utc_millis(value: datetime) -> str:
+    # Not strftime: it drops the zero padding of years before 1000 on glibc.
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond // 1000:03d}"
+    )
+
+
 def format_date(value: datetime | None) -> str | None:
     """Camunda's date format, always in UTC: 2013-01-23T12:42:45.000+0000."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+    return _utc_millis(value) + "+0000"
 
 
 def format_date_z(value: datetime | None) -> str | None:
     """ISO 8601 with a Z suffix and milliseconds, as Flowable answers: 2021-05-04T16:35:10.474Z."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return _utc_millis(value) + "Z"
 
 
 def parse_date(value, name: str = "date") -> datetime:
@@ -152,8 +159,9 @@ def parse_date(value, name: str = "date") -> datetime:
     elif ":" not in tz:
         tz = f"{tz[:3]}:{tz[3:]}"
     try:
-        return datetime.fromisoformat(f"{match['date']}T{time_part}{tz}")
-    except ValueError as error:
+        # Normalised to UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
+        return datetime.fromisoformat(f"{match['date']}T{time_part}{tz}").astimezone(UTC)
+    except (ValueError, OverflowError) as error:
         raise InvalidRequest(
             f"Cannot convert value '{value}' of '{name}' to a date: {error}"
         ) from None

@@ -106,3 +106,11 @@ def test_the_seed_job_query_example_parses_as_written():
     assert parsed["dueDates"][0] == {"operator": "gt", "value": "2012-07-17T17:00:00.000+0200"}
     with pytest.raises(json.JSONDecodeError):
         json.loads(body)  # proof the example really is invalid strict JSON
+
+
+def test_extreme_offsets_are_normalised_to_utc_or_refused():
+    parsed = parse_date("0190-10-28T23:15:51+17:55")
+    assert parsed.utcoffset().total_seconds() == 0
+    assert format_date(parsed) == "0190-10-28T05:20:51.000+0000"
+    with pytest.raises(InvalidRequest):
+        parse_date("0001-01-01T00:00:00+10:00")  # before year 1 in UTC
