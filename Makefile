@@ -42,7 +42,13 @@ run: demo
 	@echo
 	@echo "Taskyard console:  http://$(HOST):$(PORT)/   (admin: /admin/, API docs: /api-docs/)"
 	@echo "Camunda REST API:  http://$(HOST):$(PORT)/engine-rest/   (HTTP Basic, same logins)"
+	@echo "Live demo:         runjobs on the demo queue fed by demo_jobs; demo_workers fetch and"
+	@echo "                   complete external tasks over the Camunda REST API (some fail)"
 	@echo
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	LOG_LEVEL=ERROR $(BIN)/python manage.py runjobs --queue demo --concurrency 2 & \
+	$(BIN)/python manage.py demo_jobs --rate 0.5 & \
+	$(BIN)/python manage.py demo_workers --url http://$(HOST):$(PORT)/engine-rest & \
 	$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT) --log-level warning
 
 lint: venv-dev

@@ -47,6 +47,8 @@ class Job(models.Model):
     type = models.CharField(max_length=16, choices=Type.choices, default=Type.MESSAGE)
     handler = models.CharField(max_length=255, blank=True, default="")
     payload = models.JSONField(default=dict, blank=True)
+    # django.tasks queue: `runjobs --queue` runs only the named queues.
+    queue_name = models.CharField(max_length=100, default="default")
     due_date = models.DateTimeField(null=True, blank=True)
     retries = models.IntegerField(default=3)
     exception_message = models.TextField(null=True, blank=True)
@@ -122,6 +124,10 @@ class JobLog(models.Model):
     # Copied from the job so history stays scoped and searchable after the job is gone.
     job_definition_id = models.CharField(max_length=64, null=True, blank=True)
     handler = models.CharField(max_length=255, blank=True, default="")
+    queue_name = models.CharField(max_length=100, null=True, blank=True)
+    # The job's payload, kept on the "created" entry: a finished django.tasks result still
+    # answers its args and kwargs after the job row is gone.
+    payload = models.JSONField(null=True, blank=True)
     tenant_id = models.CharField(max_length=64, null=True, blank=True)
     process_instance_id = models.CharField(max_length=255, null=True, blank=True)
     process_definition_key = models.CharField(max_length=255, null=True, blank=True)

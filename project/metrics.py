@@ -242,15 +242,19 @@ def record_job_run(
     worker: str | None = None,
     retries: int | None = None,
     error: str | None = None,
+    detail: str = "",
+    level: int | None = None,
 ) -> None:
-    """The executor ran one job: `outcome` is `succeeded` or `failed`."""
+    """The executor ran one job: `outcome` is `succeeded` or `failed`. `detail` is appended to
+    the log line (e.g. the error and the next attempt); `level` overrides its level."""
     JOB_RUNS.labels(handler, outcome).observe(seconds)
     executor_log.log(
-        logging.WARNING if outcome == "failed" else logging.INFO,
-        "job %s %s in %.1f ms",
+        level if level is not None else logging.WARNING if outcome == "failed" else logging.INFO,
+        "job %s %s in %.1f ms%s",
         job_id,
         outcome,
         seconds * 1000,
+        detail,
         extra={
             "event": outcome,
             "job_id": job_id,

@@ -271,3 +271,32 @@ if os.environ.get("DATABASE_REPLICA_URL"):
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
     DATABASE_ROUTERS = ["project.db_routers.ReplicaRouter"]
 # ------------------------------------------------------------------------- end of OPERATIONS
+
+# =============================================================================================
+# Job executor and django.tasks backend (jobs/backends.py, `manage.py runjobs`)
+# =============================================================================================
+# Enqueued django.tasks become Job rows that `runjobs` executes. QUEUES empty = any queue name.
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.backends.DatabaseBackend",
+        "QUEUES": env_list("TASKYARD_TASK_QUEUES", ""),
+    }
+}
+TASKYARD_EXECUTOR = {
+    # Camunda's failedJobRetryTimeCycle: R<retries>/<interval> or a list of intervals.
+    "RETRY_CYCLE": os.environ.get("TASKYARD_RETRY_CYCLE", "R3/PT5M"),
+    # R<n>/<interval> waits interval * BACKOFF_FACTOR ** (failure - 1), at most MAX_RETRY_DELAY.
+    "BACKOFF_FACTOR": float(os.environ.get("TASKYARD_BACKOFF_FACTOR", "2")),
+    "MAX_RETRY_DELAY": os.environ.get("TASKYARD_MAX_RETRY_DELAY", "PT1H"),
+    # A claimed job's lock; running jobs renew it, a dead executor's jobs run again after it.
+    "LOCK_TIME": os.environ.get("TASKYARD_JOB_LOCK_TIME", "PT5M"),
+    "POLL_INTERVAL": float(os.environ.get("TASKYARD_JOB_POLL_INTERVAL", "1")),
+    # Fail a handler running longer than this (seconds or ISO 8601); unset = no limit.
+    "TIMEOUT": os.environ.get("TASKYARD_JOB_TIMEOUT") or None,
+    # Handlers are django.tasks tasks of installed apps; plain callables only from these modules
+    # (whoever may create a job picks its handler: never let that be any importable function).
+    "HANDLER_MODULES": env_list("TASKYARD_HANDLER_MODULES", ""),
+}
+# runjobs logs one line per job itself (logger "taskyard.executor"); django.tasks' records of
+# each start and finish would repeat it. Its warnings and errors (with tracebacks) still show.
+LOGGING.setdefault("loggers", {})["django.tasks"] = {"level": "WARNING"}

@@ -1,0 +1,209 @@
+"""A django.tasks backend that stores tasks as Taskyard jobs, run by `manage.py runjobs`.
+
+    TASKS = {"default": {"BACKEND": "jobs.backends.DatabaseBackend"}}
+
+`my_task.enqueue(*args, **kwargs)` creates a Job (handler = the task's import path, payload =
+{"args", "kwargs"}, priority, queue name; `run_after` makes it a timer due then). The result id
+is the job id, so operators find the task in the console and the Camunda API, and
+`get_result(id)` answers from the job while it exists and from its log once it is gone.
+The job is written in the caller's transaction: a rolled-back enqueue leaves no job behind.
+"""
+
+import contextlib
+import logging
+
+from django.core import checks
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+
+from jobs import services
+from jobs.models import Job, JobLog
+
+logger = logging.getLogger("jobs.executor")
+
+
+class DatabaseBackend(BaseTaskBackend):
+    """Tasks as jobs in Taskyard's database; OPTIONS may set TENANT_ID and RETRIES."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias, params):
+        super().__init__(alias, params)
+        self.tenant_id = self.options.get("TENANT_ID")
+        self.retries = self.options.get("RETRIES")
+
+    def enqueue(self, task, args, kwargs):
+        self.validate_task(task)
+        payload = {"args": normalize_json(list(args)), "kwargs": normalize_json(dict(kwargs))}
+        job = services.enqueue_job(
+            task.module_path,
+            payload,
+            priority=task.priority,
+            queue_name=task.queue_name,
+            due_date=task.run_after,
+            retries=self.retries,
+            tenant_id=self.tenant_id,
+        )
+        result = build_result(task, job, [], self.alias)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id):
+        return task_result_for(result_id, self.alias)
+
+    def check(self, **kwargs):
+        try:
+            services.default_retry_cycle()
+        except Exception as error:
+            yield checks.Error(str(error), id="jobs.E001")
+        if self.retries is not None and (not isinstance(self.retries, int) or self.retries < 0):
+            yield checks.Error(
+                f"TASKS[{self.alias!r}]['OPTIONS']['RETRIES'] must be a whole number >= 0",
+                id="jobs.E002",
+            )
+
+
+def _task_for(handler: str, job, alias: str) -> Task:
+    from jobs.executor import HandlerNotAllowed, resolve_handler
+
+    try:
+        target = resolve_handler(handler)
+    except (ImportError, HandlerNotAllowed) as error:
+        raise TaskResultDoesNotExist(f"No task result for handler {handler!r}: {error}") from None
+    if not isinstance(target, Task):
+        # A job created through the API with an allowed plain callable still answers a result.
+        try:
+            target = Task(func=target, backend=alias)
+        except InvalidTask as error:
+            raise TaskResultDoesNotExist(f"{handler!r} cannot be a task: {error}") from None
+    if job is not None:
+        # Show the job's current priority and queue; values this backend would refuse (e.g. a
+        # Camunda priority above 100 set by an operator) keep the task's own.
+        changes = {"priority": job.priority, "queue_name": job.queue_name}
+        for key, value in changes.items():
+            with contextlib.suppress(InvalidTask):
+                target = target.using(**{key: value})
+    return target
+
+
+def _exception_class_path(entry: JobLog) -> str:
+    # The last line of a Python traceback is "<qualified class>: <message>"; builtins have no
+    # module prefix there.
+    lines = (entry.exception_stacktrace or "").strip().splitlines()
+    name = lines[-1].split(":", 1)[0].strip() if lines else ""
+    if not name or " " in name:
+        return "builtins.Exception"
+    return name if "." in name else f"builtins.{name}"
+
+
+def build_result(task: Task, job: Job | None, logs: list[JobLog], alias: str, running=False):
+    """The TaskResult for a job (None once it is gone) and its log, oldest entry first."""
+    now = timezone.now()
+    created = next((e for e in logs if e.event == JobLog.Event.CREATED), None)
+    started = [e for e in logs if e.event == JobLog.Event.STARTED]
+    failed = [e for e in logs if e.event == JobLog.Event.FAILED]
+    succeeded = next((e for e in reversed(logs) if e.event == JobLog.Event.SUCCEEDED), None)
+    finished_at = None
+    if job is not None:
+        payload = job.payload
+        enqueued_at = job.create_time
+        if running or (
+            job.lock_owner and job.lock_expiration_time and job.lock_expiration_time > now
+        ):
+            status = TaskResultStatus.RUNNING
+        elif job.retries <= 0:
+            status = TaskResultStatus.FAILED
+            finished_at = failed[-1].timestamp if failed else None
+        else:
+            status = TaskResultStatus.READY
+    else:
+        payload = created.payload if created else None
+        enqueued_at = created.timestamp if created else None
+        if succeeded is not None:
+            status = TaskResultStatus.SUCCESSFUL
+            finished_at = succeeded.timestamp
+        else:
+            # Deleted before it ever succeeded.
+            status = TaskResultStatus.FAILED
+            finished_at = logs[-1].timestamp
+    from jobs.executor import payload_arguments
+
+    args, kwargs = payload_arguments(payload)
+    result = TaskResult(
+        task=task,
+        id=job.id if job is not None else logs[0].job_id,
+        status=status,
+        enqueued_at=enqueued_at,
+        started_at=started[0].timestamp if started else None,
+        last_attempted_at=started[-1].timestamp if started else None,
+        finished_at=finished_at,
+        args=args,
+        kwargs=kwargs,
+        backend=alias,
+        errors=[
+            TaskError(
+                exception_class_path=_exception_class_path(entry),
+                traceback=entry.exception_stacktrace or entry.exception_message or "",
+            )
+            for entry in failed
+        ],
+        worker_ids=[entry.worker or "" for entry in started],
+    )
+    if status == TaskResultStatus.SUCCESSFUL:
+        object.__setattr__(result, "_return_value", succeeded.return_value)
+    return result
+
+
+_LOOK_UP = object()
+
+
+def task_result_for(result_id, alias: str, running=False, job=_LOOK_UP) -> TaskResult:
+    """Look up a result by job id; TaskResultDoesNotExist when neither job nor log knows it.
+    The executor passes the job it holds (or None once deleted) to save the lookup."""
+    result_id = str(result_id)
+    if job is _LOOK_UP:
+        job = Job.objects.filter(id=result_id).first()
+    logs = list(JobLog.objects.filter(job_id=result_id).order_by("timestamp", "id"))
+    if job is None and not logs:
+        raise TaskResultDoesNotExist(result_id)
+    handler = job.handler if job is not None else logs[-1].handler
+    task = _task_for(handler, job, alias)
+    return build_result(task, job, logs, alias, running=running)
+
+
+def send_task_signal(job: Job, started: bool, outcome=None) -> None:
+    """django.tasks' task_started / task_finished for a job whose handler is a task of this
+    backend. Finished means finished for good: succeeded, or failed with no retries left.
+    A receiver's error is logged; it never decides a job's outcome."""
+    from jobs.executor import HandlerNotAllowed, resolve_handler
+
+    known = _LOOK_UP
+    if started:
+        known = job
+    elif outcome is not None and outcome.held_lock:
+        if not outcome.succeeded and outcome.retries:
+            return  # will be retried: not finished
+        known = None if outcome.succeeded else _LOOK_UP
+    try:
+        try:
+            target = resolve_handler(job.handler)
+        except (ImportError, HandlerNotAllowed):
+            return  # the run itself reports it
+        backend = target.get_backend() if isinstance(target, Task) else None
+        if not isinstance(backend, DatabaseBackend):
+            return
+        result = task_result_for(job.id, backend.alias, running=started, job=known)
+        if started:
+            task_started.send(type(backend), task_result=result)
+        elif result.is_finished:
+            task_finished.send(type(backend), task_result=result)
+    except Exception:
+        logger.exception("job %s: a django.tasks signal receiver failed", job.id)

@@ -1,0 +1,510 @@
+"""The job executor behind `manage.py runjobs`: claim, run outside the transaction, record.
+
+State changes go through jobs.services; this module only resolves and calls handlers, keeps
+the locks of running jobs alive, waits for work (LISTEN/NOTIFY on PostgreSQL, polling
+elsewhere), handles SIGTERM/SIGINT and runs several worker processes.
+"""
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from inspect import iscoroutinefunction
+
+from asgiref.sync import async_to_sync
+from django import db
+from django.apps import apps
+from django.db import connection
+from django.tasks import Task, TaskContext
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from jobs import services
+from project import metrics
+
+logger = logging.getLogger("jobs.executor")
+
+
+class JobInterrupted(BaseException):
+    """Raised inside a running handler by a second SIGTERM/SIGINT: stop now, release the job.
+
+    A BaseException so a handler's `except Exception` cannot swallow the shutdown."""
+
+
+class JobTimeout(TimeoutError):
+    """The handler ran longer than the executor's timeout; recorded as an ordinary failure."""
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Calling a handler
+
+
+def payload_arguments(payload) -> tuple[list, dict]:
+    """A job's payload as call arguments.
+
+    {"args": [...], "kwargs": {...}} (what the django.tasks backend writes) is spread; any other
+    object is passed as keyword arguments, a list as positional arguments, a scalar as the one
+    argument, and null or {} as none.
+    """
+    if payload is None:
+        return [], {}
+    if isinstance(payload, dict):
+        if payload and set(payload) <= {"args", "kwargs"}:
+            args = payload.get("args") or []
+            kwargs = payload.get("kwargs") or {}
+            return (list(args) if isinstance(args, list) else [args]), dict(kwargs)
+        return [], dict(payload)
+    if isinstance(payload, list):
+        return list(payload), {}
+    return [payload], {}
+
+
+class HandlerNotAllowed(Exception):
+    """The job names a callable the executor may not run."""
+
+
+def _within(module: str, prefixes) -> bool:
+    return any(module == prefix or module.startswith(f"{prefix}.") for prefix in prefixes if prefix)
+
+
+def resolve_handler(handler: str):
+    """The callable a job's handler path names, if the executor may run it.
+
+    Anyone who can create a job chooses its handler, so a handler is not "any dotted path"
+    (that would make `os.system` a job): it must be a django.tasks task defined in an
+    installed app, or a callable in a module listed in TASKYARD_EXECUTOR["HANDLER_MODULES"].
+    Nothing else is even imported."""
+    if not handler:
+        raise HandlerNotAllowed("The job has no handler")
+    module = handler.rpartition(".")[0]
+    plain_allowed = _within(module, services.executor_setting("HANDLER_MODULES") or ())
+    app_modules = [app.name for app in apps.get_app_configs()]
+    refusal = (
+        f"Handler {handler!r} is not allowed: job handlers are django.tasks tasks of an "
+        "installed app, or callables in a module listed in "
+        "TASKYARD_EXECUTOR['HANDLER_MODULES']"
+    )
+    if not plain_allowed and not _within(module, app_modules):
+        raise HandlerNotAllowed(refusal)
+    target = import_string(handler)
+    if isinstance(target, Task):
+        return target
+    if not plain_allowed:
+        raise HandlerNotAllowed(refusal)
+    if not callable(target):
+        raise HandlerNotAllowed(f"Handler {handler!r} is not callable")
+    return target
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise JobTimeout inside the block after `seconds` (SIGALRM: main thread, Unix only).
+
+    Elsewhere (e.g. a REST request thread running a job) the job simply has no time limit."""
+    usable = (
+        seconds
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise JobTimeout(f"Job timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+_running = threading.local()
+
+
+def call_handler(job, *, timeout: float | None = None):
+    """Call the job's handler with its payload and return what it returns."""
+    target = resolve_handler(job.handler)
+    args, kwargs = payload_arguments(job.payload)
+    _running.in_handler = True
+    try:
+        with time_limit(timeout):
+            if isinstance(target, Task):
+                if target.takes_context:
+                    from jobs.backends import task_result_for
+
+                    result = task_result_for(job.id, target.get_backend().alias, running=True)
+                    return target.call(TaskContext(task_result=result), *args, **kwargs)
+                return target.call(*args, **kwargs)
+            if iscoroutinefunction(target):
+                return async_to_sync(target)(*args, **kwargs)
+            return target(*args, **kwargs)
+    finally:
+        _running.in_handler = False
+
+
+def json_value(value):
+    """A return value as JSON for the log; what JSON cannot hold is kept as its repr()."""
+    try:
+        return normalize_json(value)
+    except (TypeError, ValueError):
+        logger.warning("Return value %r is not JSON; its repr() is logged instead", value)
+        return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keeping locks of running jobs alive
+
+
+class LockRenewer(threading.Thread):
+    """Extends the locks of this executor's running jobs every third of the lock time, so a long
+    job keeps its lock while the process lives, and loses it soon after the process dies."""
+
+    def __init__(self, worker_id: str, lock_time: timedelta):
+        super().__init__(name=f"lock-renewer {worker_id}", daemon=True)
+        self.worker_id = worker_id
+        self.lock_time = lock_time
+        self.job_ids: set[str] = set()
+        self.guard = threading.Lock()
+        self.stopping = threading.Event()
+
+    def track(self, job_id):
+        with self.guard:
+            self.job_ids.add(job_id)
+
+    def untrack(self, job_id):
+        with self.guard:
+            self.job_ids.discard(job_id)
+
+    def run(self):
+        interval = max(self.lock_time.total_seconds() / 3, 0.05)
+        try:
+            while not self.stopping.wait(interval):
+                with self.guard:
+                    ids = list(self.job_ids)
+                if not ids:
+                    continue
+                try:
+                    held = services.extend_job_locks(ids, self.worker_id, lock_time=self.lock_time)
+                except Exception:
+                    logger.exception("Could not renew job locks of %s", self.worker_id)
+                    continue
+                if held < len(ids):
+                    logger.warning(
+                        "%s lost %d of %d job locks (taken over after expiry or unlocked)",
+                        self.worker_id,
+                        len(ids) - held,
+                        len(ids),
+                    )
+        finally:
+            db.connections.close_all()
+
+    def stop(self):
+        self.stopping.set()
+        if self.is_alive():
+            self.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting for work
+
+
+class Waiter:
+    """Sleeps until new work may be there: a NOTIFY on PostgreSQL, else the poll interval."""
+
+    SLICE = 0.25  # seconds; how quickly a shutdown request ends a wait
+
+    def __init__(self, poll_interval: float, stopping: threading.Event):
+        self.poll_interval = poll_interval
+        self.stopping = stopping
+        self.listener = None
+        if connection.vendor == "postgresql":
+            try:
+                import psycopg
+
+                params = connection.get_connection_params()
+                params.pop("cursor_factory", None)
+                params.pop("context", None)
+                self.listener = psycopg.connect(**params, autocommit=True)
+                self.listener.execute(f"LISTEN {services.JOBS_CHANNEL}")
+            except Exception:
+                logger.exception("LISTEN failed; falling back to polling")
+                self.listener = None
+
+    def wait(self):
+        deadline = time.monotonic() + self.poll_interval
+        while not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self.listener is None:
+                self.stopping.wait(min(remaining, self.SLICE))
+                continue
+            try:
+                for _notify in self.listener.notifies(
+                    timeout=min(remaining, self.SLICE), stop_after=1
+                ):
+                    return
+            except Exception:
+                logger.exception("LISTEN connection failed; falling back to polling")
+                self.close()
+
+    def close(self):
+        if self.listener is not None:
+            with contextlib.suppress(Exception):
+                self.listener.close()
+            self.listener = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The executor loop
+
+
+@dataclass
+class ExecutorOptions:
+    worker_id: str = field(default_factory=default_worker_id)
+    queues: list[str] = field(default_factory=list)
+    lock_time: timedelta = timedelta(minutes=5)
+    poll_interval: float = 1.0
+    timeout: float | None = None
+    max_jobs: int | None = None
+    once: bool = False
+    retry_cycle: services.RetryCycle | None = None
+    # A pool child stops (gracefully) when the supervising process has gone away.
+    parent_pid: int | None = None
+
+
+class Executor:
+    """One executor process: claims one job at a time and runs it in the main thread."""
+
+    def __init__(self, options: ExecutorOptions):
+        self.options = options
+        self.stopping = threading.Event()
+        self.jobs_run = 0
+
+    # Signals: the first asks to stop after the running job; the second interrupts it.
+    def request_stop(self, signum=None, frame=None):
+        if self.stopping.is_set() and getattr(_running, "in_handler", False):
+            logger.warning(
+                "%s: second signal, interrupting the running job", self.options.worker_id
+            )
+            raise JobInterrupted(f"signal {signum}")
+        if not self.stopping.is_set():
+            logger.info("%s: stopping after the running job", self.options.worker_id)
+        self.stopping.set()
+
+    @contextlib.contextmanager
+    def signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def run(self) -> int:
+        """Run jobs until stopped (or, with `once`, until nothing is executable); returns the
+        number of jobs run."""
+        options = self.options
+        renewer = LockRenewer(options.worker_id, options.lock_time)
+        # LISTEN before the first look for work, so a job enqueued in between still wakes us.
+        waiter = None if options.once else Waiter(options.poll_interval, self.stopping)
+        with self.signal_handlers():
+            renewer.start()
+            try:
+                while not self.stopping.is_set():
+                    if options.parent_pid is not None and os.getppid() != options.parent_pid:
+                        logger.warning("%s: supervisor is gone, stopping", options.worker_id)
+                        break
+                    if options.max_jobs is not None and self.jobs_run >= options.max_jobs:
+                        break
+                    polled = time.perf_counter()
+                    try:
+                        jobs = services.acquire_jobs(
+                            options.worker_id,
+                            lock_time=options.lock_time,
+                            limit=1,
+                            queues=options.queues,
+                        )
+                        metrics.record_executor_poll(len(jobs), time.perf_counter() - polled)
+                        metrics.record_lock_expired(
+                            "job", sum(1 for job in jobs if job.previous_owner)
+                        )
+                    except db.DatabaseError:
+                        # The database is away (restart, failover): keep the process and retry.
+                        logger.exception("%s: cannot claim jobs; retrying", options.worker_id)
+                        db.connections.close_all()
+                        self.stopping.wait(options.poll_interval)
+                        continue
+                    if not jobs:
+                        if options.once:
+                            break
+                        waiter.wait()
+                        continue
+                    for job in jobs:
+                        self.run_one(job, renewer)
+            except JobInterrupted:
+                pass
+            finally:
+                renewer.stop()
+                if waiter is not None:
+                    waiter.close()
+        return self.jobs_run
+
+    def run_one(self, job, renewer: LockRenewer):
+        renewer.track(job.id)
+        try:
+            outcome = services.run_claimed_job(
+                job,
+                self.options.worker_id,
+                timeout=self.options.timeout,
+                retry_cycle=self.options.retry_cycle,
+            )
+        except JobInterrupted:
+            logger.warning("job %s %s interrupted and released", job.id, job.handler)
+            raise
+        except db.DatabaseError:
+            # The outcome could not be recorded; the lock will expire and the job run again
+            # (jobs are at-least-once: handlers should be idempotent).
+            logger.exception("job %s %s: cannot record the outcome", job.id, job.handler)
+            db.connections.close_all()
+            return None
+        finally:
+            renewer.untrack(job.id)
+        self.jobs_run += 1
+        log_outcome(outcome, self.options.worker_id)
+        return outcome
+
+
+def log_outcome(outcome: services.JobOutcome, worker_id: str | None = None):
+    """One line per job (logger "taskyard.executor"), and the job-run metrics."""
+    detail = f" ({outcome.handler})"
+    level = None
+    if not outcome.succeeded:
+        detail += f": {outcome.exception_message}"
+        if outcome.retries:
+            when = outcome.next_due_date.isoformat() if outcome.next_due_date else "now"
+            detail += f"; {outcome.retries} retries left, next attempt at {when}"
+        else:
+            detail += "; no retries left"
+            level = logging.ERROR
+    if not outcome.held_lock:
+        detail += " (its lock had expired: another executor took it over)"
+    metrics.record_job_run(
+        outcome.handler,
+        "succeeded" if outcome.succeeded else "failed",
+        outcome.duration_ms / 1000,
+        job_id=outcome.job_id,
+        worker=worker_id,
+        retries=outcome.retries,
+        error=outcome.exception_message,
+        detail=detail,
+        level=level,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Several worker processes
+
+
+def run_pool(options: ExecutorOptions, concurrency: int) -> int:
+    """Fork `concurrency` executor processes and supervise them; signals are passed on, so one
+    SIGTERM stops them all gracefully and a second interrupts their running jobs. A process
+    that dies (a handler crashing the interpreter, the OOM killer) is replaced; its job runs
+    again once its lock expires.
+
+    Processes rather than threads: handlers run truly in parallel, time limits can interrupt
+    them (SIGALRM), and a crashing handler takes down only its own process."""
+    if concurrency <= 1:
+        Executor(options).run()
+        return 0
+    # Connections must not be shared across fork: each child opens its own.
+    db.connections.close_all()
+    supervisor = os.getpid()
+    children: dict[int, tuple[int, ExecutorOptions]] = {}
+    generations = [0] * concurrency
+    stopping = False
+
+    def spawn(index: int, child_options: ExecutorOptions):
+        suffix = f"{index + 1}" + (f"r{generations[index]}" if generations[index] else "")
+        generations[index] += 1
+        pid = os.fork()
+        if pid:
+            children[pid] = (index, child_options)
+            return
+        code = 0  # the child from here on
+        try:
+            # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
+            # passes it on once (a second copy would interrupt the running job).
+            os.setpgid(0, 0)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            child_options.worker_id = f"{options.worker_id}/{suffix}"
+            child_options.parent_pid = supervisor
+            Executor(child_options).run()
+        except BaseException:
+            logger.exception("executor process %s crashed", suffix)
+            code = 1
+        finally:
+            with contextlib.suppress(Exception):
+                db.connections.close_all()
+            logging.shutdown()
+            os._exit(code)
+
+    def forward(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failed = 0
+    try:
+        for index in range(concurrency):
+            child_options = ExecutorOptions(**{**options.__dict__})
+            if options.max_jobs is not None:
+                # --max-jobs is the total: split it between the processes.
+                child_options.max_jobs = options.max_jobs // concurrency + (
+                    index < options.max_jobs % concurrency
+                )
+                if child_options.max_jobs == 0:
+                    continue
+            spawn(index, child_options)
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            index, child_options = children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:
+                continue
+            if stopping or options.once or options.max_jobs is not None:
+                failed += 1
+                continue
+            logger.error("executor process %d died (exit %s); starting another", index + 1, code)
+            time.sleep(1)  # no tight loop if something kills every process at once
+            if not stopping:
+                spawn(index, child_options)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if failed else 0
