@@ -17,14 +17,32 @@ from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from external_tasks import notify, services
 from external_tasks.filters import SORT_KEYS, ExternalTaskFilter
 from external_tasks.models import ExternalTask
-from external_tasks.serializers import camunda_locked_task, camunda_task
+from external_tasks.serializers import (
+    BatchSerializer,
+    BpmnErrorSerializer,
+    CompleteSerializer,
+    CountSerializer,
+    CreateTaskSerializer,
+    ExtendLockSerializer,
+    ExternalTaskQuerySerializer,
+    ExternalTaskSerializer,
+    FailureSerializer,
+    FetchExternalTasksSerializer,
+    LockedExternalTaskSerializer,
+    LockSerializer,
+    PrioritySerializer,
+    RetriesSerializer,
+    SetRetriesSerializer,
+    camunda_locked_task,
+    camunda_task,
+)
 from project import tenancy
 from project.ids import new_id
 from project.rest import (
@@ -33,12 +51,14 @@ from project.rest import (
     CanWork,
     InvalidRequest,
     NotFound,
+    has_nul,
     json_body,
     order_by,
     page,
     sorting_from_body,
     sorting_from_query,
 )
+from project.schema import errors, filter_parameters, paging_parameters, sorting_parameters
 
 # ---------------------------------------------------------------------------------------------
 # Body value helpers: wrong JSON types are a 400 naming the field, never a 500.
@@ -107,6 +127,20 @@ def no_content() -> Response:
 # ---------------------------------------------------------------------------------------------
 # Queries
 
+QUERY_PARAMETERS = filter_parameters(
+    ExternalTaskFilter,
+    {"processVariables": "Comma-separated conditions name_operator_value, e.g. amount_gt_5"},
+)
+TOPIC_NAME_PARAMETERS = [
+    OpenApiParameter(name, OpenApiTypes.BOOL, description=description)
+    for name, description in (
+        ("withLockedTasks", "Only topics of currently locked tasks"),
+        ("withUnlockedTasks", "Only topics of tasks not currently locked"),
+        ("withRetriesLeft", "Only topics of tasks with retries left (or null)"),
+    )
+]
+STRING_LIST = {"type": "array", "items": {"type": "string"}}
+
 
 def filtered_tasks(user, data: dict):
     """The user's visible tasks matching Camunda query data (already adapted to a dict)."""
@@ -125,8 +159,10 @@ class ExternalTaskList(APIView):
     @extend_schema(
         summary="Get external tasks (GET /external-task)",
         operation_id="getExternalTasks",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        parameters=QUERY_PARAMETERS + sorting_parameters(SORT_KEYS) + paging_parameters(),
+        request=None,
+        responses={200: ExternalTaskSerializer(many=True), **errors(400)},
     )
     def get(self, request):
         data = ExternalTaskFilter.data_from_query(request.query_params)
@@ -135,8 +171,10 @@ class ExternalTaskList(APIView):
     @extend_schema(
         summary="Get external tasks (POST /external-task)",
         operation_id="queryExternalTasks",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        parameters=paging_parameters(),
+        request=ExternalTaskQuerySerializer,
+        responses={200: ExternalTaskSerializer(many=True), **errors(400)},
     )
     def post(self, request):
         body = json_body(request)
@@ -150,8 +188,10 @@ class ExternalTaskCount(APIView):
     @extend_schema(
         summary="Count external tasks (GET)",
         operation_id="getExternalTasksCount",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        parameters=QUERY_PARAMETERS,
+        request=None,
+        responses={200: CountSerializer, **errors(400)},
     )
     def get(self, request):
         data = ExternalTaskFilter.data_from_query(request.query_params)
@@ -160,8 +200,9 @@ class ExternalTaskCount(APIView):
     @extend_schema(
         summary="Count external tasks (POST)",
         operation_id="queryExternalTasksCount",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        request=ExternalTaskQuerySerializer,
+        responses={200: CountSerializer, **errors(400)},
     )
     def post(self, request):
         data = ExternalTaskFilter.data_from_body(json_body(request))
@@ -169,6 +210,8 @@ class ExternalTaskCount(APIView):
 
 
 def get_visible(user, task_id) -> ExternalTask:
+    if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
+        raise NotFound(f"External task with id {task_id!r} does not exist")
     try:
         return tenancy.scope(ExternalTask.objects.all(), user).get(pk=task_id)
     except ExternalTask.DoesNotExist:
@@ -181,8 +224,18 @@ class ExternalTaskDetail(APIView):
     @extend_schema(
         summary="Get an external task",
         operation_id="getExternalTask",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        parameters=[
+            OpenApiParameter(
+                "task_id",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                # The fixed paths (count, create, …) route to other resources.
+                pattern="^(?!(?:" + "|".join(services.RESERVED_TASK_IDS) + ")$)[^/]+$",
+            )
+        ],
+        request=None,
+        responses={200: ExternalTaskSerializer, **errors(404)},
     )
     def get(self, request, task_id):
         return Response(camunda_task(get_visible(request.user, task_id)))
@@ -194,8 +247,9 @@ class ExternalTaskErrorDetails(APIView):
     @extend_schema(
         summary="Error details of an external task (text/plain)",
         operation_id="getExternalTaskErrorDetails",
-        request=OpenApiTypes.OBJECT,
-        responses={(200, "text/plain"): OpenApiTypes.STR, 204: None},
+        tags=["External Task"],
+        request=None,
+        responses={(200, "text/plain"): OpenApiTypes.STR, 204: None, **errors(404)},
     )
     def get(self, request, task_id):
         task = get_visible(request.user, task_id)
@@ -210,8 +264,10 @@ class TopicNames(APIView):
     @extend_schema(
         summary="Distinct topic names of external tasks",
         operation_id="getTopicNames",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        parameters=TOPIC_NAME_PARAMETERS,
+        request=None,
+        responses={200: STRING_LIST, **errors(400)},
     )
     def get(self, request):
         data = {}
@@ -357,8 +413,9 @@ class FetchAndLockStart(APIView):
     @extend_schema(
         summary="Fetch and lock external tasks (long polling)",
         operation_id="fetchAndLock",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        request=FetchExternalTasksSerializer,
+        responses={200: LockedExternalTaskSerializer(many=True), **errors(400)},
     )
     def post(self, request):
         fetch = FetchRequest(request.data if request.data != {} else {})
@@ -461,8 +518,9 @@ class Complete(TaskAction):
     @extend_schema(
         summary="Complete an external task",
         operation_id="completeExternalTaskResource",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=CompleteSerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def post(self, request, task_id):
         body = self.body(request)
@@ -480,8 +538,9 @@ class Failure(TaskAction):
     @extend_schema(
         summary="Report a failure of an external task",
         operation_id="handleFailure",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=FailureSerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def post(self, request, task_id):
         body = self.body(request)
@@ -503,8 +562,9 @@ class BpmnError(TaskAction):
     @extend_schema(
         summary="Report a BPMN error for an external task",
         operation_id="handleExternalTaskBpmnError",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=BpmnErrorSerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def post(self, request, task_id):
         body = self.body(request)
@@ -523,8 +583,9 @@ class ExtendLock(TaskAction):
     @extend_schema(
         summary="Extend the lock of an external task",
         operation_id="extendLock",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=ExtendLockSerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def post(self, request, task_id):
         body = self.body(request)
@@ -541,8 +602,9 @@ class Lock(TaskAction):
     @extend_schema(
         summary="Lock an external task for a worker",
         operation_id="lock",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=LockSerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def post(self, request, task_id):
         body = self.body(request)
@@ -561,8 +623,9 @@ class Create(TaskAction):
     @extend_schema(
         summary="Create external tasks (Taskyard extension)",
         operation_id="createExternalTasks",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        request=CreateTaskSerializer(many=True),
+        responses={200: LockedExternalTaskSerializer(many=True), **errors(400)},
     )
     def post(self, request):
         tasks = services.create(request.user, request.data)
@@ -579,8 +642,9 @@ class Unlock(APIView):
     @extend_schema(
         summary="Unlock an external task",
         operation_id="unlock",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=None,
+        responses={204: None, **errors(404)},
     )
     def post(self, request, task_id):
         services.unlock(request.user, task_id)
@@ -593,8 +657,9 @@ class Retries(APIView):
     @extend_schema(
         summary="Set retries of an external task",
         operation_id="setExternalTaskResourceRetries",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=RetriesSerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def put(self, request, task_id):
         body = json_body(request)
@@ -609,8 +674,9 @@ class Priority(APIView):
     @extend_schema(
         summary="Set the priority of an external task",
         operation_id="setExternalTaskResourcePriority",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=PrioritySerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def put(self, request, task_id):
         body = json_body(request)
@@ -673,8 +739,9 @@ class BulkRetries(APIView):
     @extend_schema(
         summary="Set retries of many external tasks",
         operation_id="setExternalTaskRetries",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External Task"],
+        request=SetRetriesSerializer,
+        responses={204: None, **errors(400, 404)},
     )
     def put(self, request):
         bulk_retries(request)
@@ -687,8 +754,9 @@ class BulkRetriesAsync(APIView):
     @extend_schema(
         summary="Set retries of many external tasks (batch)",
         operation_id="setExternalTaskRetriesAsyncOperation",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External Task"],
+        request=SetRetriesSerializer,
+        responses={200: BatchSerializer, **errors(400, 404)},
     )
     def post(self, request):
         # Set-based updates finish within the request, so the batch is complete on return.

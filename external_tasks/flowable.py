@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +23,15 @@ from rest_framework.views import APIView
 from external_tasks import services
 from external_tasks.filters import ExternalTaskFilter
 from external_tasks.models import ExternalTask, ExternalTaskLog
+from external_tasks.serializers import (
+    FlowableAcquiredJobSerializer,
+    FlowableAcquireSerializer,
+    FlowableJobActionSerializer,
+    FlowableJobPageSerializer,
+    FlowableJobSerializer,
+    SeedJobPageSerializer,
+    WorkerIdSerializer,
+)
 from project import tenancy
 from project.rest import (
     CamundaError,
@@ -32,12 +41,14 @@ from project.rest import (
     NotFound,
     format_date,
     format_date_z,
+    has_nul,
     order_by,
     parse_bool,
     parse_date,
     parse_int,
     parse_iso_duration,
 )
+from project.schema import flowable_errors
 from project.variables import TYPES, from_request
 
 # ---------------------------------------------------------------------------------------------
@@ -311,6 +322,8 @@ def _task_action(request, task_id, action):
 
 
 def _visible_task(user, task_id) -> ExternalTask:
+    if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
+        raise NotFound(f"Could not find external worker job with id {task_id!r}.")
     try:
         return with_last_event(tenancy.scope(ExternalTask.objects.all(), user)).get(pk=task_id)
     except ExternalTask.DoesNotExist:
@@ -398,8 +411,9 @@ class FlowableAcquire(FlowableView):
     @extend_schema(
         summary="Acquire external worker jobs (Flowable)",
         operation_id="flowableAcquireJobs",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["Flowable external worker"],
+        request=FlowableAcquireSerializer,
+        responses={200: FlowableAcquiredJobSerializer(many=True), **flowable_errors(400)},
     )
     def post(self, request):
         tasks = acquire(request, _body(request))
@@ -414,8 +428,9 @@ class FlowableJobAction(FlowableView):
 
     @extend_schema(
         summary="Complete, fail or end an acquired job (Flowable)",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["Flowable external worker"],
+        request=FlowableJobActionSerializer,
+        responses={204: None, **flowable_errors(400, 404)},
     )
     def post(self, request, task_id):
         return _task_action(request, task_id, self.action)
@@ -427,8 +442,9 @@ class FlowableUnacquire(FlowableView):
     @extend_schema(
         summary="Give back all jobs a worker holds (Flowable)",
         operation_id="flowableUnacquireJobs",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["Flowable external worker"],
+        request=WorkerIdSerializer,
+        responses={204: None, **flowable_errors(400)},
     )
     def post(self, request, task_id=None):
         body = _body(request)
@@ -440,22 +456,45 @@ class FlowableUnacquireOne(FlowableUnacquire):
     @extend_schema(
         summary="Give back one acquired job (Flowable)",
         operation_id="flowableUnacquireJob",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["Flowable external worker"],
+        request=WorkerIdSerializer,
+        responses={204: None, **flowable_errors(400, 404)},
     )
     def post(self, request, task_id=None):
         return super().post(request, task_id)
 
 
+def _query_parameters(names) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(name, OpenApiTypes.BOOL if name in _FLAGS else OpenApiTypes.STR)
+        for name in sorted(names)
+    ]
+
+
+FLOWABLE_PARAMS = (set(_FILTER_NAMES) | _FLAGS | _NO_SCOPE) - {
+    "topic",
+    "filterByCurrentSubscription",
+}
+FLOWABLE_LIST_PARAMETERS = [
+    *_query_parameters(FLOWABLE_PARAMS),
+    OpenApiParameter("sort", OpenApiTypes.STR, enum=sorted(SORT_FIELDS)),
+    OpenApiParameter("order", OpenApiTypes.STR, enum=["asc", "desc"]),
+    OpenApiParameter("start", OpenApiTypes.INT, description="Index of the first job"),
+    OpenApiParameter("size", OpenApiTypes.INT, description="Number of jobs at most (10)"),
+]
+
+
 class FlowableJobList(FlowableView):
     permission_classes = [CanView]
-    params = (set(_FILTER_NAMES) | _FLAGS | _NO_SCOPE) - {"topic", "filterByCurrentSubscription"}
+    params = FLOWABLE_PARAMS
 
     @extend_schema(
         summary="List external worker jobs (Flowable)",
         operation_id="flowableListJobs",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["Flowable external worker"],
+        parameters=FLOWABLE_LIST_PARAMETERS,
+        request=None,
+        responses={200: FlowableJobPageSerializer, **flowable_errors(400)},
     )
     def get(self, request):
         params = request.query_params
@@ -494,8 +533,9 @@ class FlowableJobDetail(FlowableView):
     @extend_schema(
         summary="Get one external worker job (Flowable)",
         operation_id="flowableGetJob",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["Flowable external worker"],
+        request=None,
+        responses={200: FlowableJobSerializer, **flowable_errors(404)},
     )
     def get(self, request, task_id):
         return Response(flowable_job(_visible_task(request.user, task_id), request))
@@ -518,6 +558,11 @@ SEED_PARAMS = {
     "unlocked",
     "filterByCurrentSubscription",
 }
+SEED_LIST_PARAMETERS = [
+    *_query_parameters(SEED_PARAMS),
+    OpenApiParameter("offset", OpenApiTypes.INT, description="Index of the first job"),
+    OpenApiParameter("count", OpenApiTypes.INT, description="Number of jobs at most (10)"),
+]
 
 
 class SeedJobs(FlowableView):
@@ -527,8 +572,10 @@ class SeedJobs(FlowableView):
     @extend_schema(
         summary="List external worker jobs (seed API)",
         operation_id="seedListExternalJobs",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External jobs (seed)"],
+        parameters=SEED_LIST_PARAMETERS,
+        request=None,
+        responses={200: SeedJobPageSerializer, **flowable_errors(400)},
     )
     def get(self, request):
         params = request.query_params
@@ -541,8 +588,9 @@ class SeedJobs(FlowableView):
     @extend_schema(
         summary="Acquire external worker jobs (seed API)",
         operation_id="seedAcquireExternalJobs",
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        tags=["External jobs (seed)"],
+        request=FlowableAcquireSerializer,
+        responses={200: SeedJobPageSerializer, **flowable_errors(400)},
     )
     def post(self, request):
         tasks = acquire(request, _body(request))
@@ -555,8 +603,9 @@ class SeedJobAction(FlowableView):
 
     @extend_schema(
         summary="Complete, fail or raise a BPMN error (seed API)",
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
+        tags=["External jobs (seed)"],
+        request=FlowableJobActionSerializer,
+        responses={204: None, **flowable_errors(400, 404)},
     )
     def post(self, request, task_id):
         return _task_action(request, task_id, self.action)

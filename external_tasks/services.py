@@ -22,7 +22,7 @@ from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
 from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
 from project import audit, bulk, metrics, tenancy
-from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date
+from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date, has_nul
 from project.variables import from_request
 
 Event = ExternalTaskLog.Event
@@ -154,6 +154,8 @@ def _visible(user) -> QuerySet:
 
 def _get_locked_for_update(user, task_id: str) -> ExternalTask:
     """The task row, locked for this transaction; other tenants' tasks look absent."""
+    if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
+        raise NotFound(f"External task with id {task_id!r} does not exist")
     try:
         return _visible(user).select_for_update().get(pk=task_id)
     except ExternalTask.DoesNotExist:
@@ -210,7 +212,9 @@ def _target_queryset(user, target) -> tuple[QuerySet, list[str] | None]:
     if isinstance(target, QuerySet):
         return tenancy.scope(target, user), None
     ids = [target] if isinstance(target, str) else [str(i) for i in target]
-    return visible.filter(pk__in=ids), ids
+    # An id with a NUL character cannot exist (PostgreSQL would refuse it in the query): it is
+    # left out of the query and reported missing like any unknown id.
+    return visible.filter(pk__in=[i for i in ids if not has_nul(i)]), ids
 
 
 def _check_all_found(ids: list[str] | None, found: Iterable[str]):
@@ -287,6 +291,9 @@ def _bulk(
 # Producers
 
 
+# The fixed paths under /engine-rest/external-task/ that an id in the URL cannot take.
+RESERVED_TASK_IDS = ("count", "topic-names", "fetchAndLock", "create", "retries", "retries-async")
+
 CREATE_FIELDS = {
     "topicName": "topic_name",
     "priority": "priority",
@@ -340,6 +347,12 @@ def _task_from_spec(user, spec, index: int) -> ExternalTask:
     if spec.get("id") is not None:
         if not isinstance(spec["id"], str) or not spec["id"].strip():
             raise InvalidRequest(f"Task {index}: 'id' must be a non-empty string")
+        # Such an id could never be addressed: /external-task/<id> would route elsewhere.
+        if spec["id"] in RESERVED_TASK_IDS or "/" in spec["id"]:
+            raise InvalidRequest(
+                f"Task {index}: 'id' must not contain '/' nor be one of "
+                f"{', '.join(RESERVED_TASK_IDS)}"
+            )
         values["id"] = spec["id"]
     return ExternalTask(
         variables=from_request(spec.get("variables")),

@@ -13,7 +13,7 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 
-from project.rest import InvalidRequest, parse_date, parse_int
+from project.rest import NUL_MESSAGE, InvalidRequest, has_nul, parse_date, parse_int
 
 
 def _bad(name_hint: str, value, why: str) -> ValidationError:
@@ -181,6 +181,8 @@ class CamundaFilterSet(django_filters.FilterSet):
 
     def filtered(self):
         """The filtered queryset, or a Camunda 400 naming every bad parameter."""
+        if has_nul(dict(self.data)):
+            raise InvalidRequest(f"Invalid query parameter: {NUL_MESSAGE}")
         if not self.is_valid():
             raise InvalidRequest(self.error_message())
         return self.qs
