@@ -152,11 +152,19 @@ def parse_date(value, name: str = "date") -> datetime:
     elif ":" not in tz:
         tz = f"{tz[:3]}:{tz[3:]}"
     try:
-        return datetime.fromisoformat(f"{match['date']}T{time_part}{tz}")
+        parsed = datetime.fromisoformat(f"{match['date']}T{time_part}{tz}")
     except ValueError as error:
         raise InvalidRequest(
             f"Cannot convert value '{value}' of '{name}' to a date: {error}"
         ) from None
+    # Python accepts offsets up to ±23:59, PostgreSQL only up to ±15:59 (real zones stay within
+    # ±14:00): anything beyond would reach the database and fail there as a 500.
+    if abs(parsed.utcoffset()) > timedelta(hours=15, minutes=59):
+        raise InvalidRequest(
+            f"Cannot convert value '{value}' of '{name}' to a date: the offset {tz} is out of "
+            "range (at most ±15:59)"
+        )
+    return parsed
 
 
 def parse_iso_duration(value, name: str = "duration") -> timedelta:

@@ -1,4 +1,5 @@
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -106,3 +107,10 @@ def test_the_seed_job_query_example_parses_as_written():
     assert parsed["dueDates"][0] == {"operator": "gt", "value": "2012-07-17T17:00:00.000+0200"}
     with pytest.raises(json.JSONDecodeError):
         json.loads(body)  # proof the example really is invalid strict JSON
+
+
+@pytest.mark.parametrize("text", ["0190-10-28T23:15:51+17:55", "2024-01-01T00:00:00-1600"])
+def test_parse_date_rejects_offsets_the_database_cannot_store(text):
+    with pytest.raises(InvalidRequest):
+        parse_date(text)
+    assert parse_date("2024-01-01T00:00:00+14:00").utcoffset() == timedelta(hours=14)
