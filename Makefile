@@ -9,11 +9,12 @@ DEMO_TASKS ?= 20000
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help run test lint check test-sqlite test-postgres venv venv-dev demo clean
+.PHONY: help run test bench lint check test-sqlite test-postgres venv venv-dev venv-bench demo clean
 
 help:
 	@echo "make run    set up and start the console with demo data on SQLite (http://$(HOST):$(PORT))"
 	@echo "make test   set up and run lint, checks and the whole test suite on SQLite and PostgreSQL"
+	@echo "make bench  benchmark against the local PostgreSQL (BENCH_ARGS=--quick for a smoke run)"
 
 $(BIN)/python:
 	@python=$$(.ci/find-python) || exit 1; \
@@ -29,9 +30,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet '.[dev]'
 	@touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet '.[bench]'
+	@touch $@
+
 venv: $(VENV)/.installed
 
 venv-dev: $(VENV)/.installed-dev
+
+venv-bench: $(VENV)/.installed-bench
 
 demo: venv
 	$(BIN)/python manage.py migrate --verbosity 0
@@ -71,6 +78,13 @@ test-postgres: venv-dev
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 test: lint check test-sqlite test-postgres
+
+# Copies the seeded database BENCH_TEMPLATE into BENCH_DB when missing; see bench/README.md.
+BENCH_DB ?= postgres://postgres@127.0.0.1:5432/taskyard_bench
+BENCH_TEMPLATE ?= taskyard_seed
+BENCH_ARGS ?=
+bench: venv-bench
+	$(BIN)/python bench/run.py --db $(BENCH_DB) --template $(BENCH_TEMPLATE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* test-db.sqlite3* staticfiles

@@ -1,4 +1,4 @@
-"""Optional read replica for reads that tolerate replication lag (see docs/deployment.md).
+"""Optional read replica for reads that tolerate replication lag (see project/docs/deployment.md).
 
 Nothing goes to the replica unless code asks for it: a fetch-and-lock, an executor claim or a
 console action must see the primary's current rows, and a router cannot tell those reads from

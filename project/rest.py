@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db.models import F
+from django.db.models import F, OrderBy
 from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
@@ -111,20 +111,27 @@ _DATE_RE = re.compile(
 )
 
 
+def _utc_millis(value: datetime) -> str:
+    # Not strftime: it drops the zero padding of years before 1000 on glibc.
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond // 1000:03d}"
+    )
+
+
 def format_date(value: datetime | None) -> str | None:
     """Camunda's date format, always in UTC: 2013-01-23T12:42:45.000+0000."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+    return _utc_millis(value) + "+0000"
 
 
 def format_date_z(value: datetime | None) -> str | None:
     """ISO 8601 with a Z suffix and milliseconds, as Flowable answers: 2021-05-04T16:35:10.474Z."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return _utc_millis(value) + "Z"
 
 
 def parse_date(value, name: str = "date") -> datetime:
@@ -152,19 +159,12 @@ def parse_date(value, name: str = "date") -> datetime:
     elif ":" not in tz:
         tz = f"{tz[:3]}:{tz[3:]}"
     try:
-        parsed = datetime.fromisoformat(f"{match['date']}T{time_part}{tz}")
-    except ValueError as error:
+        # Normalised to UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
+        return datetime.fromisoformat(f"{match['date']}T{time_part}{tz}").astimezone(UTC)
+    except (ValueError, OverflowError) as error:
         raise InvalidRequest(
             f"Cannot convert value '{value}' of '{name}' to a date: {error}"
         ) from None
-    # Python accepts offsets up to ±23:59, PostgreSQL only up to ±15:59 (real zones stay within
-    # ±14:00): anything beyond would reach the database and fail there as a 500.
-    if abs(parsed.utcoffset()) > timedelta(hours=15, minutes=59):
-        raise InvalidRequest(
-            f"Cannot convert value '{value}' of '{name}' to a date: the offset {tz} is out of "
-            "range (at most ±15:59)"
-        )
-    return parsed
 
 
 def parse_iso_duration(value, name: str = "duration") -> timedelta:
@@ -288,10 +288,28 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
             raise InvalidRequest(f"Cannot set query parameter 'sortOrder' to value '{sort_order}'")
         field = F(keys[sort_by])
         expressions.append(
-            field.asc(nulls_first=True) if sort_order == "asc" else field.desc(nulls_last=True)
+            _NullsSmallest(field, descending=False, nulls_first=True)
+            if sort_order == "asc"
+            else _NullsSmallest(field, descending=True, nulls_last=True)
         )
     expressions.append(F(tie_breaker).asc())
     return expressions
+
+
+class _NullsSmallest(OrderBy):
+    """ORDER BY with nulls as the smallest value, spelled only where a column can be null.
+
+    `ASC NULLS FIRST` / `DESC NULLS LAST` differ from PostgreSQL's defaults, so a plain btree
+    index cannot deliver that order and every sorted page sorted the whole match (0.8 s for a
+    topic's newest 50 of 1M tasks). On NOT NULL columns the clause changes nothing but the
+    plan, so it is dropped there and the index on the column serves the sort."""
+
+    def resolve_expression(self, *args, **kwargs):
+        resolved = super().resolve_expression(*args, **kwargs)
+        target = getattr(resolved.expression, "target", None)
+        if target is not None and not target.null:
+            resolved.nulls_first = resolved.nulls_last = None
+        return resolved
 
 
 # ---------------------------------------------------------------------------------------------

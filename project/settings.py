@@ -228,7 +228,7 @@ LOGGING = {
 }
 
 # ---------------------------------------------------------------------------------------------
-# OPERATIONS (issue #11): metrics, health, request logs, retention. See docs/deployment.md.
+# OPERATIONS (issue #11): metrics, health, request logs, retention. See project/docs/deployment.md.
 
 # The request log middleware goes first so its id and timing cover everything below it.
 MIDDLEWARE.insert(0, "project.logs.RequestLogMiddleware")

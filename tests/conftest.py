@@ -9,8 +9,33 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 
+def _serialized_rollback(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("serialized_rollback"))
+
+
+def _transactional(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    return (
+        bool(marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences")))
+        or "live_server" in fixtures
+        or "transactional_db" in fixtures
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django has put transactional tests last
 def pytest_collection_modifyitems(config, items):
     from django.conf import settings
+
+    # serialized_rollback restores the migrations' rows (content types, role groups) by primary
+    # key. A transactional test without it flushes and lets post_migrate recreate content types
+    # under new keys, so a serialized test after it fails on a unique constraint: run the
+    # serialized tests first among the transactional ones.
+    first = next((i for i, item in enumerate(items) if _transactional(item)), len(items))
+    serialized = [item for item in items[first:] if _serialized_rollback(item)]
+    others = [item for item in items[first:] if not _serialized_rollback(item)]
+    items[first:] = serialized + others
 
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" in engine:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('external_tasks', '0002_task_api_process_definition_name'),
+        ('external_tasks', '0003_bench_fetch_order_index'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0002_executor_queue_name_and_log_payload'),
+        ('jobs', '0003_bench_queue_acquire_index'),
     ]
 
     operations = [

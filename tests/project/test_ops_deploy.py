@@ -14,8 +14,8 @@ from django.core.management import get_commands
 from project import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "docs" / "deploy"
-GUIDE = ROOT / "docs" / "deployment.md"
+DEPLOY = ROOT / "project" / "docs" / "deploy"
+GUIDE = ROOT / "project" / "docs" / "deployment.md"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 # Commands the examples run that another part of Taskyard provides (merged separately).
 PROVIDED_ELSEWHERE = {"runjobs"}
@@ -117,7 +117,7 @@ def test_every_environment_variable_in_settings_is_documented():
     guide = GUIDE.read_text()
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", guide, flags=re.MULTILINE))
     missing = settings_environment_variables() - documented
-    assert not missing, f"add these to docs/deployment.md section 3: {sorted(missing)}"
+    assert not missing, f"add these to project/docs/deployment.md section 3: {sorted(missing)}"
 
 
 def test_example_environment_file_uses_only_known_variables():
@@ -137,7 +137,7 @@ def test_every_taskyard_metric_is_documented(db, settings):
     guide = GUIDE.read_text()
     for name in exported:
         documented = f"`{name}`"
-        assert documented in guide, f"{documented} missing from docs/deployment.md section 7"
+        assert documented in guide, f"{documented} missing from the deployment guide, section 7"
 
 
 def test_guide_links_point_at_existing_files():
