@@ -49,6 +49,21 @@ class ExternalTask(models.Model):
                 condition=FETCHABLE,
             ),
             models.Index(fields=["-create_time"], name="ext_failed_idx", condition=Q(retries=0)),
+            # The console's status filters and counts (suspended, locked by a worker, retrying)
+            # and the metrics' states, read newest first; partial, so other rows cost nothing.
+            models.Index(
+                fields=["-create_time"], name="ext_suspended_idx", condition=Q(suspended=True)
+            ),
+            models.Index(
+                fields=["-create_time"],
+                name="ext_worker_locked_idx",
+                condition=Q(worker_id__isnull=False),
+            ),
+            models.Index(
+                fields=["-create_time"],
+                name="ext_error_idx",
+                condition=Q(error_message__isnull=False),
+            ),
             models.Index(fields=["topic_name"], name="ext_topic_idx"),
             models.Index(fields=["lock_expiration_time"], name="ext_lock_exp_idx"),
             models.Index(fields=["worker_id"], name="ext_worker_idx"),

@@ -27,7 +27,7 @@ from django.utils.dateparse import parse_duration
 from django.utils.module_loading import import_string
 
 from jobs.models import Job, JobDefinition, JobLog
-from project import audit, tenancy
+from project import audit, bulk, tenancy
 from project.rest import (
     BadUserRequest,
     CamundaError,
@@ -42,9 +42,10 @@ from project.rest import (
 # (set_retries, suspend/activate, set_priority, set_due_date, unlock, delete, job definitions)
 # =============================================================================================
 
-# Bulk actions walk their rows in id order, this many per UPDATE: bounded IN lists on every
-# database (SQLite's variable limit), short row locks, and memory flat for millions of rows.
-BATCH_SIZE = 500
+# Bulk actions walk their rows in id order, this many per statement: IN lists well under
+# SQLite's variable limit (32766), row locks held in bounded steps, memory flat for millions of
+# rows, and few enough round trips that 100k rows take well under the 2 s target.
+BATCH_SIZE = 5000
 
 # Fields copied from a job onto each of its log entries, so history stays scoped and searchable
 # after the job is gone. The payload is kept only on the "created" entry.
@@ -84,6 +85,20 @@ def _log_entry(row: dict, event: str, *, worker: str | None = None, **extra) -> 
 
 def _log_values() -> list[str]:
     return ["id", "retries", *_log_fields()]
+
+
+def _insert_logs(job_ids: list[str], event: str, timestamp: datetime, **extra) -> int:
+    """One log entry per job in `job_ids`, copied from the job rows by one INSERT … SELECT
+    (what _log_entry builds in Python for single jobs); `extra` sets columns to constants."""
+    columns = {
+        "job_id": F("id"),
+        "event": event,
+        "timestamp": timestamp,
+        "retries": F("retries"),
+        **{name: F(name) for name in _log_fields()},
+        **extra,
+    }
+    return bulk.insert_select(JobLog, Job.objects.filter(id__in=job_ids).order_by("id"), columns)
 
 
 def _actor(user) -> str:
@@ -201,6 +216,7 @@ def _bulk_update(
     changed = matched = 0
     ids_changed: list[str] = []
     before = Counter()
+    now = timezone.now()
     with transaction.atomic():
         for ids in _batches(user, jobs):
             matched += len(ids)
@@ -209,19 +225,16 @@ def _bulk_update(
             rows = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
             if only_if is not None:
                 rows = rows.filter(only_if)
-            fields = _log_values()
-            if before_field and before_field not in fields:
-                fields.append(before_field)
-            rows = list(rows.values(*fields))
-            if not rows:
+            # Only ids (and the histogram's column) come back to Python; the log entries are
+            # copied by the database from the locked rows.
+            locked = list(rows.values_list("id", before_field or "id"))
+            if not locked:
                 continue
-            row_ids = [row["id"] for row in rows]
+            row_ids = [row[0] for row in locked]
+            _insert_logs(row_ids, event, now, worker=_actor(user), **(log_extra or {}))
             changed += Job.objects.filter(id__in=row_ids).update(**changes)
-            JobLog.objects.bulk_create(
-                [_log_entry(row, event, worker=_actor(user), **(log_extra or {})) for row in rows]
-            )
             if before_field:
-                before.update(row.get(before_field) for row in rows)
+                before.update(row[1] for row in locked)
             if len(ids_changed) < audit.MAX_IDS:
                 ids_changed.extend(row_ids)
             if progress is not None:
@@ -849,20 +862,19 @@ def delete(
     asked = _asked_ids(jobs)
     changed = matched = 0
     ids_deleted: list[str] = []
+    now = timezone.now()
     with transaction.atomic():
         for ids in _batches(user, jobs):
             matched += len(ids)
-            rows = list(
+            row_ids = list(
                 Job.objects.select_for_update()
                 .filter(id__in=ids)
                 .order_by("id")
-                .values(*_log_values())
+                .values_list("id", flat=True)
             )
-            row_ids = [row["id"] for row in rows]
-            changed += Job.objects.filter(id__in=row_ids).delete()[0]
-            JobLog.objects.bulk_create(
-                [_log_entry(row, JobLog.Event.DELETED, worker=_actor(user)) for row in rows]
-            )
+            if row_ids:
+                _insert_logs(row_ids, JobLog.Event.DELETED, now, worker=_actor(user))
+                changed += Job.objects.filter(id__in=row_ids).delete()[0]
             if len(ids_deleted) < audit.MAX_IDS:
                 ids_deleted.extend(row_ids)
             if progress is not None:

@@ -1,0 +1,65 @@
+"""Bulk external task actions copy their history set-based: one entry per changed task."""
+
+import pytest
+
+from external_tasks import services
+from external_tasks.models import ExternalTask, ExternalTaskLog
+from project.models import AuditEntry
+from tests.external_tasks.conftest import make_task
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(services, "BATCH_SIZE", 2)
+
+
+def test_set_retries_logs_each_task_with_its_copied_fields(admin_user, small_batches):
+    tasks = [
+        make_task(
+            retries=0,
+            tenant_id="acme",
+            topic_name="mail",
+            business_key=f"order-{index}",
+            process_instance_id=f"pi{index}",
+            activity_id="send",
+        )
+        for index in range(5)
+    ]
+    assert services.set_retries(admin_user, [t.id for t in tasks], 3).count == 5
+    logs = {log.task_id: log for log in ExternalTaskLog.objects.filter(event="retries-set")}
+    assert set(logs) == {t.id for t in tasks}
+    for task in tasks:
+        log = logs[task.id]
+        assert (log.retries, log.topic_name, log.tenant_id) == (3, "mail", "acme")
+        assert (log.business_key, log.process_instance_id, log.activity_id) == (
+            task.business_key,
+            task.process_instance_id,
+            "send",
+        )
+    assert AuditEntry.objects.filter(action="external_task.set_retries").count() == 1
+
+
+def test_suspend_skips_and_does_not_log_tasks_already_suspended(admin_user, small_batches):
+    tasks = [make_task(retries=2) for _ in range(4)]
+    ExternalTask.objects.filter(pk=tasks[0].pk).update(suspended=True)
+    result = services.suspend(admin_user, ExternalTask.objects.all(), strict=False)
+    assert (result.count, result.skipped) == (3, 1)
+    logged = ExternalTaskLog.objects.filter(event="suspended").values_list("task_id", flat=True)
+    assert set(logged) == {t.id for t in tasks[1:]}
+    assert set(ExternalTaskLog.objects.values_list("retries", flat=True)) == {2}
+
+
+def test_bulk_action_on_a_queryset_stays_in_the_operators_tenants(operator_user, small_batches):
+    own = [make_task(retries=0, tenant_id="acme") for _ in range(3)]
+    foreign = make_task(retries=0, tenant_id="globex")
+    assert services.set_retries(operator_user, ExternalTask.objects.all(), 1).count == 3
+    assert ExternalTask.objects.get(pk=foreign.pk).retries == 0
+    assert ExternalTaskLog.objects.filter(task_id__in=[t.id for t in own]).count() == 3
+    assert not ExternalTaskLog.objects.filter(task_id=foreign.id).exists()
+
+
+def test_delete_logs_who_deleted_each_task(admin_user, small_batches):
+    tasks = [make_task(topic_name="t") for _ in range(3)]
+    assert services.delete(admin_user, [t.id for t in tasks]).count == 3
+    assert not ExternalTask.objects.exists()
+    assert ExternalTaskLog.objects.filter(event="deleted", topic_name="t").count() == 3
