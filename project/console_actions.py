@@ -9,14 +9,17 @@ matching are reported as skipped.
 """
 
 import csv
+import itertools
 import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.core.cache import cache
+from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.http import (
     HttpResponseBadRequest,
@@ -572,6 +575,19 @@ def export(request, kind_key: str):
             yield "\n]\n"
 
         content_type = "application/json"
-    response = StreamingHttpResponse(stream(), content_type=content_type)
+    content = stream()
+    if isinstance(request, ASGIRequest):
+        content = _in_chunks(content)
+    response = StreamingHttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+async def _in_chunks(lines, size: int = 1000):
+    """Under ASGI, Django reads a sync iterator completely into memory before sending it (1M
+    rows: +370 MiB). Pull it in chunks instead, on the request's own thread (the database
+    cursor lives there), so an export of millions of rows streams in flat memory."""
+    lines = iter(lines)
+    take = sync_to_async(lambda: list(itertools.islice(lines, size)), thread_sensitive=True)
+    while chunk := await take():
+        yield "".join(chunk)

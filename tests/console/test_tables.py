@@ -234,3 +234,26 @@ def test_page_past_the_end_offers_the_first_page(operator_client):
     html = operator_client.get("/jobs/?page=3&noRetriesLeft=false").content.decode()
     assert "No more jobs on page 3" in html
     assert 'href="/jobs/?noRetriesLeft=false"' in html
+
+
+def test_export_streams_in_chunks_under_asgi(admin_user):
+    """Under ASGI a sync generator would be read whole into memory before the first byte."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from external_tasks.models import ExternalTask
+
+    ExternalTask.objects.bulk_create(ExternalTask(topic_name=f"t{i}") for i in range(2500))
+    client = AsyncClient()
+    client.force_login(admin_user)
+
+    async def export():
+        response = await client.get("/external-tasks/export/?format=csv")
+        chunks = [chunk async for chunk in response.streaming_content]
+        return response, chunks
+
+    response, chunks = async_to_sync(export)()
+    assert response.status_code == 200 and response.is_async
+    lines = b"".join(chunks).decode().splitlines()
+    assert len(lines) == 2501
+    assert len(chunks) >= 3  # 1,000-line chunks, not one blob
