@@ -503,17 +503,9 @@ def jobs_selected_by(
             else "Either jobDefinitionId, processInstanceId, processDefinitionId or "
             "processDefinitionKey should be set to update the suspension state."
         )
-    if (process_definition_tenant_id is not None or process_definition_without_tenant_id) and (
-        process_definition_key is None
-    ):
-        raise InvalidRequest(
-            "processDefinitionTenantId and processDefinitionWithoutTenantId can only be used "
-            "with processDefinitionKey"
-        )
-    if process_definition_tenant_id is not None and process_definition_without_tenant_id:
-        raise InvalidRequest(
-            "processDefinitionTenantId and processDefinitionWithoutTenantId cannot be used together"
-        )
+    _check_tenant_options(
+        process_definition_key, process_definition_tenant_id, process_definition_without_tenant_id
+    )
     queryset = Job.objects.all()
     if job_definition_id is not None:
         return queryset.filter(job_definition_id=job_definition_id)
@@ -521,11 +513,33 @@ def jobs_selected_by(
         return queryset.filter(process_instance_id=process_instance_id)
     if process_definition_id is not None:
         return queryset.filter(process_definition_id=process_definition_id)
-    queryset = queryset.filter(process_definition_key=process_definition_key)
-    if process_definition_tenant_id is not None:
-        queryset = queryset.filter(tenant_id=process_definition_tenant_id)
-    elif process_definition_without_tenant_id:
-        queryset = queryset.filter(tenant_id__isnull=True)
+    return _by_process_definition_key(
+        queryset,
+        process_definition_key,
+        process_definition_tenant_id,
+        process_definition_without_tenant_id,
+    )
+
+
+def _check_tenant_options(key, tenant_id, without_tenant_id) -> None:
+    """Camunda's tenant options of a by-process-definition selector."""
+    if key is None and (tenant_id is not None or without_tenant_id):
+        raise InvalidRequest(
+            "processDefinitionTenantId and processDefinitionWithoutTenantId can only be used "
+            "with processDefinitionKey"
+        )
+    if tenant_id is not None and without_tenant_id:
+        raise InvalidRequest(
+            "processDefinitionTenantId and processDefinitionWithoutTenantId cannot be used together"
+        )
+
+
+def _by_process_definition_key(queryset, key, tenant_id, without_tenant_id) -> QuerySet:
+    queryset = queryset.filter(process_definition_key=key)
+    if tenant_id is not None:
+        return queryset.filter(tenant_id=tenant_id)
+    if without_tenant_id:
+        return queryset.filter(tenant_id__isnull=True)
     return queryset
 
 
@@ -545,26 +559,18 @@ def job_definitions_selected_by(
             else "Either processDefinitionId or processDefinitionKey should be set to update "
             "the suspension state."
         )
-    if process_definition_key is None and (
-        process_definition_tenant_id is not None or process_definition_without_tenant_id
-    ):
-        raise InvalidRequest(
-            "processDefinitionTenantId and processDefinitionWithoutTenantId can only be used "
-            "with processDefinitionKey"
-        )
-    if process_definition_tenant_id is not None and process_definition_without_tenant_id:
-        raise InvalidRequest(
-            "processDefinitionTenantId and processDefinitionWithoutTenantId cannot be used together"
-        )
+    _check_tenant_options(
+        process_definition_key, process_definition_tenant_id, process_definition_without_tenant_id
+    )
     queryset = JobDefinition.objects.all()
     if process_definition_id is not None:
         return queryset.filter(process_definition_id=process_definition_id)
-    queryset = queryset.filter(process_definition_key=process_definition_key)
-    if process_definition_tenant_id is not None:
-        queryset = queryset.filter(tenant_id=process_definition_tenant_id)
-    elif process_definition_without_tenant_id:
-        queryset = queryset.filter(tenant_id__isnull=True)
-    return queryset
+    return _by_process_definition_key(
+        queryset,
+        process_definition_key,
+        process_definition_tenant_id,
+        process_definition_without_tenant_id,
+    )
 
 
 def set_job_definitions_suspended(
