@@ -28,7 +28,6 @@ from jobs.serializers import (
     CreatedJobSerializer,
     CreateJobRequest,
     DuedateRequest,
-    ErrorSerializer,
     JobDefinitionPriorityRequest,
     JobDefinitionSerializer,
     JobDefinitionsSuspensionStateRequest,
@@ -56,6 +55,7 @@ from project.rest import (
     sorting_from_body,
     sorting_from_query,
 )
+from project.schema import errors
 
 # ---------------------------------------------------------------------------------------------
 # Request helpers
@@ -190,7 +190,7 @@ def _job_query_parameters():
     operation_id="getJobs",
     tags=["Job"],
     parameters=_job_query_parameters(),
-    responses=JobSerializer(many=True),
+    responses={200: JobSerializer(many=True), **errors(400)},
 )
 @extend_schema(
     methods=["POST"],
@@ -198,7 +198,7 @@ def _job_query_parameters():
     operation_id="queryJobs",
     tags=["Job"],
     request=OpenApiTypes.OBJECT,
-    responses=JobSerializer(many=True),
+    responses={200: JobSerializer(many=True), **errors(400)},
 )
 @api_view(["GET", "POST"])
 @permission_classes([CanView])
@@ -211,7 +211,7 @@ def job_list(request):
     summary="Get Job Count",
     operation_id="getJobsCount",
     tags=["Job"],
-    responses=CountSerializer,
+    responses={200: CountSerializer, **errors(400)},
 )
 @extend_schema(
     methods=["POST"],
@@ -219,7 +219,7 @@ def job_list(request):
     operation_id="queryJobsCount",
     tags=["Job"],
     request=OpenApiTypes.OBJECT,
-    responses=CountSerializer,
+    responses={200: CountSerializer, **errors(400)},
 )
 @api_view(["GET", "POST"])
 @permission_classes([CanView])
@@ -233,12 +233,20 @@ class JobDetail(APIView):
     def get_permissions(self):
         return [CanDelete()] if self.request.method == "DELETE" else [CanView()]
 
-    @extend_schema(summary="Get Job", operation_id="getJob", tags=["Job"], responses=JobSerializer)
+    @extend_schema(
+        summary="Get Job",
+        operation_id="getJob",
+        tags=["Job"],
+        responses={200: JobSerializer, **errors(404)},
+    )
     def get(self, request, job_id):
         return Response(JobSerializer(services.get_job(request.user, job_id)).data)
 
     @extend_schema(
-        summary="Delete Job", operation_id="deleteJob", tags=["Job"], responses={204: None}
+        summary="Delete Job",
+        operation_id="deleteJob",
+        tags=["Job"],
+        responses={204: None, **errors(404)},
     )
     def delete(self, request, job_id):
         job = services.get_job(request.user, job_id)
@@ -250,7 +258,7 @@ class JobDetail(APIView):
     summary="Get Exception Stacktrace",
     operation_id="getStacktrace",
     tags=["Job"],
-    responses={(200, "text/plain"): str},
+    responses={(200, "text/plain"): str, 204: None, **errors(404)},
 )
 @api_view(["GET"])
 @permission_classes([CanView])
@@ -267,7 +275,7 @@ def job_stacktrace(request, job_id):
     operation_id="setJobRetries",
     tags=["Job"],
     request=RetriesRequest,
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -284,7 +292,7 @@ def job_retries(request, job_id):
     summary="Activate/Suspend Job By Id",
     operation_id="updateJobSuspensionState",
     tags=["Job"],
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
     request=SuspensionStateRequest,
 )
 @api_view(["PUT"])
@@ -302,7 +310,7 @@ def job_suspended(request, job_id):
     operation_id="setJobDuedate",
     tags=["Job"],
     request=DuedateRequest,
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -321,7 +329,7 @@ def job_duedate(request, job_id):
     tags=["Job"],
     parameters=[OpenApiParameter("creationDateBased", OpenApiTypes.BOOL)],
     request=None,
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
 )
 @api_view(["POST"])
 @permission_classes([CanOperate])
@@ -337,7 +345,7 @@ def job_duedate_recalculate(request, job_id):
     operation_id="setJobPriority",
     tags=["Job"],
     request=PriorityRequest,
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -354,7 +362,7 @@ def job_priority(request, job_id):
     operation_id="executeJob",
     tags=["Job"],
     request=None,
-    responses={204: None, 404: ErrorSerializer, 500: ErrorSerializer},
+    responses={204: None, **errors(400, 404, 500)},
 )
 @api_view(["POST"])
 @permission_classes([CanOperate])
@@ -374,7 +382,7 @@ def job_execute(request, job_id):
     operation_id="setJobRetriesAsyncOperation",
     tags=["Job"],
     request=SetJobRetriesRequest,
-    responses=BatchSerializer,
+    responses={200: BatchSerializer, **errors(400)},
 )
 @api_view(["POST"])
 @permission_classes([CanOperate])
@@ -456,7 +464,7 @@ JOB_SELECTORS = {
     operation_id="updateSuspensionStateBy",
     tags=["Job"],
     request=JobSuspensionStateRequest,
-    responses={204: None},
+    responses={204: None, **errors(400)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -543,7 +551,7 @@ def _job_spec(item, index: int) -> dict:
     "({args, kwargs}), type (timer|message; timer when dueDate is set), dueDate, retries "
     "(default 3), priority and the process fields. Answers the created jobs.",
     request=CreateJobRequest,
-    responses=CreatedJobSerializer(many=True),
+    responses={200: CreatedJobSerializer(many=True), **errors(400)},
 )
 @api_view(["POST"])
 @permission_classes([CanOperate])
@@ -572,7 +580,7 @@ def job_create(request):
     summary="Get Job Definitions",
     operation_id="getJobDefinitions",
     tags=["Job Definition"],
-    responses=JobDefinitionSerializer(many=True),
+    responses={200: JobDefinitionSerializer(many=True), **errors(400)},
 )
 @extend_schema(
     methods=["POST"],
@@ -580,7 +588,7 @@ def job_create(request):
     operation_id="queryJobDefinitions",
     tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
-    responses=JobDefinitionSerializer(many=True),
+    responses={200: JobDefinitionSerializer(many=True), **errors(400)},
 )
 @api_view(["GET", "POST"])
 @permission_classes([CanView])
@@ -598,7 +606,7 @@ def job_definition_list(request):
     summary="Get Job Definition Count",
     operation_id="getJobDefinitionsCount",
     tags=["Job Definition"],
-    responses=CountSerializer,
+    responses={200: CountSerializer, **errors(400)},
 )
 @extend_schema(
     methods=["POST"],
@@ -606,7 +614,7 @@ def job_definition_list(request):
     operation_id="queryJobDefinitionsCount",
     tags=["Job Definition"],
     request=OpenApiTypes.OBJECT,
-    responses=CountSerializer,
+    responses={200: CountSerializer, **errors(400)},
 )
 @api_view(["GET", "POST"])
 @permission_classes([CanView])
@@ -618,7 +626,7 @@ def job_definition_count(request):
     summary="Get Job Definition",
     operation_id="getJobDefinition",
     tags=["Job Definition"],
-    responses=JobDefinitionSerializer,
+    responses={200: JobDefinitionSerializer, **errors(404)},
 )
 @api_view(["GET"])
 @permission_classes([CanView])
@@ -632,7 +640,7 @@ def job_definition_detail(request, job_definition_id):
     operation_id="updateSuspensionStateJobDefinition",
     tags=["Job Definition"],
     request=JobDefinitionSuspensionStateRequest,
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -669,7 +677,7 @@ DEFINITION_SELECTORS = {
     operation_id="updateSuspensionStateJobDefinitions",
     tags=["Job Definition"],
     request=JobDefinitionsSuspensionStateRequest,
-    responses={204: None},
+    responses={204: None, **errors(400)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -713,7 +721,7 @@ def job_definition_suspended_by(request):
     operation_id="setJobPriorityJobDefinition",
     tags=["Job Definition"],
     request=JobDefinitionPriorityRequest,
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])
@@ -732,7 +740,7 @@ def job_definition_priority(request, job_definition_id):
     operation_id="setJobRetriesJobDefinition",
     tags=["Job Definition"],
     request=RetriesRequest,
-    responses={204: None},
+    responses={204: None, **errors(400, 404)},
 )
 @api_view(["PUT"])
 @permission_classes([CanOperate])

@@ -152,8 +152,3 @@ class CreateJobRequest(serializers.Serializer):
     processDefinitionKey = serializers.CharField(required=False, allow_null=True)
     activityId = serializers.CharField(required=False, allow_null=True)
     tenantId = serializers.CharField(required=False, allow_null=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    message = serializers.CharField()

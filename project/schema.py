@@ -52,6 +52,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The user's role does not allow this operation",
     404: "No such row, or one of a tenant the user does not belong to",
     413: "The request body is larger than the configured limit",
+    500: "The job's handler raised; the failure is recorded on the job",
 }
 
 

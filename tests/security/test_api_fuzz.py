@@ -28,7 +28,12 @@ from tests.conftest import make_user
 EXAMPLES_PER_OPERATION = 15
 EXAMPLES_PER_OTHER_OPERATION = 4
 # Faces whose every error status is documented: their answers must also use only those.
-DOCUMENTED_STATUSES = ("/engine-rest/external-task", "/external-job-api", "/api/external-jobs")
+DOCUMENTED_STATUSES = (
+    "/engine-rest/external-task",
+    "/engine-rest/job",
+    "/external-job-api",
+    "/api/external-jobs",
+)
 
 
 @pytest.fixture(autouse=True)
