@@ -64,6 +64,11 @@ from project.schema import errors, filter_parameters, paging_parameters, sorting
 # Body value helpers: wrong JSON types are a 400 naming the field, never a 500.
 
 
+# Strings stored in columns of this size: longer ones would fail on PostgreSQL with a 500 and
+# be stored whole on SQLite, so both databases refuse them alike.
+STRING_LIMITS = {"workerId": 255, "errorCode": 255}
+
+
 def opt_str(body: Mapping, name: str, required: bool = False) -> str | None:
     value = body.get(name)
     if value is None or (required and value == ""):
@@ -72,6 +77,9 @@ def opt_str(body: Mapping, name: str, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"'{name}' must be a string, got {value!r}")
+    limit = STRING_LIMITS.get(name)
+    if limit is not None and len(value) > limit:
+        raise InvalidRequest(f"'{name}' is longer than {limit} characters")
     return value
 
 

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from external_tasks import services
+from external_tasks.api import STRING_LIMITS
 from external_tasks.filters import ExternalTaskFilter
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from external_tasks.serializers import (
@@ -240,6 +241,9 @@ def _string(body, name, required=False):
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string")
+    limit = STRING_LIMITS.get(name)
+    if limit is not None and len(value) > limit:
+        raise InvalidRequest(f"{name} is longer than {limit} characters")
     return value
 
 

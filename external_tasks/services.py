@@ -312,6 +312,13 @@ CREATE_FIELDS = {
 }
 
 
+def _check_length(index: int, name: str, value: str, attr: str) -> None:
+    # PostgreSQL would fail the insert with a 500; SQLite would store the string whole.
+    limit = ExternalTask._meta.get_field(attr).max_length
+    if limit is not None and len(value) > limit:
+        raise InvalidRequest(f"Task {index}: '{name}' is longer than {limit} characters")
+
+
 def _task_from_spec(user, spec, index: int) -> ExternalTask:
     if not isinstance(spec, Mapping):
         raise InvalidRequest(f"Task {index}: expected a JSON object")
@@ -332,6 +339,8 @@ def _task_from_spec(user, spec, index: int) -> ExternalTask:
                 raise InvalidRequest(f"Task {index}: '{name}' is out of range")
         elif not isinstance(value, str):
             raise InvalidRequest(f"Task {index}: '{name}' must be a string, got {value!r}")
+        else:
+            _check_length(index, name, value, attr)
         values[attr] = value
     if not values.get("topic_name"):
         raise InvalidRequest(f"Task {index}: 'topicName' is required")
@@ -353,6 +362,7 @@ def _task_from_spec(user, spec, index: int) -> ExternalTask:
                 f"Task {index}: 'id' must not contain '/' nor be one of "
                 f"{', '.join(RESERVED_TASK_IDS)}"
             )
+        _check_length(index, "id", spec["id"], "id")
         values["id"] = spec["id"]
     return ExternalTask(
         variables=from_request(spec.get("variables")),

@@ -496,6 +496,7 @@ CREATE_FIELDS = {
     "dueDate": "due_date",
     "retries": "retries",
     "priority": "priority",
+    "queueName": "queue_name",
     "jobDefinitionId": "job_definition_id",
     "processInstanceId": "process_instance_id",
     "executionId": "execution_id",
@@ -549,7 +550,8 @@ def _job_spec(item, index: int) -> dict:
     tags=["Job"],
     description="Takes one job or a list of jobs: handler (dotted path of a callable), payload "
     "({args, kwargs}), type (timer|message; timer when dueDate is set), dueDate, retries "
-    "(default 3), priority and the process fields. Answers the created jobs.",
+    "(default 3), priority, queueName (the runjobs queue; default: default) and the process "
+    "fields. Answers the created jobs.",
     request=CreateJobRequest,
     responses={200: CreatedJobSerializer(many=True), **errors(400)},
 )

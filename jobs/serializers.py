@@ -145,6 +145,7 @@ class CreateJobRequest(serializers.Serializer):
     dueDate = serializers.CharField(required=False, allow_null=True)
     retries = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     priority = serializers.IntegerField(required=False, allow_null=True)
+    queueName = serializers.CharField(required=False, allow_null=True, max_length=100)
     jobDefinitionId = serializers.CharField(required=False, allow_null=True)
     processInstanceId = serializers.CharField(required=False, allow_null=True)
     executionId = serializers.CharField(required=False, allow_null=True)

@@ -318,6 +318,17 @@ def check_handler(handler: str | None) -> None:
         raise InvalidRequest(f"Invalid handler '{handler}': not callable")
 
 
+def _check_lengths(fields: dict) -> None:
+    """Refuse strings longer than their column: PostgreSQL would fail the insert with a 500 and
+    SQLite would store them whole."""
+    for name, value in fields.items():
+        limit = getattr(Job._meta.get_field(name), "max_length", None)
+        if isinstance(value, str) and limit is not None and len(value) > limit:
+            first, *rest = name.split("_")
+            camel = first + "".join(part.title() for part in rest)
+            raise InvalidRequest(f"'{camel}' is longer than {limit} characters")
+
+
 def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
     """Create jobs from dicts of model field names; all or none. Logs "created" for each.
 
@@ -335,6 +346,7 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
                 f"'{fields['retries']}' has been provided."
             )
         check_handler(fields.get("handler"))
+        _check_lengths(fields)
         definition_id = fields.get("job_definition_id")
         if definition_id:
             definition = get_job_definition(user, definition_id)

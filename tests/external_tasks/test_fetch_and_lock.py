@@ -312,6 +312,14 @@ def test_no_topics_answers_an_empty_list(worker_api):
             "sortOrder",
         ),
         ([1, 2], "JSON object"),
+        (
+            {
+                "workerId": "w" * 256,
+                "maxTasks": 1,
+                "topics": [{"topicName": "a", "lockDuration": 9}],
+            },
+            "longer than 255",
+        ),
     ],
 )
 def test_bad_fetch_requests_answer_400_with_a_clear_message(worker_api, body, fragment):

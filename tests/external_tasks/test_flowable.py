@@ -115,6 +115,7 @@ def test_seed_number_of_tasks_defaults_to_one(worker_api):
     [
         ({"topic": None}, "topic is required"),
         ({"workerId": ""}, "workerId is required"),
+        ({"workerId": "w" * 256}, "workerId is longer than 255"),
         ({"lockDuration": None}, "lockDuration is required"),
         ({"lockDuration": "10 minutes"}, "lockDuration"),
         ({"lockDuration": 600000}, "lockDuration"),

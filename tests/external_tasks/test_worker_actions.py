@@ -107,6 +107,8 @@ def test_unknown_and_foreign_ids_are_404(worker_api, action):
         ("failure", {"workerId": "aWorkerId", "errorMessage": ["x"]}),
         ("bpmnError", {"workerId": "aWorkerId"}),
         ("bpmnError", {"workerId": "aWorkerId", "errorCode": 7}),
+        ("bpmnError", {"workerId": "aWorkerId", "errorCode": "e" * 256}),
+        ("lock", {"workerId": "w" * 256, "lockDuration": 1000}),
         ("extendLock", {"workerId": "aWorkerId"}),
         ("extendLock", {"workerId": "aWorkerId", "newDuration": -1}),
         ("extendLock", {"workerId": "aWorkerId", "newDuration": "soon"}),
@@ -459,6 +461,9 @@ def test_create_one_or_many_tasks_with_camunda_names(worker_api, admin_api):
         {"topicName": "a", "variables": {"x": {"value": "y", "type": "Long"}}},
         {"topicName": "a", "colour": "blue"},
         [{"topicName": "ok"}, {"topicName": None}],
+        [{"topicName": "ok"}, {"topicName": "t" * 256}],
+        {"topicName": "a", "businessKey": "k" * 256},
+        {"topicName": "a", "id": "i" * 65},
     ],
 )
 def test_create_rejects_bad_tasks_without_creating_any(worker_api, body):

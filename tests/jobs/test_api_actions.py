@@ -549,6 +549,14 @@ def test_create_a_list_of_jobs_inheriting_from_their_definition(operator_api, db
 OK = "tests.jobs.handlers.succeed"
 
 
+def test_create_puts_jobs_on_the_named_queue_or_the_default_one(operator_api, db):
+    body = [{"handler": OK, "queueName": "reports"}, {"handler": OK}]
+    response = operator_api.post("/engine-rest/job/create", body, format="json")
+    assert response.status_code == 200, response.content
+    queues = [Job.objects.get(id=job["id"]).queue_name for job in response.json()]
+    assert queues == ["reports", "default"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -566,6 +574,9 @@ OK = "tests.jobs.handlers.succeed"
         ({"handler": OK, "tenantId": "globex"}, 403, "globex"),
         ({"handler": OK, "jobDefinitionId": "nope"}, 404, "nope"),
         ([{"handler": OK}, {"handler": OK, "priority": "x"}], 400, "priority"),
+        ({"handler": OK, "queueName": 7}, 400, "queueName"),
+        ({"handler": OK, "queueName": "q" * 101}, 400, "queueName"),
+        ({"handler": OK, "tenantId": "t" * 65}, 400, "tenantId"),
     ],
 )
 def test_create_rejects_bad_jobs_and_creates_nothing(operator_api, db, body, status, message):
