@@ -21,7 +21,6 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
-from django.db.models.sql import InsertQuery
 from django.tasks import Task
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
@@ -1170,11 +1169,20 @@ def _started_entry(job: Job, worker_id: str, now) -> JobLog:
 
 
 def _insert_sql(entries: list[JobLog]) -> tuple[str, list]:
-    """The INSERT Django's bulk_create would run for `entries`, as SQL to embed in a statement."""
-    query = InsertQuery(JobLog)
-    query.insert_values([f for f in JobLog._meta.concrete_fields if not f.primary_key], entries)
-    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
-    return sql, list(params)
+    """INSERT … VALUES for `entries`, as SQL to embed in a statement. (Plain VALUES: Django's
+    own bulk INSERT on PostgreSQL sends arrays, which cost more to quote than the statement
+    takes to run.)"""
+    fields = [field for field in JobLog._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    params = [
+        field.get_db_prep_save(getattr(entry, field.attname), connection)
+        for entry in entries
+        for field in fields
+    ]
+    values = ", ".join([row] * len(entries))
+    return f"INSERT INTO {quote(JobLog._meta.db_table)} ({columns}) VALUES {values}", params
 
 
 def notify_jobs_ready() -> None:
