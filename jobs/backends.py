@@ -89,6 +89,8 @@ def _task_for(handler: str, job, alias: str) -> Task:
         # Camunda priority above 100 set by an operator) keep the task's own.
         changes = {"priority": job.priority, "queue_name": job.queue_name}
         for key, value in changes.items():
+            if getattr(target, key) == value:
+                continue
             with contextlib.suppress(InvalidTask):
                 target = target.using(**{key: value})
     return target

@@ -6,6 +6,7 @@ elsewhere), handles SIGTERM/SIGINT and runs several worker processes.
 """
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -83,10 +84,16 @@ def resolve_handler(handler: str):
     (that would make `os.system` a job): it must be a django.tasks task defined in an
     installed app, or a callable in a module listed in TASKYARD_EXECUTOR["HANDLER_MODULES"].
     Nothing else is even imported."""
+    # Asked several times per job (run, signals); refusals raise and so are never cached.
+    return _resolve(handler, tuple(services.executor_setting("HANDLER_MODULES") or ()))
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve(handler: str, handler_modules: tuple[str, ...]):
     if not handler:
         raise HandlerNotAllowed("The job has no handler")
     module = handler.rpartition(".")[0]
-    plain_allowed = _within(module, services.executor_setting("HANDLER_MODULES") or ())
+    plain_allowed = _within(module, handler_modules)
     app_modules = [app.name for app in apps.get_app_configs()]
     refusal = (
         f"Handler {handler!r} is not allowed: job handlers are django.tasks tasks of an "
@@ -352,6 +359,12 @@ class Executor:
         waiter = None if options.once else Waiter(options.poll_interval, self.stopping)
         limit = max(options.prefetch, 1)
         with self.signal_handlers():
+            logger.info(
+                "%s: running jobs of %s, %d per claim",
+                options.worker_id,
+                ", ".join(options.queues) or "every queue",
+                limit,
+            )
             renewer.start()
             try:
                 while not self.stopping.is_set():

@@ -1172,17 +1172,21 @@ def _insert_sql(entries: list[JobLog]) -> tuple[str, list]:
     """INSERT … VALUES for `entries`, as SQL to embed in a statement. (Plain VALUES: Django's
     own bulk INSERT on PostgreSQL sends arrays, which cost more to quote than the statement
     takes to run.)"""
-    fields = [field for field in JobLog._meta.concrete_fields if not field.primary_key]
+    fields = _LOG_INSERT_FIELDS
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
     row = f"({', '.join(['%s'] * len(fields))})"
     params = [
-        field.get_db_prep_save(getattr(entry, field.attname), connection)
+        None if value is None else field.get_db_prep_save(value, connection)
         for entry in entries
         for field in fields
+        for value in (getattr(entry, field.attname),)
     ]
     values = ", ".join([row] * len(entries))
     return f"INSERT INTO {quote(JobLog._meta.db_table)} ({columns}) VALUES {values}", params
+
+
+_LOG_INSERT_FIELDS = [field for field in JobLog._meta.concrete_fields if not field.primary_key]
 
 
 def notify_jobs_ready() -> None:
