@@ -89,6 +89,8 @@ def _task_for(handler: str, job, alias: str) -> Task:
         # Camunda priority above 100 set by an operator) keep the task's own.
         changes = {"priority": job.priority, "queue_name": job.queue_name}
         for key, value in changes.items():
+            if getattr(target, key) == value:
+                continue
             with contextlib.suppress(InvalidTask):
                 target = target.using(**{key: value})
     return target
@@ -165,13 +167,15 @@ def build_result(task: Task, job: Job | None, logs: list[JobLog], alias: str, ru
 _LOOK_UP = object()
 
 
-def task_result_for(result_id, alias: str, running=False, job=_LOOK_UP) -> TaskResult:
+def task_result_for(result_id, alias: str, running=False, job=_LOOK_UP, logs=None) -> TaskResult:
     """Look up a result by job id; TaskResultDoesNotExist when neither job nor log knows it.
-    The executor passes the job it holds (or None once deleted) to save the lookup."""
+    The executor passes the job it holds (or None once deleted) and, when it keeps it, the
+    job's log (oldest first), to save the lookups."""
     result_id = str(result_id)
     if job is _LOOK_UP:
         job = Job.objects.filter(id=result_id).first()
-    logs = list(JobLog.objects.filter(job_id=result_id).order_by("timestamp", "id"))
+    if logs is None:
+        logs = list(JobLog.objects.filter(job_id=result_id).order_by("timestamp", "id"))
     if job is None and not logs:
         raise TaskResultDoesNotExist(result_id)
     handler = job.handler if job is not None else logs[-1].handler
@@ -200,7 +204,8 @@ def send_task_signal(job: Job, started: bool, outcome=None) -> None:
         backend = target.get_backend() if isinstance(target, Task) else None
         if not isinstance(backend, DatabaseBackend):
             return
-        result = task_result_for(job.id, backend.alias, running=started, job=known)
+        logs = None if known is _LOOK_UP else getattr(job, "history", None)
+        result = task_result_for(job.id, backend.alias, running=started, job=known, logs=logs)
         if started:
             task_started.send(type(backend), task_result=result)
         elif result.is_finished:

@@ -1022,6 +1022,8 @@ EXECUTOR_DEFAULTS = {
     "POLL_INTERVAL": 1.0,
     "TIMEOUT": None,
     "HANDLER_MODULES": [],
+    # Jobs each executor process claims per statement (see acquire_jobs and executor.Executor).
+    "PREFETCH": 10,
 }
 
 
@@ -1148,10 +1150,12 @@ class JobOutcome:
     next_due_date: object = None
     # False when another executor took the job over meanwhile (our lock had expired).
     held_lock: bool = True
+    # The claimed job the same write logged as "started" (the executor's next one), if any.
+    next_started: Job | None = None
 
 
 def _executor_log_entry(job: Job, event: str, **fields) -> JobLog:
-    return JobLog(
+    entry = JobLog(
         job_id=job.id,
         event=event,
         job_definition_id=job.job_definition_id,
@@ -1163,6 +1167,38 @@ def _executor_log_entry(job: Job, event: str, **fields) -> JobLog:
         activity_id=job.activity_id,
         **fields,
     )
+    # The executor keeps a claimed job's history in memory (attach_history), so the
+    # django.tasks signals get their TaskResult without reading the log back after each write.
+    if getattr(job, "history", None) is not None:
+        job.history.append(entry)
+    return entry
+
+
+def _started_entry(job: Job, worker_id: str, now) -> JobLog:
+    return _executor_log_entry(
+        job, JobLog.Event.STARTED, timestamp=now, worker=worker_id, retries=job.retries
+    )
+
+
+def _insert_sql(entries: list[JobLog]) -> tuple[str, list]:
+    """INSERT … VALUES for `entries`, as SQL to embed in a statement. (Plain VALUES: Django's
+    own bulk INSERT on PostgreSQL sends arrays, which cost more to quote than the statement
+    takes to run.)"""
+    fields = _LOG_INSERT_FIELDS
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    params = [
+        None if value is None else field.get_db_prep_save(value, connection)
+        for entry in entries
+        for field in fields
+        for value in (getattr(entry, field.attname),)
+    ]
+    values = ", ".join([row] * len(entries))
+    return f"INSERT INTO {quote(JobLog._meta.db_table)} ({columns}) VALUES {values}", params
+
+
+_LOG_INSERT_FIELDS = [field for field in JobLog._meta.concrete_fields if not field.primary_key]
 
 
 def notify_jobs_ready() -> None:
@@ -1224,10 +1260,19 @@ def executable_jobs(now=None, queues=None):
     return queryset.order_by(F("priority").desc(), F("due_date").asc(nulls_last=True))
 
 
-def acquire_jobs(worker_id: str, *, lock_time: timedelta, limit: int = 1, queues=None) -> list[Job]:
+def acquire_jobs(
+    worker_id: str,
+    *,
+    lock_time: timedelta,
+    limit: int = 1,
+    queues=None,
+    start: int | None = None,
+) -> list[Job]:
     """Claim up to `limit` executable jobs for `worker_id` until now + lock_time, exclusively:
-    two executors never hold the same job. Logs "lock-expired" (a crashed or stalled holder) and
-    "started" for each claimed job in the same transaction."""
+    two executors never hold the same job. Returns them highest priority first. Logs
+    "lock-expired" (a crashed or stalled holder) for each claimed job and "started" for the
+    first `start` of them (default: all) in the same transaction; the executor logs the rest
+    when it starts them (log_started, or with the previous job's outcome)."""
     now = timezone.now()
     expires = now + lock_time
     candidates = executable_jobs(now, queues).values(
@@ -1265,8 +1310,9 @@ def acquire_jobs(worker_id: str, *, lock_time: timedelta, limit: int = 1, queues
             for job in jobs:
                 job.previous_owner = previous[job.id]["previous_owner"]
                 job.previous_expiry = previous[job.id]["previous_expiry"]
+        jobs.sort(key=lambda job: (-job.priority, job.due_date is None, job.due_date or now))
         entries = []
-        for job in jobs:
+        for index, job in enumerate(jobs):
             if job.previous_owner and job.previous_expiry is not None:
                 entries.append(
                     _executor_log_entry(
@@ -1281,14 +1327,42 @@ def acquire_jobs(worker_id: str, *, lock_time: timedelta, limit: int = 1, queues
                         ),
                     )
                 )
-            entries.append(
-                _executor_log_entry(
-                    job, JobLog.Event.STARTED, timestamp=now, worker=worker_id, retries=job.retries
-                )
-            )
+            if start is None or index < start:
+                entries.append(_started_entry(job, worker_id, now))
         JobLog.objects.bulk_create(entries)
-    jobs.sort(key=lambda job: (-job.priority, job.due_date is None, job.due_date or now))
     return jobs
+
+
+def attach_history(jobs: list[Job]) -> None:
+    """Read the log of claimed jobs once, with one query for all of them, and keep it on each
+    job (`job.history`); the executor's writes append to it, and the django.tasks signals build
+    their TaskResult from it instead of reading the log back after every job."""
+    history = {job.id: [] for job in jobs}
+    for entry in JobLog.objects.filter(job_id__in=list(history)).order_by("timestamp", "id"):
+        history[entry.job_id].append(entry)
+    for job in jobs:
+        job.history = history[job.id]
+
+
+def log_started(job: Job, worker_id: str) -> None:
+    """Log that a claimed job starts now (a job claimed ahead of time whose start the previous
+    job's outcome did not record)."""
+    _started_entry(job, worker_id, timezone.now()).save()
+
+
+def release_unstarted_jobs(jobs: list[Job], worker_id: str) -> int:
+    """Give back claimed jobs this executor has not started (shutdown, or a batch held too
+    long): their locks go, nothing is logged (their claim was not either), and idle executors
+    are woken to take them."""
+    if not jobs:
+        return 0
+    with transaction.atomic():
+        released = Job.objects.filter(id__in=[job.id for job in jobs], lock_owner=worker_id).update(
+            lock_owner=None, lock_expiration_time=None
+        )
+        if released:
+            notify_jobs_ready()
+    return released
 
 
 def claim_job(job_id: str, worker_id: str, *, lock_time: timedelta) -> Job:
@@ -1338,19 +1412,47 @@ def _still_ours(worker_id: str) -> Q:
     return Q(lock_owner=worker_id) | Q(lock_owner__isnull=True)
 
 
-def complete_job(job: Job, worker_id: str, *, duration_ms: float, return_value=None) -> bool:
-    """The handler returned: delete the job and log the success. Returns False when another
-    executor had taken the job over (its lock expired under us); the run is logged anyway."""
-    with transaction.atomic():
-        deleted, _ = Job.objects.filter(_still_ours(worker_id), id=job.id).delete()
+def complete_job(
+    job: Job,
+    worker_id: str,
+    *,
+    duration_ms: float,
+    return_value=None,
+    then_start: Job | None = None,
+) -> bool:
+    """The handler returned: delete the job and log the success (and, with `then_start`, that
+    the executor's next claimed job starts). Returns False when another executor had taken the
+    job over (its lock expired under us); the run is logged anyway."""
+    now = timezone.now()
+    entries = [
         _executor_log_entry(
             job,
             JobLog.Event.SUCCEEDED,
+            timestamp=now,
             worker=worker_id,
             retries=job.retries,
             duration_ms=duration_ms,
             return_value=return_value,
-        ).save()
+        )
+    ]
+    if then_start is not None:
+        entries.append(_started_entry(then_start, worker_id, now))
+    if connection.vendor == "postgresql":
+        # One statement, so one round trip and one commit per job: the DELETE and the log
+        # INSERT are atomic as a single statement in autocommit mode.
+        insert_sql, insert_params = _insert_sql(entries)
+        table = connection.ops.quote_name(Job._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH done AS (DELETE FROM {table} WHERE id = %s "
+                "AND (lock_owner = %s OR lock_owner IS NULL) RETURNING 1), "
+                f"logged AS ({insert_sql}) SELECT count(*) FROM done",
+                [job.id, worker_id, *insert_params],
+            )
+            return bool(cursor.fetchone()[0])
+    with transaction.atomic():
+        deleted, _ = Job.objects.filter(_still_ours(worker_id), id=job.id).delete()
+        JobLog.objects.bulk_create(entries)
     return bool(deleted)
 
 
@@ -1362,10 +1464,11 @@ def fail_job(
     stacktrace: str,
     duration_ms: float | None = None,
     retry_cycle: RetryCycle | None = None,
+    then_start: Job | None = None,
 ) -> JobOutcome:
     """The handler raised: spend one retry, keep the message and stack trace, and schedule the
     next attempt from the retry cycle. At 0 retries the job stays as a failure (an incident)
-    until an operator sets retries again."""
+    until an operator sets retries again. `then_start`: as in complete_job."""
     cycle = retry_cycle or default_retry_cycle()
     now = timezone.now()
     outcome = JobOutcome(
@@ -1399,17 +1502,23 @@ def fail_job(
             )
             outcome.retries = current.retries
             outcome.next_due_date = current.due_date if current.retries > 0 else None
+            current.history = getattr(job, "history", None)
             job = current
-        _executor_log_entry(
-            job,
-            JobLog.Event.FAILED,
-            timestamp=now,
-            worker=worker_id,
-            retries=outcome.retries,
-            duration_ms=duration_ms,
-            exception_message=message,
-            exception_stacktrace=stacktrace,
-        ).save()
+        entries = [
+            _executor_log_entry(
+                job,
+                JobLog.Event.FAILED,
+                timestamp=now,
+                worker=worker_id,
+                retries=outcome.retries,
+                duration_ms=duration_ms,
+                exception_message=message,
+                exception_stacktrace=stacktrace,
+            )
+        ]
+        if then_start is not None:
+            entries.append(_started_entry(then_start, worker_id, now))
+        JobLog.objects.bulk_create(entries)
     return outcome
 
 
@@ -1432,9 +1541,18 @@ def release_job(job: Job, worker_id: str, reason: str) -> bool:
 
 
 def run_claimed_job(
-    job: Job, worker_id: str, *, timeout: float | None = None, retry_cycle: RetryCycle | None = None
+    job: Job,
+    worker_id: str,
+    *,
+    timeout: float | None = None,
+    retry_cycle: RetryCycle | None = None,
+    next_job: Callable[[], Job | None] | None = None,
 ) -> JobOutcome:
-    """Run a job this worker has claimed, outside any transaction, and record the outcome."""
+    """Run a job this worker has claimed, outside any transaction, and record the outcome.
+
+    `next_job`, asked once the handler has returned, names the claimed job the executor runs
+    next: the write recording this outcome also logs that one as started (outcome.next_started),
+    which saves a statement and a commit per job."""
     from jobs import backends, executor
 
     backends.send_task_signal(job, started=True)
@@ -1448,6 +1566,7 @@ def run_claimed_job(
         duration_ms = (time.monotonic() - started) * 1000
         message = str(error) or type(error).__name__
         stacktrace = "".join(traceback.format_exception(error))
+        then_start = next_job() if next_job else None
         outcome = fail_job(
             job,
             worker_id,
@@ -1455,14 +1574,21 @@ def run_claimed_job(
             stacktrace=stacktrace,
             duration_ms=duration_ms,
             retry_cycle=retry_cycle,
+            then_start=then_start,
         )
+        outcome.next_started = then_start
         # Inside the except block, as django.tasks receivers expect: exc_info is available.
         backends.send_task_signal(job, started=False, outcome=outcome)
         return outcome
     duration_ms = (time.monotonic() - started) * 1000
     value = executor.json_value(value)
-    held = complete_job(job, worker_id, duration_ms=duration_ms, return_value=value)
-    outcome = JobOutcome(job.id, job.handler, True, duration_ms, value, held_lock=held)
+    then_start = next_job() if next_job else None
+    held = complete_job(
+        job, worker_id, duration_ms=duration_ms, return_value=value, then_start=then_start
+    )
+    outcome = JobOutcome(
+        job.id, job.handler, True, duration_ms, value, held_lock=held, next_started=then_start
+    )
     backends.send_task_signal(job, started=False, outcome=outcome)
     return outcome
 

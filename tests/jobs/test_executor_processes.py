@@ -130,6 +130,9 @@ def test_long_job_keeps_its_lock_while_another_executor_polls(executors, tmp_pat
     first = executors("--lock-time", "2", "--poll-interval", "0.1", "--max-jobs", "1")
     wait_until(lambda: JobLog.objects.filter(job_id=job.id, event="started").exists(), "start")
     second = executors("--lock-time", "2", "--poll-interval", "0.1")
+    # On a loaded machine start-up can outlast the first job; a SIGTERM before the executor's
+    # own handler is installed would simply kill it.
+    wait_until(lambda: "running jobs" in second.output.read_text(), "the second executor")
     finish(first)
     second.send_signal(signal.SIGTERM)
     finish(second)

@@ -31,6 +31,14 @@ class Command(BaseCommand):
             "(default: every queue).",
         )
         parser.add_argument(
+            "--prefetch",
+            type=int,
+            default=None,
+            help="Jobs each process claims per statement (default TASKYARD_EXECUTOR"
+            "['PREFETCH'], 10). Fewer statements per job; the ones not started within a "
+            "second are given back. 1 claims a job only when it can start it.",
+        )
+        parser.add_argument(
             "--once",
             action="store_true",
             help="Run the jobs executable now, then exit instead of waiting for more.",
@@ -82,6 +90,8 @@ class Command(BaseCommand):
             raise CommandError("--concurrency must be at least 1")
         if options["max_jobs"] is not None and options["max_jobs"] < 1:
             raise CommandError("--max-jobs must be at least 1")
+        if settings_options.prefetch < 1:
+            raise CommandError("--prefetch must be at least 1")
         code = executor.run_pool(settings_options, concurrency)
         if code:
             raise CommandError("an executor process failed", returncode=code)
@@ -113,6 +123,11 @@ class Command(BaseCommand):
             max_jobs=options["max_jobs"],
             once=options["once"],
             retry_cycle=retry_cycle,
+            prefetch=(
+                options["prefetch"]
+                if options["prefetch"] is not None
+                else services.executor_setting("PREFETCH")
+            ),
         )
         if options["worker_id"]:
             result.worker_id = options["worker_id"]
