@@ -50,11 +50,11 @@ _dispatchers_lock = threading.Lock()
 
 
 def wake(topics) -> None:
-    """Tell every dispatcher of this process that tasks of `topics` (or ANY) may be fetchable.
-    Thread-safe."""
+    """Tell the dispatchers of this process that tasks of `topics` (or ANY) may be fetchable.
+    Thread-safe. A dispatcher that listens hears the same announcement by NOTIFY: not twice."""
     topics = frozenset(topics)
     with _dispatchers_lock:
-        targets = list(_dispatchers.values())
+        targets = [d for d in _dispatchers.values() if not (d.windowed and d.listening)]
     for dispatcher in targets:
         with contextlib.suppress(RuntimeError):  # the dispatcher's loop is closed
             dispatcher.loop.call_soon_threadsafe(dispatcher.announce, topics)

@@ -274,3 +274,26 @@ def test_a_timed_out_waiter_leaves_the_queue_and_gets_nothing_later(worker_user)
     assert first == []
     assert [t["id"] for t in answered] == [task.id]
     assert left == 0
+
+
+def test_a_listening_dispatcher_hears_a_commit_once_not_also_in_process(worker_user):
+    async def scenario(dispatcher):
+        loop = asyncio.get_running_loop()
+        notify._dispatchers[loop] = dispatcher
+        try:
+            [pending] = await start(dispatcher, [waiter(dispatcher, worker_user, "w")])
+            dispatcher.listening = True
+            dispatcher.windowed = True  # NOTIFY brings every announcement: no second round
+            notify.wake({TOPIC})
+            await settle()
+            heard_listening = dispatcher.seq
+            dispatcher.windowed = False  # SQLite: the in-process wake-up is the announcement
+            notify.wake({TOPIC})
+            await settle()
+            heard_in_process = dispatcher.seq - heard_listening
+            await finish([pending])
+            return heard_listening, heard_in_process
+        finally:
+            del notify._dispatchers[loop]
+
+    assert run(scenario) == (0, 1)
