@@ -288,11 +288,10 @@ class Dispatcher:
             waiter.claiming = True
             self.claims += 1
             try:
-                tasks = await self.run(waiter.claim)
+                tasks = await self._claim(waiter)
             except Exception as error:
                 if not waiter.future.done():
                     waiter.future.set_exception(error)
-                await self.run(release_connection)  # a broken connection is not reused
                 continue
             finally:
                 waiter.claiming = False
@@ -307,6 +306,15 @@ class Dispatcher:
                 waiter.future.set_result(tasks)
                 self.waiters.pop(waiter, None)
                 await asyncio.sleep(0)  # let it answer before the next claim
+
+    async def _claim(self, waiter: Waiter) -> list:
+        """The waiter's claim; once more on a new connection if the kept one failed (a claim
+        that fails is rolled back)."""
+        try:
+            return await self.run(waiter.claim)
+        except Exception:
+            await self.run(release_connection)
+            return await self.run(waiter.claim)
 
 
 async def dispatcher(run, interval: float, conninfo: str | None) -> Dispatcher:

@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -297,3 +297,27 @@ def test_a_listening_dispatcher_hears_a_commit_once_not_also_in_process(worker_u
             del notify._dispatchers[loop]
 
     assert run(scenario) == (0, 1)
+
+
+def test_a_claim_that_fails_once_is_retried_on_a_new_connection(worker_user):
+    failures = []
+
+    def flaky(claim):
+        def fail_once():
+            if not failures:
+                failures.append(1)
+                raise OperationalError("server closed the connection unexpectedly")
+            return claim()
+
+        return fail_once
+
+    async def scenario(dispatcher):
+        [pending] = await start(dispatcher, [waiter(dispatcher, worker_user, "w", claim=flaky)])
+        task = await db(make_task)
+        dispatcher.announce({TOPIC})
+        await dispatcher.step()
+        return task, await pending
+
+    task, answered = run(scenario)
+    assert failures == [1]
+    assert [t["id"] for t in answered] == [task.id]
