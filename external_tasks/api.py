@@ -5,7 +5,7 @@ JSON. fetchAndLock is an async view so a long-polling request holds neither a th
 database connection while it waits (serve with an ASGI server, e.g. uvicorn).
 """
 
-import contextlib
+import functools
 import time
 from collections.abc import Mapping
 
@@ -437,13 +437,6 @@ class FetchAndLockStart(APIView):
 _start = FetchAndLockStart.as_view()
 
 
-def _release_connection():
-    # Between attempts a waiting request must not hold a database connection. Inside a test's
-    # wrapping transaction the connection is the test's, so it stays.
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 def _start_sync(request):
     try:
         response = _start(request)
@@ -451,58 +444,77 @@ def _start_sync(request):
             response.render()
         return response
     finally:
-        _release_connection()
-
-
-def _claim_sync(user, fetch):
-    try:
-        return fetch.claim(user)
-    finally:
-        _release_connection()
+        notify.release_connection()
 
 
 def poll_interval() -> float:
-    """Seconds between re-checks while waiting: catches expired locks and elapsed retry
-    timeouts, which no event announces, and on SQLite other processes' new tasks."""
+    """Seconds between the dispatcher's re-checks while requests wait: catches expired locks and
+    elapsed retry timeouts, which no event announces, and on SQLite other processes' new tasks."""
     options = getattr(settings, "TASKYARD", {})
     if connection.vendor == "postgresql":
         return options.get("LONG_POLL_RECHECK_SECONDS", 2.0)
     return options.get("SQLITE_POLL_SECONDS", 0.2)
 
 
-def _in_thread(function, request):
-    """Where the sync steps of fetchAndLock run. Under ASGI: the shared thread pool, never a
-    thread reserved for the request, so a waiting request owns no thread. Under WSGI (and the
-    Django test client) the request already owns its thread, which stays blocked anyway: run
-    there, on the request's own connection (the one a test's transaction lives on)."""
+def _thread_sensitive(request) -> bool:
+    """Where the sync steps of fetchAndLock run. Under ASGI: never a thread reserved for the
+    request (the first attempt in the shared pool, the dispatcher's claims on its one thread), so
+    a waiting request owns no thread. Under WSGI (and the Django test client) the request
+    already owns its thread, which stays blocked anyway: run there, on the request's own
+    connection (the one a test's transaction lives on)."""
     options = getattr(settings, "TASKYARD", {})
-    sensitive = options.get("FETCH_THREAD_SENSITIVE", not isinstance(request, ASGIRequest))
-    return sync_to_async(function, thread_sensitive=sensitive)
+    return options.get("FETCH_THREAD_SENSITIVE", not isinstance(request, ASGIRequest))
+
+
+def _in_thread(function, request):
+    return sync_to_async(function, thread_sensitive=_thread_sensitive(request))
+
+
+def _give_back(user, worker_id):
+    """For tasks claimed for a request that ended before it could answer them: the worker never
+    heard of them, so its locks go (and the topics are announced) instead of lasting the lock
+    duration."""
+
+    def give_back(tasks):
+        for task in tasks:
+            services.release(user, worker_id, task["id"])
+
+    return give_back
+
+
+def waiter_for(user, fetch: FetchRequest, seen) -> notify.Waiter:
+    """A fetch request's place in its dispatcher's queue (call on the event loop)."""
+    return notify.Waiter(
+        topics={t.topic_name for t in fetch.topics},
+        # Same user (tenant scope) and same topic filters: the same tasks are fetchable.
+        key=(user.pk, repr(fetch.topics)),
+        max_tasks=fetch.max_tasks,
+        claim=functools.partial(fetch.claim, user),
+        release=_give_back(user, fetch.worker_id),
+        seen=seen,
+    )
 
 
 @csrf_exempt
 async def fetch_and_lock(request):
-    """POST /external-task/fetchAndLock. Without tasks and with asyncResponseTimeout, waits for
-    a wake-up (LISTEN/NOTIFY, in-process announcement) or the periodic re-check, claiming again
-    each time, until tasks are claimed or the timeout passes."""
+    """POST /external-task/fetchAndLock. Without tasks and with asyncResponseTimeout, waits in
+    this event loop's dispatcher (external_tasks.notify), which claims for it when its topics
+    are announced (LISTEN/NOTIFY, in-process) or its re-check finds expired locks, until tasks
+    are claimed or the timeout passes."""
+    started, seen = time.monotonic(), notify.current_mark()
     response = await _in_thread(_start_sync, request)(request)
     long_poll = getattr(response, "long_poll", None)
     if not long_poll:
         return response
     user, fetch, conninfo = long_poll
-    deadline = time.monotonic() + fetch.timeout_ms / 1000
-    interval = await _in_thread(poll_interval, request)()
-    topics = {t.topic_name for t in fetch.topics}
-    with contextlib.suppress(Exception):  # without LISTEN we still poll
-        await notify.ensure_listener(conninfo)
-    # A task may have appeared between the first attempt and LISTEN; check once more.
-    tasks = await _in_thread(_claim_sync, request)(user, fetch)
-    while not tasks:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        await notify.wait(topics, min(remaining, interval))
-        tasks = await _in_thread(_claim_sync, request)(user, fetch)
+    dispatcher = await notify.dispatcher(
+        notify.runner(_thread_sensitive(request)),
+        await _in_thread(poll_interval, request)(),
+        conninfo,
+    )
+    waiter = waiter_for(user, fetch, seen)
+    remaining = fetch.timeout_ms / 1000 - (time.monotonic() - started)
+    tasks = await dispatcher.wait(waiter, remaining)
     return JsonResponse(tasks, safe=False)
 
 

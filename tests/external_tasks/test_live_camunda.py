@@ -143,23 +143,32 @@ def test_fifty_waiting_fetches_do_not_hold_fifty_connections(
     body = {
         "workerId": "waiter",
         "maxTasks": 1,
-        "asyncResponseTimeout": 6000,
+        "asyncResponseTimeout": 15000,
         "topics": [{"topicName": "crowd", "lockDuration": 10000}],
     }
     results = []
     threads = [_fetch_in_thread(asgi_server, body, results) for _ in range(50)]
-    time.sleep(2)  # all fifty are parked now
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-        connections_in_use = cursor.fetchone()[0]
+    # All fifty are parked within a few seconds (the first attempts are over), however busy the
+    # machine: wait for the connections to settle, no longer than 10 s.
+    time.sleep(2)
+    for _ in range(50):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            connections_in_use = cursor.fetchone()[0]
+        if connections_in_use <= 3:
+            break
+        time.sleep(0.2)
     threads_in_use = asgi_server.threads()
     still_waiting = 50 - len(results)
     [task] = services.create(worker_user, {"topicName": "crowd"})
     for thread in threads:
         thread.join(timeout=30)
     assert still_waiting == 50
-    # This test's own connection, the server's one LISTEN connection, and a few in passing.
-    assert connections_in_use < 10
+    # This test's own connection, the server's one LISTEN connection and at most one more (the
+    # dispatcher's re-check or claim): no connection per waiter, none per first attempt.
+    assert connections_in_use <= 3
     # Parked requests hold no thread either: the event loop, the LISTEN thread and a small pool.
     assert threads_in_use < 20
     assert len(results) == 50 and {status for status, _, _ in results} == {200}
