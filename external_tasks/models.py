@@ -93,7 +93,8 @@ class ExternalTask(models.Model):
             models.Index(fields=["execution_id"], name="ext_execution_idx"),
             SortIndex(nulls_first("process_definition_key"), "id", name="ext_pdkey_idx"),
             SortIndex(nulls_first("process_definition_id"), "id", name="ext_pdid_idx"),
-            models.Index(fields=["activity_id"], name="ext_activity_idx"),
+            # With id: bulk actions on an activity walk its ids in order from this index alone.
+            models.Index(fields=["activity_id", "id"], name="ext_activity_idx"),
             SortIndex(nulls_first("tenant_id"), "id", name="ext_tenant_idx"),
             models.Index(fields=["business_key"], name="ext_business_key_idx"),
         ]

@@ -120,7 +120,8 @@ class Job(models.Model):
                 name="job_pdkey_idx",
             ),
             SortIndex(nulls_first("process_definition_id"), "id", name="job_pdid_idx"),
-            models.Index(fields=["activity_id"], name="job_activity_idx"),
+            # With id: bulk actions on an activity walk its ids in order from this index alone.
+            models.Index(fields=["activity_id", "id"], name="job_activity_idx"),
             # Tenant first: `tenantIdIn` / `withoutTenantId` with the common second sort keys.
             SortIndex(
                 nulls_first("tenant_id"),
