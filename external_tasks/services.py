@@ -653,8 +653,7 @@ def release(user, worker_id: str, task_id: str | None = None) -> int:
 
 def unlock(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
     """Clear lock expiration and worker: the tasks are fetchable again at once."""
-    queryset, _ = _target_queryset(user, target)
-    topics = set(queryset.order_by().values_list("topic_name", flat=True).distinct()[:1000])
+    topics = set()
     with transaction.atomic():
         result = _bulk(
             user,
@@ -666,6 +665,7 @@ def unlock(user, target, *, strict: bool = True, source: str = "api", filter=Non
             source=source,
             filter=filter,
             after={"locked": False},
+            topics=topics,
         )
         if result.count:
             notify.announce(sorted(topics)[:1000])

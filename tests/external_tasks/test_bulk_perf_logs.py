@@ -3,6 +3,7 @@
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from external_tasks import services
 from external_tasks.models import ExternalTask, ExternalTaskLog
@@ -92,3 +93,13 @@ def test_activate_announces_only_the_topics_it_made_fetchable(admin_user, monkey
     monkeypatch.setattr(services.notify, "announce", announced.append)
     assert services.activate(admin_user, ExternalTask.objects.all(), strict=False).count == 1
     assert announced == [["mail"]]
+
+
+def test_unlock_announces_the_topics_of_the_tasks_it_unlocked(admin_user, monkeypatch):
+    make_task(topic_name="mail", worker_id="w", lock_expiration_time=timezone.now())
+    announced = []
+    monkeypatch.setattr(services.notify, "announce", announced.append)
+    with CaptureQueriesContext(connection) as ctx:
+        assert services.unlock(admin_user, ExternalTask.objects.all(), strict=False).count == 1
+    assert announced == [["mail"]]
+    assert not [q for q in ctx.captured_queries if "DISTINCT" in q["sql"]]
