@@ -3,6 +3,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from project.ids import new_id
+from project.indexes import SortIndex, nulls_first
 
 # Camunda fetches tasks whose retries are unset (never failed) or still positive.
 FETCHABLE = Q(suspended=False) & (Q(retries__isnull=True) | Q(retries__gt=0))
@@ -48,7 +49,13 @@ class ExternalTask(models.Model):
                 name="ext_fetchable_idx",
                 condition=FETCHABLE,
             ),
-            models.Index(fields=["-create_time"], name="ext_failed_idx", condition=Q(retries=0)),
+            # tenant_id included: a tenant's failed tasks count by an index-only scan.
+            models.Index(
+                fields=["-create_time"],
+                name="ext_failed_idx",
+                condition=Q(retries=0),
+                include=["tenant_id"],
+            ),
             # The console's status filters and counts (suspended, locked by a worker, retrying)
             # and the metrics' states, read newest first; partial, so other rows cost nothing.
             models.Index(
@@ -64,18 +71,31 @@ class ExternalTask(models.Model):
                 name="ext_error_idx",
                 condition=Q(error_message__isnull=False),
             ),
-            models.Index(fields=["topic_name"], name="ext_topic_idx"),
-            models.Index(fields=["lock_expiration_time"], name="ext_lock_exp_idx"),
+            # Sort keys, each (key, id) with nulls first so one index serves both directions
+            # of Taskyard's order (project.indexes); equality filters on the key use them too.
+            models.Index(fields=["topic_name", "create_time", "id"], name="ext_topic_idx"),
+            # A topic by priority, with the lock and retries columns that notLocked and
+            # withRetriesLeft test, so deep pages of a topic's open tasks are index-only.
+            models.Index(
+                fields=["topic_name", "priority", "id"],
+                name="ext_topic_priority_idx",
+                include=["lock_expiration_time", "retries"],
+            ),
+            SortIndex(nulls_first("lock_expiration_time"), "id", name="ext_lock_exp_idx"),
             models.Index(fields=["worker_id"], name="ext_worker_idx"),
-            models.Index(fields=["-create_time"], name="ext_created_idx"),
-            models.Index(fields=["priority"], name="ext_priority_idx"),
-            models.Index(fields=["retries"], name="ext_retries_idx"),
-            models.Index(fields=["process_instance_id"], name="ext_pi_idx"),
+            models.Index(fields=["create_time", "id"], name="ext_created_idx"),
+            models.Index(fields=["priority", "id"], name="ext_priority_idx"),
+            # `active` (suspended) included: "active by process instance" pages by an
+            # index-only scan.
+            SortIndex(
+                nulls_first("process_instance_id"), "id", name="ext_pi_idx", include=["suspended"]
+            ),
             models.Index(fields=["execution_id"], name="ext_execution_idx"),
-            models.Index(fields=["process_definition_key"], name="ext_pdkey_idx"),
-            models.Index(fields=["process_definition_id"], name="ext_pdid_idx"),
-            models.Index(fields=["activity_id"], name="ext_activity_idx"),
-            models.Index(fields=["tenant_id"], name="ext_tenant_idx"),
+            SortIndex(nulls_first("process_definition_key"), "id", name="ext_pdkey_idx"),
+            SortIndex(nulls_first("process_definition_id"), "id", name="ext_pdid_idx"),
+            # With id: bulk actions on an activity walk its ids in order from this index alone.
+            models.Index(fields=["activity_id", "id"], name="ext_activity_idx"),
+            SortIndex(nulls_first("tenant_id"), "id", name="ext_tenant_idx"),
             models.Index(fields=["business_key"], name="ext_business_key_idx"),
         ]
 

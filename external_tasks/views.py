@@ -39,7 +39,8 @@ TASK_TABLE = TableConfig(
         Column("id", "ID", "id"),
         Column("status", "Status"),
         Column("topic", "Topic", "topic_name"),
-        Column("retries", "Retries", "retries", numeric=True),
+        # Not sortable: no index on retries (every retries update would pay for one).
+        Column("retries", "Retries", numeric=True),
         Column("priority", "Priority", "priority", numeric=True),
         Column("created", "Created", "create_time"),
         Column("worker", "Worker", "worker_id"),

@@ -3,6 +3,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from project.ids import new_id
+from project.indexes import SortIndex, nulls_first
 
 ACTIVE_WITH_RETRIES = Q(suspended=False, retries__gt=0)
 
@@ -77,7 +78,13 @@ class Job(models.Model):
                 condition=ACTIVE_WITH_RETRIES,
             ),
             # Failed jobs (incidents) are what operators look for first.
-            models.Index(fields=["-create_time"], name="job_failed_idx", condition=Q(retries=0)),
+            # tenant_id included: a tenant's failed jobs count by an index-only scan.
+            models.Index(
+                fields=["-create_time"],
+                name="job_failed_idx",
+                condition=Q(retries=0),
+                include=["tenant_id"],
+            ),
             # The console's status filters and counts (suspended, expired lock, retrying) and the
             # metrics' states: each a small slice of a big table, read newest first. Partial, so
             # they cost nothing for the rows outside their state.
@@ -94,16 +101,34 @@ class Job(models.Model):
                 name="job_exception_idx",
                 condition=Q(exception_message__isnull=False),
             ),
-            models.Index(fields=["due_date"], name="job_due_idx"),
-            models.Index(fields=["-create_time"], name="job_created_idx"),
-            models.Index(fields=["priority"], name="job_priority_idx"),
-            models.Index(fields=["retries"], name="job_retries_idx"),
-            models.Index(fields=["process_instance_id"], name="job_pi_idx"),
-            models.Index(fields=["execution_id"], name="job_execution_idx"),
-            models.Index(fields=["process_definition_key"], name="job_pdkey_idx"),
-            models.Index(fields=["process_definition_id"], name="job_pdid_idx"),
-            models.Index(fields=["activity_id"], name="job_activity_idx"),
-            models.Index(fields=["tenant_id"], name="job_tenant_idx"),
+            # Sort keys, each (key, id) with nulls first so one index serves both directions
+            # of Taskyard's order (project.indexes); equality filters on the key use them too.
+            SortIndex(nulls_first("due_date"), "id", name="job_due_idx"),
+            models.Index(fields=["create_time", "id"], name="job_created_idx"),
+            # retries and due date included: `executable` by priority pages by an index-only scan.
+            models.Index(
+                fields=["priority", "id"], name="job_priority_idx", include=["retries", "due_date"]
+            ),
+            models.Index(fields=["retries", "id"], name="job_retries_idx"),
+            SortIndex(nulls_first("process_instance_id"), "id", name="job_pi_idx"),
+            SortIndex(nulls_first("execution_id"), "id", name="job_execution_idx"),
+            # Filtered by key and sorted by due date (the console's and Cockpit's usual view).
+            SortIndex(
+                nulls_first("process_definition_key"),
+                nulls_first("due_date"),
+                "id",
+                name="job_pdkey_idx",
+            ),
+            SortIndex(nulls_first("process_definition_id"), "id", name="job_pdid_idx"),
+            # With id: bulk actions on an activity walk its ids in order from this index alone.
+            models.Index(fields=["activity_id", "id"], name="job_activity_idx"),
+            # Tenant first: `tenantIdIn` / `withoutTenantId` with the common second sort keys.
+            SortIndex(
+                nulls_first("tenant_id"),
+                nulls_first("process_definition_key"),
+                "id",
+                name="job_tenant_idx",
+            ),
             models.Index(fields=["lock_expiration_time"], name="job_lock_exp_idx"),
         ]
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from project import filters as shared_filters
 from project import tenancy
-from project.rest import InvalidRequest
+from project.rest import InvalidRequest, nulls_smallest, window
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -322,26 +322,23 @@ class Table:
         return qs
 
     def ordering(self):
-        """ORDER BY in the shape the single-column indexes have, so they serve it.
-
-        Unlike the REST API (Camunda: nulls sort first ascending) the console keeps the
-        database's default null placement: a NULLS FIRST/LAST that differs from the index's
-        makes PostgreSQL sort the whole table instead of reading the index.
-        """
+        """ORDER BY as the REST API sorts (project.rest.order_by): nulls are the smallest value
+        and ties go by id in the direction of the last key, the order the sort indexes
+        (project.indexes) hold, so an index serves every sortable column both ways."""
         fields = {c.key: c.field for c in self.config.columns if c.field}
         expressions = [
-            F(fields[key]).desc() if direction == "desc" else F(fields[key]).asc()
-            for key, direction in self.sort
+            nulls_smallest(F(fields[key]), direction == "desc") for key, direction in self.sort
         ]
         if "id" not in dict(self.sort):
-            expressions.append(F("id").asc())  # ties broken by id: stable pages
+            last_descending = self.sort[-1][1] == "desc"
+            expressions.append(F("id").desc() if last_descending else F("id").asc())
         return expressions
 
     def evaluate(self):
         qs = self.matching()
         start = (self.page - 1) * self.size
         # One row more than the page tells whether a next page exists without counting.
-        rows = list(qs.order_by(*self.ordering())[start : start + self.size + 1])
+        rows = list(window(qs.order_by(*self.ordering()), start, self.size + 1))
         self.has_next = len(rows) > self.size
         self.rows = rows[: self.size]
         if self.ok:

@@ -238,7 +238,19 @@ def paging(params: Mapping) -> tuple[int, int | None]:
 
 def page(queryset, params: Mapping):
     first, maximum = paging(params)
-    return queryset[first : first + maximum]
+    return window(queryset, first, maximum)
+
+
+def window(queryset, first: int, count: int):
+    """queryset[first : first + count] (it must be ordered), cheap for deep pages too.
+
+    OFFSET reads and discards `first` rows. A deferred join lets it discard them on the
+    narrowest thing that can answer: the ids alone, from an index-only scan where an index
+    covers the filter and the order; only the page's own rows are then read in full. One
+    statement, so one snapshot."""
+    if not first:
+        return queryset[:count]
+    return queryset.filter(pk__in=queryset.values("pk")[first : first + count])
 
 
 def sorting_from_query(params: Mapping) -> list[dict]:
@@ -279,6 +291,7 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
     paging is stable.
     """
     expressions = []
+    descending = False
     for item in sorting:
         sort_by, sort_order = item["sortBy"], str(item["sortOrder"])
         # A list or object as sortBy is a bad value, not an unhashable-type crash.
@@ -286,14 +299,19 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
             raise InvalidRequest(f"Cannot set query parameter 'sortBy' to value '{sort_by}'")
         if sort_order not in {"asc", "desc"}:
             raise InvalidRequest(f"Cannot set query parameter 'sortOrder' to value '{sort_order}'")
-        field = F(keys[sort_by])
-        expressions.append(
-            _NullsSmallest(field, descending=False, nulls_first=True)
-            if sort_order == "asc"
-            else _NullsSmallest(field, descending=True, nulls_last=True)
-        )
-    expressions.append(F(tie_breaker).asc())
+        descending = sort_order == "desc"
+        expressions.append(nulls_smallest(F(keys[sort_by]), descending))
+    # Ties go in the direction of the last key (Camunda leaves their order open), so one index
+    # `(key ASC NULLS FIRST, id)` delivers the whole order read forwards or backwards.
+    expressions.append(F(tie_breaker).desc() if descending else F(tie_breaker).asc())
     return expressions
+
+
+def nulls_smallest(expression, descending: bool) -> OrderBy:
+    """ORDER BY one key with nulls as the smallest value (dropped on NOT NULL columns)."""
+    if descending:
+        return _NullsSmallest(expression, descending=True, nulls_last=True)
+    return _NullsSmallest(expression, descending=False, nulls_first=True)
 
 
 class _NullsSmallest(OrderBy):

@@ -1,6 +1,9 @@
 """Bulk external task actions copy their history set-based: one entry per changed task."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from external_tasks import services
 from external_tasks.models import ExternalTask, ExternalTaskLog
@@ -63,3 +66,40 @@ def test_delete_logs_who_deleted_each_task(admin_user, small_batches):
     assert services.delete(admin_user, [t.id for t in tasks]).count == 3
     assert not ExternalTask.objects.exists()
     assert ExternalTaskLog.objects.filter(event="deleted", topic_name="t").count() == 3
+
+
+def test_set_retries_announces_the_topics_of_the_changed_tasks_without_reading_them_again(
+    admin_user, small_batches, monkeypatch
+):
+    for topic in ("mail", "mail", "ship", "bill"):
+        make_task(retries=0, topic_name=topic)
+    announced = []
+    monkeypatch.setattr(services.notify, "announce", announced.append)
+    queryset = ExternalTask.objects.filter(topic_name__in=["mail", "ship"])
+    with CaptureQueriesContext(connection) as ctx:
+        assert services.set_retries(admin_user, queryset, 2, strict=False).count == 3
+    assert announced == [["mail", "ship"]]
+    # The ids once, then per batch of 2: lock, log, update; no DISTINCT topic query at the end.
+    selects = [q["sql"] for q in ctx.captured_queries if "DISTINCT" in q["sql"]]
+    assert selects == []
+    task_statements = [q for q in ctx.captured_queries if "external_tasks_externaltask" in q["sql"]]
+    assert len(task_statements) == 1 + 2 * 3
+
+
+def test_activate_announces_only_the_topics_it_made_fetchable(admin_user, monkeypatch):
+    make_task(topic_name="mail", suspended=True)
+    make_task(topic_name="ship", suspended=False)
+    announced = []
+    monkeypatch.setattr(services.notify, "announce", announced.append)
+    assert services.activate(admin_user, ExternalTask.objects.all(), strict=False).count == 1
+    assert announced == [["mail"]]
+
+
+def test_unlock_announces_the_topics_of_the_tasks_it_unlocked(admin_user, monkeypatch):
+    make_task(topic_name="mail", worker_id="w", lock_expiration_time=timezone.now())
+    announced = []
+    monkeypatch.setattr(services.notify, "announce", announced.append)
+    with CaptureQueriesContext(connection) as ctx:
+        assert services.unlock(admin_user, ExternalTask.objects.all(), strict=False).count == 1
+    assert announced == [["mail"]]
+    assert not [q for q in ctx.captured_queries if "DISTINCT" in q["sql"]]

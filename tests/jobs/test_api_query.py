@@ -264,11 +264,12 @@ def test_malformed_json_body_is_a_clear_400(admin_api, jobs):
 SORT_CASES = [
     ("jobId", "asc", ["j1", "j2", "j3", "j4", "j5"]),
     ("jobId", "desc", ["j5", "j4", "j3", "j2", "j1"]),
-    # Nulls sort first ascending and last descending; the id breaks ties.
+    # Nulls sort first ascending and last descending; the id breaks ties in the direction of
+    # the sort (one index then serves both directions).
     ("executionId", "asc", ["j4", "j5", "j1", "j2", "j3"]),
-    ("processInstanceId", "desc", ["j4", "j3", "j1", "j2", "j5"]),
+    ("processInstanceId", "desc", ["j4", "j3", "j2", "j1", "j5"]),
     ("processDefinitionId", "asc", ["j4", "j5", "j1", "j2", "j3"]),
-    ("processDefinitionKey", "desc", ["j1", "j2", "j3", "j4", "j5"]),
+    ("processDefinitionKey", "desc", ["j2", "j1", "j3", "j5", "j4"]),
     ("processDefinitionKey", "asc", ["j4", "j5", "j3", "j1", "j2"]),
     ("jobPriority", "desc", ["j4", "j1", "j2", "j3", "j5"]),
     ("jobRetries", "asc", ["j1", "j2", "j4", "j5", "j3"]),

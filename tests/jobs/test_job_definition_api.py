@@ -94,16 +94,17 @@ def test_job_definition_query_by_every_parameter(admin_api, definitions, params,
     assert response.json() == {"count": len(expected)}
 
 
+# Ties are broken by id in the sort's direction: descending, the larger id first.
 @pytest.mark.parametrize(
     ("sort_by", "expected"),
     [
         ("jobDefinitionId", ["d4", "d3", "d2", "d1"]),
         ("activityId", ["d2", "d1", "d3", "d4"]),
         ("processDefinitionId", ["d2", "d1", "d3", "d4"]),
-        ("processDefinitionKey", ["d1", "d2", "d3", "d4"]),
-        ("jobType", ["d2", "d1", "d3", "d4"]),
-        ("jobConfiguration", ["d2", "d1", "d3", "d4"]),
-        ("tenantId", ["d3", "d2", "d4", "d1"]),
+        ("processDefinitionKey", ["d2", "d1", "d3", "d4"]),
+        ("jobType", ["d2", "d3", "d1", "d4"]),
+        ("jobConfiguration", ["d2", "d1", "d4", "d3"]),
+        ("tenantId", ["d3", "d4", "d2", "d1"]),
     ],
 )
 def test_job_definition_sorting_descending_by_every_key(admin_api, definitions, sort_by, expected):

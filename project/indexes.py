@@ -1,0 +1,76 @@
+"""Indexes in the order Taskyard sorts: nulls are the smallest value.
+
+The REST API and the console sort nullable columns `ASC NULLS FIRST` / `DESC NULLS LAST`
+(project.rest.order_by) and break ties by id in the direction of the last key. PostgreSQL's
+default btree order is `ASC NULLS LAST`, which serves neither direction of that, so every such
+sort read and sorted the whole match. An index declared `(col ASC NULLS FIRST, id)` serves both:
+forwards for ascending, backwards for descending.
+"""
+
+from django.db import migrations, models
+from django.db.models import F, OrderBy
+
+
+def nulls_first(name: str) -> OrderBy:
+    """An index key on a nullable column that puts nulls first (forwards) / last (backwards)."""
+    return F(name).asc(nulls_first=True)
+
+
+class SortIndex(models.Index):
+    """A models.Index whose NULLS FIRST keys are spelled only on PostgreSQL.
+
+    SQLite refuses the NULLS clause in CREATE INDEX, and its ascending order already puts
+    nulls first, so there the plain key gives the same order."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        if schema_editor.connection.vendor == "postgresql":
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        plain = self.clone()
+        plain.expressions = tuple(
+            OrderBy(e.expression, descending=e.descending) if isinstance(e, OrderBy) else e
+            for e in self.expressions
+        )
+        return super(SortIndex, plain).create_sql(model, schema_editor, using=using, **kwargs)
+
+
+def drop_pattern_ops_indexes(table: str):
+    """A migration operation dropping the `*_like` (varchar_pattern_ops) indexes Django adds
+    beside CharField primary and foreign keys on PostgreSQL. They serve only `LIKE 'x%'` on
+    those ids, which nothing here runs, and every insert, claim and bulk update paid for them."""
+
+    def forwards(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = %s AND indexdef LIKE '%%varchar_pattern_ops%%'",
+                [table],
+            )
+            for (name,) in cursor.fetchall():
+                schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
+
+    return migrations.RunPython(forwards, migrations.RunPython.noop, elidable=False)
+
+
+def queue_table_autovacuum(table: str):
+    """A migration operation: autovacuum a queue table at 1 % dead rows instead of 20 %.
+
+    Claims, completes and bulk actions churn these tables; at 1M rows the default waits for
+    200k dead tuples, and until a vacuum sets the visibility map, counts and deep pages cannot
+    answer from an index-only scan."""
+    options = (
+        "autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000, "
+        "autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.05"
+    )
+
+    def forwards(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f"ALTER TABLE {schema_editor.quote_name(table)} SET ({options})")
+
+    def backwards(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            names = ", ".join(part.split("=")[0].strip() for part in options.split(","))
+            schema_editor.execute(f"ALTER TABLE {schema_editor.quote_name(table)} RESET ({names})")
+
+    return migrations.RunPython(forwards, backwards, elidable=False)
