@@ -108,7 +108,7 @@ def pool_options(database: dict) -> dict:
     if max_size <= 0:
         return {}
     pool = {
-        "min_size": min(int(os.environ.get("DB_POOL_MIN", "2")), max_size),
+        "min_size": min(int(os.environ.get("DB_POOL_MIN", "1")), max_size),
         "max_size": max_size,
         # A request waits this long for a free connection, then fails with a 500.
         "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
