@@ -102,7 +102,7 @@ def pool_options(database: dict) -> dict:
     connection instead of forking a backend and authenticating (several ms per request under
     ASGI, where every request runs in a new thread). Off with DB_POOL_MAX=0 or CONN_MAX_AGE > 0:
     Django allows either persistent connections or a pool, not both."""
-    max_size = int(os.environ.get("DB_POOL_MAX", "10"))
+    max_size = int(os.environ.get("DB_POOL_MAX", "4"))
     if database["ENGINE"] != "django.db.backends.postgresql" or database["CONN_MAX_AGE"]:
         return {}
     if max_size <= 0:

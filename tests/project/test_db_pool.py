@@ -18,7 +18,7 @@ def test_postgresql_gets_a_pool_with_the_configured_sizes(monkeypatch):
 def test_default_pool_sizes(monkeypatch):
     for name in ("DB_POOL_MIN", "DB_POOL_MAX", "DB_POOL_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
-    assert pool_options(PG) == {"pool": {"min_size": 1, "max_size": 10, "timeout": 10.0}}
+    assert pool_options(PG) == {"pool": {"min_size": 1, "max_size": 4, "timeout": 10.0}}
 
 
 @pytest.mark.parametrize(
