@@ -1619,12 +1619,18 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a small smoke run (~3 minutes)")
     parser.add_argument("--concurrency", type=int, default=8, help="workers/connections")
     parser.add_argument("--backlog", type=int, default=None, help="tasks per throughput run")
-    parser.add_argument("--server-workers", type=int, default=1, help="uvicorn processes")
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="uvicorn processes (default: one per core, as project/docs/deployment.md advises)",
+    )
     parser.add_argument(
         "--conn-max-age",
         type=int,
         default=0,
-        help="CONN_MAX_AGE for the server (the product default is 0)",
+        help="CONN_MAX_AGE for the server (the product default is 0: a connection pool; "
+        "above 0 replaces the pool by persistent connections)",
     )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)

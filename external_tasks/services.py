@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -406,9 +407,13 @@ def _fetchable(now: datetime) -> Q:
 
 
 def _compile_where(q: Q) -> tuple[str, list]:
-    query = ExternalTask.objects.filter(q).query
-    compiler = query.get_compiler(connection=connection)
-    return compiler.compile(query.where)
+    return _compile_where_of(ExternalTask.objects.filter(q))
+
+
+def _compile_where_of(queryset: QuerySet) -> tuple[str, list]:
+    """The WHERE clause of a queryset (no joins) as SQL, to reuse in a hand-written statement."""
+    query = queryset.query
+    return query.get_compiler(connection=connection).compile(query.where)
 
 
 def fetch_and_lock(
@@ -442,33 +447,43 @@ def fetch_and_lock(
         ordering.append("create_time")
     ordering.append("id")
     table = connection.ops.quote_name(ExternalTask._meta.db_table)
-    with transaction.atomic():
-        inner = (
-            tenancy.scope(ExternalTask.objects.filter(_fetchable(now)), user)
-            .filter(condition)
-            .order_by(*ordering)
-            .values("pk")[:max_tasks]
+    inner = (
+        tenancy.scope(ExternalTask.objects.filter(_fetchable(now)), user)
+        .filter(condition)
+        .order_by(*ordering)
+        .values("pk")[:max_tasks]
+    )
+    inner_sql, inner_params = inner.query.sql_with_params()
+    if connection.features.has_select_for_update_skip_locked:
+        # Spelled here rather than by select_for_update(), which Django refuses to compile
+        # outside a transaction block: the claim is one statement, its own transaction.
+        inner_sql += " " + connection.ops.for_update_sql(skip_locked=True)
+    # Each task gets the lock duration of the first topic entry it matches.
+    case_sql, case_params = [], []
+    for topic in topics:
+        where_sql, where_params = _compile_where(topic.condition())
+        case_sql.append(f"WHEN {where_sql} THEN %s")
+        expiration = now + timedelta(milliseconds=topic.lock_duration_ms)
+        case_params += [*where_params, connection.ops.adapt_datetimefield_value(expiration)]
+    sql = (
+        f"UPDATE {table} SET worker_id = %s, "
+        f"lock_expiration_time = CASE {' '.join(case_sql)} END "
+        f"WHERE id IN ({inner_sql}) RETURNING *"
+    )
+    params = [worker_id, *case_params, *inner_params]
+    if connection.vendor == "postgresql":
+        # Claim and "locked" log entries in one statement: no transaction round trips.
+        insert, insert_params = _log_insert_sql(
+            "claimed", {"event": Event.LOCKED, "timestamp": now, "worker_id": worker_id}
         )
-        if connection.features.has_select_for_update_skip_locked:
-            inner = inner.select_for_update(skip_locked=True)
-        inner_sql, inner_params = inner.query.sql_with_params()
-        # Each task gets the lock duration of the first topic entry it matches.
-        case_sql, case_params = [], []
-        for topic in topics:
-            where_sql, where_params = _compile_where(topic.condition())
-            case_sql.append(f"WHEN {where_sql} THEN %s")
-            expiration = now + timedelta(milliseconds=topic.lock_duration_ms)
-            case_params += [*where_params, connection.ops.adapt_datetimefield_value(expiration)]
-        sql = (
-            f"UPDATE {table} SET worker_id = %s, "
-            f"lock_expiration_time = CASE {' '.join(case_sql)} END "
-            f"WHERE id IN ({inner_sql}) RETURNING *"
-        )
-        params = [worker_id, *case_params, *inner_params]
-        tasks = list(ExternalTask.objects.raw(sql, params))
-        ExternalTaskLog.objects.bulk_create(
-            [_log(t, Event.LOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
-        )
+        sql = f"WITH claimed AS ({sql}), logged AS ({insert}) SELECT * FROM claimed"
+        tasks = list(ExternalTask.objects.raw(sql, [*params, *insert_params]))
+    else:
+        with transaction.atomic():
+            tasks = list(ExternalTask.objects.raw(sql, params))
+            ExternalTaskLog.objects.bulk_create(
+                [_log(t, Event.LOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
+            )
     metrics.record_fetched([t.topic_name for t in tasks], worker_id=worker_id)
     # RETURNING gives rows in no particular order; answer them in claim order.
     tasks.sort(key=lambda t: t.id)
@@ -500,24 +515,84 @@ def lock(user, task_id: str, worker_id: str, lock_duration_ms: int) -> ExternalT
     return task
 
 
+def _log_insert_sql(source: str, constants: dict, computed: dict | None = None):
+    """(sql, params) of what `_log` builds, for the rows of a CTE named `source` that returned
+    the tasks' id, retries and copied columns: INSERT INTO log (…) SELECT … FROM source.
+    `constants` are log field values; `computed` maps log columns to (SQL over source, params)."""
+    quote = connection.ops.quote_name
+    copied = ", ".join(quote(name) for name in ("retries", *_LOG_COPIED))
+    fields = [ExternalTaskLog._meta.get_field(name) for name in constants]
+    columns = [quote(f.column) for f in fields]
+    selected = ["%s"] * len(fields)
+    params = [f.get_db_prep_save(constants[f.name], connection) for f in fields]
+    for column, (expression, expression_params) in (computed or {}).items():
+        columns.append(quote(column))
+        selected.append(expression)
+        params += expression_params
+    sql = (
+        f"INSERT INTO {quote(ExternalTaskLog._meta.db_table)} "
+        f"(task_id, {copied}, {', '.join(columns)}) "
+        f"SELECT id, {copied}, {', '.join(selected)} FROM {source}"
+    )
+    return sql, params
+
+
+def _finish_at_once(user, task_id: str, worker_id: str | None, now: datetime, event: str, **log):
+    """PostgreSQL fast path of complete and bpmnError: if `worker_id` holds a live lock on the
+    task, delete it and write its log entry (with `log` values and the duration since the last
+    "locked" entry) in one statement, without a transaction's round trips or a read first.
+    Returns the task's topic, or None when nothing matched (unknown, another tenant's, another
+    worker's, expired): then the caller's locked read finds out which error to answer."""
+    if connection.vendor != "postgresql" or not worker_id or has_nul([task_id, worker_id]):
+        return None
+    rows = _visible(user).filter(pk=task_id, worker_id=worker_id, lock_expiration_time__gt=now)
+    try:
+        where, where_params = _compile_where_of(rows)
+    except EmptyResultSet:  # a user who sees no rows at all
+        return None
+    quote = connection.ops.quote_name
+    log_table = quote(ExternalTaskLog._meta.db_table)
+    copied = ", ".join(quote(name) for name in ("retries", *_LOG_COPIED))
+    locked_at = (
+        f"(SELECT MAX(l.{quote('timestamp')}) FROM {log_table} l "
+        "WHERE l.task_id = done.id AND l.event = %s)"
+    )
+    insert, insert_params = _log_insert_sql(
+        "done",
+        {"event": event, "timestamp": now, "worker_id": worker_id, **log},
+        {"duration_ms": (f"EXTRACT(EPOCH FROM %s - {locked_at}) * 1000", [now, Event.LOCKED])},
+    )
+    sql = (
+        f"WITH done AS (DELETE FROM {quote(ExternalTask._meta.db_table)} WHERE {where} "
+        f"RETURNING id, {copied}) {insert} RETURNING topic_name"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*where_params, *insert_params])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def complete(user, task_id: str, worker_id: str, variables=None, local_variables=None) -> None:
     """The lock holder reports success: the task leaves the runtime table; its outcome
     (variables, worker, duration) stays in the log."""
     reported = _reported(variables, local_variables)
     now = timezone.now()
-    with transaction.atomic():
-        task = _get_locked_for_update(user, task_id)
-        _check_lock_holder(task, worker_id, "complete", now)
-        _log(
-            task,
-            Event.COMPLETED,
-            worker_id=worker_id,
-            variables=reported,
-            duration_ms=_duration_ms(task, now),
-            timestamp=now,
-        ).save()
-        task.delete()
-    metrics.record_task_outcome(task.topic_name, "completed", task_id=task_id, worker_id=worker_id)
+    topic = _finish_at_once(user, task_id, worker_id, now, Event.COMPLETED, variables=reported)
+    if topic is None:
+        with transaction.atomic():
+            task = _get_locked_for_update(user, task_id)
+            _check_lock_holder(task, worker_id, "complete", now)
+            _log(
+                task,
+                Event.COMPLETED,
+                worker_id=worker_id,
+                variables=reported,
+                duration_ms=_duration_ms(task, now),
+                timestamp=now,
+            ).save()
+            task.delete()
+        topic = task.topic_name
+    metrics.record_task_outcome(topic, "completed", task_id=task_id, worker_id=worker_id)
 
 
 def handle_failure(
@@ -598,22 +673,34 @@ def handle_bpmn_error(
         raise InvalidRequest("errorCode must be a string")
     reported = _reported(variables)
     now = timezone.now()
-    with transaction.atomic():
-        task = _get_locked_for_update(user, task_id)
-        _check_lock_holder(task, worker_id, "report a BPMN error for", now)
-        _log(
-            task,
-            Event.BPMN_ERROR,
-            worker_id=worker_id,
-            error_code=error_code,
-            error_message=error_message,
-            variables=reported,
-            duration_ms=_duration_ms(task, now),
-            timestamp=now,
-        ).save()
-        task.delete()
+    topic = _finish_at_once(
+        user,
+        task_id,
+        worker_id,
+        now,
+        Event.BPMN_ERROR,
+        error_code=error_code,
+        error_message=error_message,
+        variables=reported,
+    )
+    if topic is None:
+        with transaction.atomic():
+            task = _get_locked_for_update(user, task_id)
+            _check_lock_holder(task, worker_id, "report a BPMN error for", now)
+            _log(
+                task,
+                Event.BPMN_ERROR,
+                worker_id=worker_id,
+                error_code=error_code,
+                error_message=error_message,
+                variables=reported,
+                duration_ms=_duration_ms(task, now),
+                timestamp=now,
+            ).save()
+            task.delete()
+        topic = task.topic_name
     metrics.record_task_outcome(
-        task.topic_name, "bpmn_error", task_id=task_id, worker_id=worker_id, error=error_message
+        topic, "bpmn_error", task_id=task_id, worker_id=worker_id, error=error_message
     )
 
 

@@ -358,9 +358,12 @@ class BasicAuthentication(authentication.BasicAuthentication):
         key = _credential_key(userid, password)
         cached = _VERIFIED.get(key)
         if cached and cached[2] > time.monotonic():
-            user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
+            # One query re-reads the account (a changed password or a deactivation refuses
+            # the next request) together with its roles and tenants, which stay as current.
+            users = get_user_model().objects.filter(pk=cached[0], is_active=True)
+            user = tenancy.with_roles_and_tenants(users).first()
             if user is not None and user.password == cached[1]:
-                return (user, None)
+                return (tenancy.remember(user), None)
             _VERIFIED.pop(key, None)
         address = throttle.client_address(request) if request is not None else None
         if throttle.is_blocked(userid, address):

@@ -47,16 +47,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "project.middleware.RequestSizeLimitMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "project.middleware.SecurityMiddleware",
+    "project.middleware.ContentSecurityPolicyMiddleware",
     "project.middleware.StaticFilesMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "project.middleware.SessionMiddleware",
+    "project.middleware.CommonMiddleware",
+    "project.middleware.CsrfViewMiddleware",
+    "project.middleware.AuthenticationMiddleware",
     "project.middleware.LoginRequiredMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.middleware.MessageMiddleware",
+    "project.middleware.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -100,6 +100,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 PG_OPTIONS = os.environ.get("PG_OPTIONS", "-c jit=off")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and PG_OPTIONS:
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = PG_OPTIONS
+
+
+def pool_options(database: dict) -> dict:
+    """PostgreSQL: a per-process connection pool (psycopg_pool), so a request borrows an open
+    connection instead of forking a backend and authenticating (several ms per request under
+    ASGI, where every request runs in a new thread). Off with DB_POOL_MAX=0 or CONN_MAX_AGE > 0:
+    Django allows either persistent connections or a pool, not both."""
+    max_size = int(os.environ.get("DB_POOL_MAX", "4"))
+    if database["ENGINE"] != "django.db.backends.postgresql" or database["CONN_MAX_AGE"]:
+        return {}
+    if max_size <= 0:
+        return {}
+    pool = {
+        "min_size": min(int(os.environ.get("DB_POOL_MIN", "1")), max_size),
+        "max_size": max_size,
+        # A request waits this long for a free connection, then fails with a 500.
+        "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
+    }
+    return {"pool": pool}
+
+
+DATABASES["default"].setdefault("OPTIONS", {}).update(pool_options(DATABASES["default"]))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # INCLUDE columns of covering indexes only matter on PostgreSQL; SQLite ignores them, correctly.
@@ -275,6 +297,7 @@ if os.environ.get("DATABASE_REPLICA_URL"):
         os.environ["DATABASE_REPLICA_URL"],
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
     )
+    DATABASES["replica"].setdefault("OPTIONS", {}).update(pool_options(DATABASES["replica"]))
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
     DATABASE_ROUTERS = ["project.db_routers.ReplicaRouter"]
 # ------------------------------------------------------------------------- end of OPERATIONS

@@ -1,3 +1,18 @@
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from external_tasks.models import ExternalTask
+from project.models import Membership
+
+FETCH = "/engine-rest/external-task/fetchAndLock"
+FETCH_BODY = {
+    "workerId": "w",
+    "maxTasks": 10,
+    "topics": [{"topicName": "aTopic", "lockDuration": 10000}],
+}
+
+
 def test_api_without_credentials_answers_401_in_camunda_format(client, db):
     response = client.get("/engine-rest/version")
     assert response.status_code == 401
@@ -57,3 +72,26 @@ def test_deactivated_user_is_refused_at_once(viewer_api, viewer_user):
     viewer_user.is_active = False
     viewer_user.save()
     assert viewer_api.get("/engine-rest/version").status_code == 401
+
+
+def test_authenticated_request_reads_account_roles_and_tenants_in_one_query(viewer_api):
+    assert viewer_api.get("/engine-rest/version").status_code == 200  # verifies the password
+    with CaptureQueriesContext(connection) as queries:
+        assert viewer_api.get("/engine-rest/version").status_code == 200
+    assert len(queries) == 1, [q["sql"] for q in queries]
+
+
+def test_removed_role_takes_effect_at_once(worker_api, worker_user):
+    ExternalTask.objects.create(topic_name="aTopic", tenant_id="acme")
+    assert worker_api.post(FETCH, FETCH_BODY, format="json").status_code == 200
+    worker_user.groups.remove(Group.objects.get(name="worker"))
+    assert worker_api.post(FETCH, FETCH_BODY, format="json").status_code == 403
+
+
+def test_removed_tenant_takes_effect_at_once(worker_api, worker_user):
+    assert worker_api.post(FETCH, FETCH_BODY, format="json").json() == []
+    ExternalTask.objects.create(topic_name="aTopic", tenant_id="acme")
+    Membership.objects.filter(user=worker_user).delete()
+    assert worker_api.post(FETCH, FETCH_BODY, format="json").json() == []
+    Membership.objects.create(user=worker_user, tenant_id="acme")
+    assert len(worker_api.post(FETCH, FETCH_BODY, format="json").json()) == 1

@@ -17,11 +17,20 @@ class Outage:
         connection.close()
         if connection.vendor == "postgresql":
             connection.settings_dict.update(HOST="127.0.0.1", PORT="1")  # nothing listens there
+            pool = connection.settings_dict["OPTIONS"].get("pool")
+            if pool:
+                # The pool keeps its connections to the real server: replace it by one for the
+                # unreachable address that gives up quickly.
+                options = {**connection.settings_dict["OPTIONS"], "pool": {**pool, "timeout": 1}}
+                connection.settings_dict["OPTIONS"] = options
+                connection.close_pool()
         else:
             connection.settings_dict["NAME"] = "/nonexistent-taskyard-dir/db.sqlite3"
 
     def end(self):
         connection.close()
+        if connection.vendor == "postgresql":
+            connection.close_pool()
         connection.settings_dict.clear()
         connection.settings_dict.update(self.saved)
 
