@@ -6,6 +6,7 @@ import time
 import pytest
 import requests
 from camunda.external_task.external_task_worker import ExternalTaskWorker
+from django.conf import settings
 from django.db import connection
 
 from external_tasks import services
@@ -151,13 +152,15 @@ def test_fifty_waiting_fetches_do_not_hold_fifty_connections(
     # All fifty are parked within a few seconds (the first attempts are over), however busy the
     # machine: wait for the connections to settle, no longer than 10 s.
     time.sleep(2)
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+    limit = 3 + pool.get("max_size", 0)
     for _ in range(50):
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             )
             connections_in_use = cursor.fetchone()[0]
-        if connections_in_use <= 3:
+        if connections_in_use <= limit:
             break
         time.sleep(0.2)
     threads_in_use = asgi_server.threads()
@@ -166,9 +169,10 @@ def test_fifty_waiting_fetches_do_not_hold_fifty_connections(
     for thread in threads:
         thread.join(timeout=30)
     assert still_waiting == 50
-    # This test's own connection, the server's one LISTEN connection and at most one more (the
-    # dispatcher's re-check or claim): no connection per waiter, none per first attempt.
-    assert connections_in_use <= 3
+    # No connection per waiter: this test's own connection, the server's one LISTEN connection,
+    # the dispatcher's, and the process's connection pool (the first attempts borrowed from it;
+    # it keeps them open for later requests, at most its max_size, whatever the waiters).
+    assert connections_in_use <= limit
     # Parked requests hold no thread either: the event loop, the LISTEN thread and a small pool.
     assert threads_in_use < 20
     assert len(results) == 50 and {status for status, _, _ in results} == {200}
