@@ -1622,8 +1622,9 @@ def main(argv=None):
     parser.add_argument(
         "--server-workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="uvicorn processes (default: one per core, as project/docs/deployment.md advises)",
+        default=1,
+        help="uvicorn --workers N (default 1: uvicorn 0.54's shared socket lacks TCP_NODELAY, "
+        "which adds ~44 ms to every response; see project/docs/deployment.md section 5)",
     )
     parser.add_argument(
         "--conn-max-age",
