@@ -140,6 +140,18 @@ class DateFilter(django_filters.Filter):
 class CamundaFilterSet(django_filters.FilterSet):
     """Base FilterSet: Camunda parameter names, three input adapters, Camunda 400s."""
 
+    def __init__(self, *args, **kwargs):
+        cls = type(self)
+        if "_labels_resolved" not in cls.__dict__ and cls._meta.model is not None:
+            # django-filter derives every unlabelled filter's form label from the model again
+            # on each instance (~1 ms a request for ~35 filters); derive them once per class.
+            for declared in cls.base_filters.values():
+                if declared._label is None:
+                    declared.model = cls._meta.model
+                    declared.label  # noqa: B018 - the property computes and keeps the label
+            cls._labels_resolved = True
+        super().__init__(*args, **kwargs)
+
     @classmethod
     def list_names(cls) -> set[str]:
         return {name for name, f in cls.base_filters.items() if isinstance(f, ListFilter)}
