@@ -572,26 +572,28 @@ def _finish_at_once(user, task_id: str, worker_id: str | None, now: datetime, ev
     return row[0] if row else None
 
 
+def _finish(user, task_id: str, worker_id: str, event: str, action: str, **log) -> str:
+    """The lock holder ends the task (complete, bpmnError): it leaves the runtime table and its
+    `event` log entry keeps `log` and the duration. One statement when the lock is live; else
+    the locked read answers the right error. Returns the task's topic."""
+    now = timezone.now()
+    topic = _finish_at_once(user, task_id, worker_id, now, event, **log)
+    if topic is not None:
+        return topic
+    with transaction.atomic():
+        task = _get_locked_for_update(user, task_id)
+        _check_lock_holder(task, worker_id, action, now)
+        duration_ms = _duration_ms(task, now)
+        _log(task, event, worker_id=worker_id, duration_ms=duration_ms, timestamp=now, **log).save()
+        task.delete()
+    return task.topic_name
+
+
 def complete(user, task_id: str, worker_id: str, variables=None, local_variables=None) -> None:
     """The lock holder reports success: the task leaves the runtime table; its outcome
     (variables, worker, duration) stays in the log."""
     reported = _reported(variables, local_variables)
-    now = timezone.now()
-    topic = _finish_at_once(user, task_id, worker_id, now, Event.COMPLETED, variables=reported)
-    if topic is None:
-        with transaction.atomic():
-            task = _get_locked_for_update(user, task_id)
-            _check_lock_holder(task, worker_id, "complete", now)
-            _log(
-                task,
-                Event.COMPLETED,
-                worker_id=worker_id,
-                variables=reported,
-                duration_ms=_duration_ms(task, now),
-                timestamp=now,
-            ).save()
-            task.delete()
-        topic = task.topic_name
+    topic = _finish(user, task_id, worker_id, Event.COMPLETED, "complete", variables=reported)
     metrics.record_task_outcome(topic, "completed", task_id=task_id, worker_id=worker_id)
 
 
@@ -671,34 +673,16 @@ def handle_bpmn_error(
     # Camunda requires a code (checked by its view); Flowable allows none.
     if error_code is not None and not isinstance(error_code, str):
         raise InvalidRequest("errorCode must be a string")
-    reported = _reported(variables)
-    now = timezone.now()
-    topic = _finish_at_once(
+    topic = _finish(
         user,
         task_id,
         worker_id,
-        now,
         Event.BPMN_ERROR,
+        "report a BPMN error for",
         error_code=error_code,
         error_message=error_message,
-        variables=reported,
+        variables=_reported(variables),
     )
-    if topic is None:
-        with transaction.atomic():
-            task = _get_locked_for_update(user, task_id)
-            _check_lock_holder(task, worker_id, "report a BPMN error for", now)
-            _log(
-                task,
-                Event.BPMN_ERROR,
-                worker_id=worker_id,
-                error_code=error_code,
-                error_message=error_message,
-                variables=reported,
-                duration_ms=_duration_ms(task, now),
-                timestamp=now,
-            ).save()
-            task.delete()
-        topic = task.topic_name
     metrics.record_task_outcome(
         topic, "bpmn_error", task_id=task_id, worker_id=worker_id, error=error_message
     )
