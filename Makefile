@@ -56,7 +56,7 @@ run: demo
 	LOG_LEVEL=ERROR $(BIN)/python manage.py runjobs --queue demo --concurrency 2 & \
 	$(BIN)/python manage.py demo_jobs --rate 0.5 & \
 	$(BIN)/python manage.py demo_workers --url http://$(HOST):$(PORT)/engine-rest & \
-	LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT) --log-level warning
+	LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 lint: venv-dev
 	$(BIN)/ruff check .

@@ -202,7 +202,8 @@ def delete_topic(topic: str):
 
 
 class Server:
-    """uvicorn serving project.asgi on a free port, with RSS/CPU sampling through psutil."""
+    """`manage.py serve` (uvicorn, project.asgi) on a free port, with RSS/CPU sampling through
+    psutil."""
 
     def __init__(self, url: str, workers: int, conn_max_age: int):
         self.url = url
@@ -224,16 +225,12 @@ class Server:
         )
         command = [
             sys.executable,
-            "-m",
-            "uvicorn",
-            "project.asgi:application",
+            "manage.py",
+            "serve",
             "--host",
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
             "--workers",
             str(self.workers),
         ]
@@ -611,7 +608,7 @@ def run_http(args, report, server, state):
             f"server peak RSS during HTTP workers (maxTasks {max_tasks})",
             round(memory["peak_rss"] / 2**20, 1),
             "MiB",
-            f"{args.server_workers} uvicorn worker(s)",
+            f"{args.server_workers} server process(es)",
         )
         delete_topic(topic)
 
@@ -1622,9 +1619,8 @@ def main(argv=None):
     parser.add_argument(
         "--server-workers",
         type=int,
-        default=1,
-        help="uvicorn --workers N (default 1: uvicorn 0.54's shared socket lacks TCP_NODELAY, "
-        "which adds ~44 ms to every response; see project/docs/deployment.md section 5)",
+        default=2,
+        help="server processes: manage.py serve --workers N (default 2, one per core)",
     )
     parser.add_argument(
         "--conn-max-age",

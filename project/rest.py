@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import connections, router
 from django.db.models import F, OrderBy
 from django.http import Http404
 from django.utils import timezone
@@ -351,6 +352,34 @@ def _active_users():
     return tenancy.with_roles_and_tenants(get_user_model().objects.filter(is_active=True))
 
 
+_NO_PK = -1_987_654_321  # stands for the account id while the query is compiled (fits int4)
+
+
+@functools.cache
+def _account_sql(alias: str, vendor: str) -> tuple[str, tuple, int]:
+    """`_active_users()` for one account id as SQL, compiled once per database: compiling the
+    annotated query cost another ~1.5 ms of every Basic-authenticated request. Returns the SQL,
+    its parameters and the position of the account id among them."""
+    query = _active_users().filter(pk=_NO_PK).query
+    sql, params = query.get_compiler(using=alias).as_sql()
+    return sql, tuple(params), list(params).index(_NO_PK)
+
+
+def _active_account(pk: int):
+    """The active account `pk` with its roles and tenants (see tenancy.remember), or None."""
+    model = get_user_model()
+    alias = router.db_for_read(model)
+    sql, params, at = _account_sql(alias, connections[alias].vendor)
+    params = (*params[:at], pk, *params[at + 1 :])
+    user = next(iter(model.objects.db_manager(alias).raw(sql, params)), None)
+    if user is not None:
+        for name in ("taskyard_role_names", "taskyard_tenant_ids"):
+            value = getattr(user, name)
+            if isinstance(value, str):  # JSON text, as raw rows leave it
+                setattr(user, name, json.loads(value))
+    return user
+
+
 def _credential_key(userid: str, password: str) -> bytes:
     secret = settings.SECRET_KEY.encode()
     return hmac.new(secret, f"{userid}\0{password}".encode(), hashlib.sha256).digest()
@@ -368,7 +397,7 @@ class BasicAuthentication(authentication.BasicAuthentication):
         if cached and cached[2] > time.monotonic():
             # One query re-reads the account (a changed password or a deactivation refuses
             # the next request) together with its roles and tenants, which stay as current.
-            user = next(iter(_active_users().filter(pk=cached[0])[:1]), None)
+            user = _active_account(cached[0])
             if user is not None and user.password == cached[1]:
                 return (tenancy.remember(user), None)
             _VERIFIED.pop(key, None)
