@@ -1230,16 +1230,6 @@ def _log_insert_sql() -> str:
     )
 
 
-def _insert_log_rows(rows: list[dict]) -> None:
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(*_insert_sql(rows))
-    else:
-        JobLog.objects.bulk_create([JobLog(**row) for row in rows])
-
-
 def notify_jobs_ready() -> None:
     """Wake idle PostgreSQL executors (delivered when the current transaction commits); for
     changes the NOTIFY trigger does not see, such as a released lock."""
@@ -1310,27 +1300,63 @@ def _claim_candidates(now, queues) -> QuerySet:
 # its parameters at this value are replaced by the claim's time.
 _CLAIM_NOW = datetime(2000, 1, 1, 0, 0, 0, 424242, tzinfo=UTC)
 _CLAIM_SQL: dict[tuple, tuple[str, list, list[int]]] = {}
+# The log columns a claim copies from the job; the others are the claim's own.
+_CLAIM_LOG_COPIED = [
+    "job_definition_id",
+    "handler",
+    "queue_name",
+    "tenant_id",
+    "process_instance_id",
+    "process_definition_key",
+    "activity_id",
+]
 
 
 def _claim_statement(now, limit: int, queues) -> tuple[str, list]:
-    """The PostgreSQL claim (UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) …
-    RETURNING) and its parameters after the lock owner and expiry, for `now`."""
+    """The PostgreSQL claim as one statement, so one round trip and one commit: lock up to
+    `limit` executable rows nobody else has locked (UPDATE … FROM (SELECT … FOR UPDATE SKIP
+    LOCKED LIMIT n) … RETURNING), log "lock-expired" for those a previous owner held and
+    "started" for the first few, and return the rows. Parameters after it: worker id, lock
+    expiry, now, how many to log as started (None: all)."""
     key = (connection.alias, limit, tuple(queues or ()))
     cached = _CLAIM_SQL.get(key)
     if cached is None:
         candidates = _claim_candidates(_CLAIM_NOW, queues)
-        sub_sql, sub_params = candidates.select_for_update(skip_locked=True, of=("self",))[
-            :limit
-        ].query.sql_with_params()
-        table = connection.ops.quote_name(Job._meta.db_table)
+        with transaction.atomic():  # select_for_update compiles only inside a transaction
+            sub_sql, sub_params = candidates.select_for_update(skip_locked=True, of=("self",))[
+                :limit
+            ].query.sql_with_params()
+        quote = connection.ops.quote_name
+        table = quote(Job._meta.db_table)
+        copied = ", ".join(quote(name) for name in _CLAIM_LOG_COPIED)
+        columns = ", ".join(
+            quote(name)
+            for name in ["job_id", "event", "timestamp", "worker", "retries", "exception_message"]
+        )
+        # Python's datetime.isoformat(timespec="microseconds") of the UTC time, as the SQLite
+        # path writes it.
+        expiry = (
+            "to_char(previous_expiry AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') "
+            "|| '+00:00'"
+        )
         sql = (
-            f"UPDATE {table} SET lock_owner = %s, lock_expiration_time = %s "
+            f"WITH claimed AS (UPDATE {table} SET lock_owner = %s, lock_expiration_time = %s "
             f"FROM ({sub_sql}) AS claim WHERE {table}.id = claim.id "
-            f"RETURNING {table}.*, claim.previous_owner, claim.previous_expiry"
+            f"RETURNING {table}.*, claim.previous_owner, claim.previous_expiry), "
+            f"logged AS (INSERT INTO {quote(JobLog._meta.db_table)} ({columns}, {copied}) "
+            f"SELECT id, '{JobLog.Event.LOCK_EXPIRED}', %s, previous_owner, retries, "
+            f"'Lock of ' || previous_owner || ' expired at ' || {expiry} "
+            f"|| '; claimed by ' || %s, {copied} "
+            "FROM claimed WHERE previous_owner <> '' AND previous_expiry IS NOT NULL "
+            f"UNION ALL (SELECT id, '{JobLog.Event.STARTED}', %s, %s, retries, NULL, {copied} "
+            # The order acquire_jobs returns them in.
+            'FROM claimed ORDER BY priority DESC, due_date ASC NULLS LAST, id COLLATE "C" '
+            "LIMIT %s)) "
+            "SELECT * FROM claimed"
         )
         at_now = [index for index, value in enumerate(sub_params) if type(value) is datetime]
         if any(sub_params[index] != _CLAIM_NOW for index in at_now):
-            raise AssertionError("the claim compares with a time other than now")
+            raise RuntimeError("the claim compares with a time other than now")
         cached = _CLAIM_SQL[key] = (sql, list(sub_params), at_now)
     sql, params, at_now = cached
     params = list(params)
@@ -1354,50 +1380,59 @@ def acquire_jobs(
     when it starts them (log_started, or with the previous job's outcome)."""
     now = timezone.now()
     expires = now + lock_time
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # One statement: lock candidate rows nobody else has locked, stamp our lock on them
-            # and return them. Rows another executor is claiming right now are skipped, not
-            # waited for, so concurrent executors never block each other or double-claim.
-            sql, params = _claim_statement(now, limit, queues)
-            jobs = list(Job.objects.raw(sql, [worker_id, expires, *params]))
-        else:
-            # SQLite: the IMMEDIATE transaction already holds the database's write lock, so
-            # select-then-update cannot interleave with another executor's claim.
-            candidates = _claim_candidates(now, queues)
-            if connection.features.has_select_for_update_skip_locked:
-                candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-            rows = list(candidates[:limit])
-            ids = [row["id"] for row in rows]
-            Job.objects.filter(id__in=ids).update(
-                lock_owner=worker_id, lock_expiration_time=expires
+    if connection.vendor == "postgresql":
+        # One statement: rows another executor is claiming right now are skipped, not waited
+        # for, so concurrent executors never block each other or double-claim.
+        sql, params = _claim_statement(now, limit, queues)
+        jobs = list(
+            Job.objects.raw(
+                sql, [worker_id, expires, *params, now, worker_id, now, worker_id, start]
             )
-            previous = {row["id"]: row for row in rows}
-            jobs = list(Job.objects.filter(id__in=ids))
-            for job in jobs:
-                job.previous_owner = previous[job.id]["previous_owner"]
-                job.previous_expiry = previous[job.id]["previous_expiry"]
-        jobs.sort(key=lambda job: (-job.priority, job.due_date is None, job.due_date or now))
-        rows = []
+        )
+        jobs.sort(key=_claim_order(now))
+        return jobs
+    with transaction.atomic():
+        # SQLite: the IMMEDIATE transaction already holds the database's write lock, so
+        # select-then-update cannot interleave with another executor's claim.
+        candidates = _claim_candidates(now, queues)
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        rows = list(candidates[:limit])
+        ids = [row["id"] for row in rows]
+        Job.objects.filter(id__in=ids).update(lock_owner=worker_id, lock_expiration_time=expires)
+        previous = {row["id"]: row for row in rows}
+        jobs = list(Job.objects.filter(id__in=ids))
+        for job in jobs:
+            job.previous_owner = previous[job.id]["previous_owner"]
+            job.previous_expiry = previous[job.id]["previous_expiry"]
+        jobs.sort(key=_claim_order(now))
+        entries = []
         for index, job in enumerate(jobs):
             if job.previous_owner and job.previous_expiry is not None:
-                rows.append(
-                    _executor_log_row(
+                expiry = job.previous_expiry.astimezone(UTC).isoformat(timespec="microseconds")
+                entries.append(
+                    _executor_log_entry(
                         job,
                         JobLog.Event.LOCK_EXPIRED,
                         timestamp=now,
                         worker=job.previous_owner,
                         retries=job.retries,
                         exception_message=(
-                            f"Lock of {job.previous_owner} expired at "
-                            f"{job.previous_expiry.isoformat()}; claimed by {worker_id}"
+                            f"Lock of {job.previous_owner} expired at {expiry}; "
+                            f"claimed by {worker_id}"
                         ),
                     )
                 )
             if start is None or index < start:
-                rows.append(_started_row(job, worker_id, now))
-        _insert_log_rows(rows)
+                entries.append(_started_entry(job, worker_id, now))
+        JobLog.objects.bulk_create(entries)
     return jobs
+
+
+def _claim_order(now):
+    # Highest priority first, then the longest overdue; ids break ties as the PostgreSQL claim
+    # statement does (COLLATE "C" compares like Python).
+    return lambda job: (-job.priority, job.due_date is None, job.due_date or now, job.id)
 
 
 def attach_history(jobs: list[Job]) -> None:

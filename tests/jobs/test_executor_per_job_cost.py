@@ -4,7 +4,7 @@ compiled once. Behaviour stays: every success is logged once, receivers still se
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 from io import StringIO
 
 import pytest
@@ -122,6 +122,35 @@ def test_the_claim_compares_with_the_time_of_each_claim(monkeypatch):
     assert claim(5) == []  # compiles and keeps the claim statement
     monkeypatch.setattr(timezone, "now", lambda: now + timedelta(hours=2))
     assert [job.id for job in claim(5)] == [timer.id]
+
+
+@pytest.mark.django_db
+def test_the_claim_logs_expired_locks_and_the_start_of_the_first_job_it_returns():
+    expired_at = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
+    low = services.enqueue_job(SEND_INVOICE, {}, priority=1)
+    high = services.enqueue_job(SEND_INVOICE, {}, priority=5)
+    Job.objects.filter(id=low.id).update(lock_owner="crashed:1", lock_expiration_time=expired_at)
+
+    jobs = services.acquire_jobs("rescuer", lock_time=timedelta(minutes=5), limit=5, start=1)
+
+    assert [job.id for job in jobs] == [high.id, low.id]
+    assert events(high.id) == ["created", "started"]
+    assert events(low.id) == ["created", "lock-expired"]  # started when it starts
+    entry = JobLog.objects.get(job_id=low.id, event="lock-expired")
+    expiry = expired_at.astimezone(UTC).isoformat(timespec="microseconds")
+    assert entry.exception_message == f"Lock of crashed:1 expired at {expiry}; claimed by rescuer"
+    assert (entry.worker, entry.retries, entry.handler) == ("crashed:1", 3, SEND_INVOICE)
+    assert entry.queue_name == "default"
+
+
+@pytest.mark.django_db
+def test_among_equal_jobs_the_one_logged_as_started_is_the_first_returned():
+    enqueue(6)
+
+    jobs = services.acquire_jobs("w", lock_time=timedelta(minutes=5), limit=6, start=1)
+
+    started = JobLog.objects.filter(event="started").values_list("job_id", flat=True)
+    assert list(started) == [jobs[0].id]
 
 
 @pytest.mark.django_db
