@@ -193,21 +193,26 @@ _DJANGO_LOG_RECEIVERS = {
 _django_tasks_logger = logging.getLogger("django.tasks")
 
 
+def _receivers(signal, sender) -> tuple[bool, bool]:
+    """Whether `signal` sent by `sender` reaches receivers of the project's, and Django's own
+    log receiver."""
+    try:
+        # Private, but the only way to see which receivers a send would call; if it changes,
+        # every receiver counts as the project's (slower, never wrong).
+        sync_receivers, async_receivers = signal._live_receivers(sender)
+    except Exception:
+        return signal.has_listeners(sender), False
+    own = _DJANGO_LOG_RECEIVERS.get(signal)
+    project = bool(async_receivers) or any(receiver is not own for receiver in sync_receivers)
+    return project, own is not None and own in sync_receivers
+
+
 def task_signal_wanted(signal, sender=None, level=logging.INFO) -> bool:
     """Whether sending `signal` reaches anyone: a receiver of the project's, or Django's own log
     receiver with the "django.tasks" logger enabled at `level`. Building a TaskResult costs more
     than running a no-op job, so the executor asks before building one."""
-    sender = sender or DatabaseBackend
-    try:
-        # Private, but the only way to see which receivers a send would call; if it changes,
-        # every signal counts as wanted (slower, never wrong).
-        sync_receivers, async_receivers = signal._live_receivers(sender)
-    except Exception:
-        return signal.has_listeners(sender)
-    own = _DJANGO_LOG_RECEIVERS.get(signal)
-    if async_receivers or any(receiver is not own for receiver in sync_receivers):
-        return True
-    return bool(sync_receivers) and _django_tasks_logger.isEnabledFor(level)
+    project, django_log = _receivers(signal, sender or DatabaseBackend)
+    return project or (django_log and _django_tasks_logger.isEnabledFor(level))
 
 
 def history_wanted(jobs) -> bool:
@@ -228,9 +233,10 @@ def history_wanted(jobs) -> bool:
     return False
 
 
-def finished_signal_wanted(job: Job) -> bool:
-    """Whether a task_finished receiver waits for this job's success; the success is then
-    written before the signal is sent (its receivers may read the result back)."""
+def finished_signal_awaited(job: Job) -> bool:
+    """Whether a task_finished receiver of the project's waits for this job's success: it may
+    read the result back, so the success is written before the signal is sent. (Django's own
+    receiver only logs; the executor sends it the signal after a deferred write.)"""
     from jobs.executor import resolve_handler
 
     try:
@@ -238,7 +244,7 @@ def finished_signal_wanted(job: Job) -> bool:
     except Exception:  # refused or broken: the run reports it
         return False
     backend = target.get_backend() if isinstance(target, Task) else None
-    return isinstance(backend, DatabaseBackend) and task_signal_wanted(task_finished, type(backend))
+    return isinstance(backend, DatabaseBackend) and _receivers(task_finished, type(backend))[0]
 
 
 def send_task_signal(job: Job, started: bool, outcome=None) -> None:

@@ -261,7 +261,7 @@ class SuccessRecorder(threading.Thread):
         with self.changed:
             while len(self.pending) >= self.MAX_PENDING and self.is_alive():
                 self.changed.wait()
-            self.pending.append((job.id, rows, outcome))
+            self.pending.append((job, rows, outcome))
             self.changed.notify_all()
 
     def run(self):
@@ -287,7 +287,7 @@ class SuccessRecorder(threading.Thread):
     def write(self, batch):
         try:
             held = services.complete_jobs(
-                self.worker_id, [(job_id, rows) for job_id, rows, _ in batch]
+                self.worker_id, [(job.id, rows) for job, rows, _ in batch]
             )
         except Exception:
             # As when a success cannot be written at once: the jobs' locks expire (they are no
@@ -299,11 +299,14 @@ class SuccessRecorder(threading.Thread):
             )
             db.connections.close_all()
             held = None
-        for job_id, _, outcome in batch:
-            self.renewer.untrack(job_id)
+        for job, _, outcome in batch:
+            self.renewer.untrack(job.id)
             if held is not None:
-                outcome.held_lock = job_id in held
+                outcome.held_lock = job.id in held
                 log_outcome(outcome, self.worker_id)
+                # Only Django's log receiver can be listening (run_claimed_job writes at once
+                # for the project's); it logs from this thread.
+                backends.send_task_signal(job, started=False, outcome=outcome)
 
     def stop(self):
         with self.changed:

@@ -1692,8 +1692,9 @@ def run_claimed_job(
     `next_job`, asked once the handler has returned, names the claimed job the executor runs
     next: the write recording this outcome also logs that one as started (outcome.next_started),
     which saves a statement and a commit per job. `defer_success`, when given, takes a success
-    to record later (with its log rows) instead of writing it now, unless a django.tasks
-    task_finished receiver is waiting for it: then it is written first, as always."""
+    to record later (with its log rows) instead of writing it now, unless a project's
+    django.tasks task_finished receiver waits for it: then it is written first, as always. The
+    caller sends task_finished for a deferred success once it is written."""
     from jobs import backends, executor
 
     backends.send_task_signal(job, started=True)
@@ -1728,7 +1729,7 @@ def run_claimed_job(
         job, worker_id, duration_ms=duration_ms, return_value=value, then_start=then_start
     )
     outcome = JobOutcome(job.id, job.handler, True, duration_ms, value, next_started=then_start)
-    if defer_success is not None and not backends.finished_signal_wanted(job):
+    if defer_success is not None and not backends.finished_signal_awaited(job):
         # The caller writes it later, with other successes (complete_jobs), and sets held_lock.
         outcome.held_lock = None
         defer_success(job, rows, outcome)

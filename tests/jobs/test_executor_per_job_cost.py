@@ -165,7 +165,7 @@ def test_a_success_the_recorder_cannot_write_is_left_to_run_again(monkeypatch, c
 
     monkeypatch.setattr(services, "complete_jobs", failing)
     outcome = services.JobOutcome(job.id, job.handler, True, 1.0, held_lock=None)
-    batch = [(job.id, services.success_rows(job, "w", duration_ms=1.0), outcome)]
+    batch = [(job, services.success_rows(job, "w", duration_ms=1.0), outcome)]
     # From a thread of its own, as the recorder runs: it closes its connection after an error.
     writer = threading.Thread(target=recorder.write, args=(batch,))
     writer.start()
@@ -197,6 +197,29 @@ def test_runjobs_writes_successes_in_the_background_each_once(monkeypatch, caplo
         assert events(job.id) == ["created", "started", "succeeded"]
     assert sum(size for _, size in writes) == 40
     assert all(name.startswith("success-recorder") for name, _ in writes)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_djangos_task_log_lines_do_not_hold_successes_back(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="django.tasks")
+    jobs = enqueue(5)
+    writers = []
+    real = services.complete_jobs
+
+    def recording(worker_id, successes):
+        writers.append(threading.current_thread().name)
+        return real(worker_id, successes)
+
+    monkeypatch.setattr(services, "complete_jobs", recording)
+
+    runjobs()
+
+    assert writers and all(name.startswith("success-recorder") for name in writers)
+    finished = [r.getMessage() for r in caplog.records if "state=SUCCESSFUL" in r.getMessage()]
+    assert sorted(finished) == sorted(
+        f"Task id={job.id} path={SEND_INVOICE} state=SUCCESSFUL" for job in jobs
+    )
 
 
 @pytest.mark.postgres
