@@ -14,6 +14,7 @@ import logging
 
 from django.core import checks
 from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks import signals as task_signals
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -183,6 +184,69 @@ def task_result_for(result_id, alias: str, running=False, job=_LOOK_UP, logs=Non
     return build_result(task, job, logs, alias, running=running)
 
 
+# Django connects its own receivers to task_started / task_finished; all they do is log to the
+# "django.tasks" logger. A TaskResult built for them alone is wasted when that logger is off.
+_DJANGO_LOG_RECEIVERS = {
+    task_started: getattr(task_signals, "log_task_started", None),
+    task_finished: getattr(task_signals, "log_task_finished", None),
+}
+_django_tasks_logger = logging.getLogger("django.tasks")
+
+
+def _receivers(signal, sender) -> tuple[bool, bool]:
+    """Whether `signal` sent by `sender` reaches receivers of the project's, and Django's own
+    log receiver."""
+    try:
+        # Private, but the only way to see which receivers a send would call; if it changes,
+        # every receiver counts as the project's (slower, never wrong).
+        sync_receivers, async_receivers = signal._live_receivers(sender)
+    except Exception:
+        return signal.has_listeners(sender), False
+    own = _DJANGO_LOG_RECEIVERS.get(signal)
+    project = bool(async_receivers) or any(receiver is not own for receiver in sync_receivers)
+    return project, own is not None and own in sync_receivers
+
+
+def task_signal_wanted(signal, sender=None, level=logging.INFO) -> bool:
+    """Whether sending `signal` reaches anyone: a receiver of the project's, or Django's own log
+    receiver with the "django.tasks" logger enabled at `level`. Building a TaskResult costs more
+    than running a no-op job, so the executor asks before building one."""
+    project, django_log = _receivers(signal, sender or DatabaseBackend)
+    return project or (django_log and _django_tasks_logger.isEnabledFor(level))
+
+
+def history_wanted(jobs) -> bool:
+    """Whether the log of claimed jobs is worth reading up front (services.attach_history):
+    only when something builds their TaskResult, i.e. a wanted signal or a task taking a
+    context. Without it, whoever still needs a result reads the log then."""
+    if task_signal_wanted(task_started) or task_signal_wanted(task_finished):
+        return True
+    from jobs.executor import resolve_handler
+
+    for handler in {job.handler for job in jobs}:
+        try:
+            target = resolve_handler(handler)
+        except Exception:  # refused or broken: the run reports it
+            continue
+        if isinstance(target, Task) and target.takes_context:
+            return True
+    return False
+
+
+def finished_signal_awaited(job: Job) -> bool:
+    """Whether a task_finished receiver of the project's waits for this job's success: it may
+    read the result back, so the success is written before the signal is sent. (Django's own
+    receiver only logs; the executor sends it the signal after a deferred write.)"""
+    from jobs.executor import resolve_handler
+
+    try:
+        target = resolve_handler(job.handler)
+    except Exception:  # refused or broken: the run reports it
+        return False
+    backend = target.get_backend() if isinstance(target, Task) else None
+    return isinstance(backend, DatabaseBackend) and _receivers(task_finished, type(backend))[0]
+
+
 def send_task_signal(job: Job, started: bool, outcome=None) -> None:
     """django.tasks' task_started / task_finished for a job whose handler is a task of this
     backend. Finished means finished for good: succeeded, or failed with no retries left.
@@ -203,6 +267,14 @@ def send_task_signal(job: Job, started: bool, outcome=None) -> None:
             return  # the run itself reports it
         backend = target.get_backend() if isinstance(target, Task) else None
         if not isinstance(backend, DatabaseBackend):
+            return
+        if started:
+            wanted = task_signal_wanted(task_started, type(backend))
+        else:
+            failed = outcome is not None and not outcome.succeeded
+            level = logging.ERROR if failed else logging.INFO
+            wanted = task_signal_wanted(task_finished, type(backend), level)
+        if not wanted:
             return
         logs = None if known is _LOOK_UP else getattr(job, "history", None)
         result = task_result_for(job.id, backend.alias, running=started, job=known, logs=logs)

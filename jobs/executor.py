@@ -25,7 +25,7 @@ from django.tasks import Task, TaskContext
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from jobs import services
+from jobs import backends, services
 from project import metrics
 
 logger = logging.getLogger("jobs.executor")
@@ -150,9 +150,7 @@ def call_handler(job, *, timeout: float | None = None):
         with time_limit(timeout):
             if isinstance(target, Task):
                 if target.takes_context:
-                    from jobs.backends import task_result_for
-
-                    result = task_result_for(
+                    result = backends.task_result_for(
                         job.id,
                         target.get_backend().alias,
                         running=True,
@@ -226,6 +224,94 @@ class LockRenewer(threading.Thread):
 
     def stop(self):
         self.stopping.set()
+        if self.is_alive():
+            self.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing successes in the background
+
+
+class SuccessRecorder(threading.Thread):
+    """Writes this executor's successes from its own thread and connection, all that have
+    arrived since its last write in one statement and one commit (services.complete_jobs).
+
+    A commit waits for the disk (1–2 ms, more on a busy machine): longer than a quick job
+    takes. Written one by one, the executor ran its jobs at the disk's pace; here the next job
+    runs while the previous successes are written, and successes that arrive meanwhile share
+    the next commit. Each job's log rows carry the time of its event, whenever written. Until
+    its success is written a job stays locked by this executor (its lock renewed): no other
+    executor runs it. If the process dies first, those jobs run again once their locks expire,
+    as a job whose success could not be recorded always has (at-least-once); there are at most
+    MAX_PENDING of them, and a write is rarely more than one commit behind."""
+
+    MAX_PENDING = 100  # successes waiting to be written; the executor waits beyond that
+
+    def __init__(self, worker_id: str, renewer: "LockRenewer"):
+        super().__init__(name=f"success-recorder {worker_id}", daemon=True)
+        self.worker_id = worker_id
+        self.renewer = renewer
+        self.pending: list[tuple] = []
+        self.changed = threading.Condition()
+        self.stopping = False
+        self.writing = False
+
+    def submit(self, job, rows: list[dict], outcome: services.JobOutcome):
+        """Take a success to write (services.run_claimed_job's `defer_success`)."""
+        with self.changed:
+            while len(self.pending) >= self.MAX_PENDING and self.is_alive():
+                self.changed.wait()
+            self.pending.append((job, rows, outcome))
+            self.changed.notify_all()
+
+    def run(self):
+        try:
+            while True:
+                with self.changed:
+                    while not self.pending and not self.stopping:
+                        self.changed.wait()
+                    if not self.pending:
+                        return
+                    batch, self.pending = self.pending, []
+                    self.writing = True
+                    self.changed.notify_all()
+                try:
+                    self.write(batch)
+                finally:
+                    with self.changed:
+                        self.writing = False
+                        self.changed.notify_all()
+        finally:
+            db.connections.close_all()
+
+    def write(self, batch):
+        try:
+            held = services.complete_jobs(
+                self.worker_id, [(job.id, rows) for job, rows, _ in batch]
+            )
+        except Exception:
+            # As when a success cannot be written at once: the jobs' locks expire (they are no
+            # longer renewed) and they run again. The recorder itself carries on.
+            logger.exception(
+                "%s: cannot record %d successful jobs; they will run again",
+                self.worker_id,
+                len(batch),
+            )
+            db.connections.close_all()
+            held = None
+        for job, _, outcome in batch:
+            self.renewer.untrack(job.id)
+            if held is not None:
+                outcome.held_lock = job.id in held
+                log_outcome(outcome, self.worker_id)
+                # Only Django's log receiver can be listening (run_claimed_job writes at once
+                # for the project's); it logs from this thread.
+                backends.send_task_signal(job, started=False, outcome=outcome)
+
+    def stop(self):
+        with self.changed:
+            self.stopping = True
+            self.changed.notify_all()
         if self.is_alive():
             self.join()
 
@@ -324,6 +410,7 @@ class Executor:
         self.options = options
         self.stopping = threading.Event()
         self.jobs_run = 0
+        self.recorder: SuccessRecorder | None = None
 
     # Signals: the first asks to stop after the running job; the second interrupts it.
     def request_stop(self, signum=None, frame=None):
@@ -355,6 +442,11 @@ class Executor:
         number of jobs run."""
         options = self.options
         renewer = LockRenewer(options.worker_id, options.lock_time)
+        # Successes are written from a second connection, which sees only committed rows: not
+        # inside a caller's transaction (tests), and not on SQLite (one writer at a time).
+        self.recorder = None
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            self.recorder = SuccessRecorder(options.worker_id, renewer)
         # LISTEN before the first look for work, so a job enqueued in between still wakes us.
         waiter = None if options.once else Waiter(options.poll_interval, self.stopping)
         limit = max(options.prefetch, 1)
@@ -366,6 +458,8 @@ class Executor:
                 limit,
             )
             renewer.start()
+            if self.recorder is not None:
+                self.recorder.start()
             try:
                 while not self.stopping.is_set():
                     if options.parent_pid is not None and os.getppid() != options.parent_pid:
@@ -388,7 +482,8 @@ class Executor:
                         metrics.record_lock_expired(
                             "job", sum(1 for job in jobs if job.previous_owner)
                         )
-                        services.attach_history(jobs)
+                        if jobs and backends.history_wanted(jobs):
+                            services.attach_history(jobs)
                     except db.DatabaseError:
                         # The database is away (restart, failover): keep the process and retry.
                         logger.exception("%s: cannot claim jobs; retrying", options.worker_id)
@@ -405,6 +500,8 @@ class Executor:
             except JobInterrupted:
                 pass
             finally:
+                if self.recorder is not None:
+                    self.recorder.stop()  # writes what it still holds
                 renewer.stop()
                 if waiter is not None:
                     waiter.close()
@@ -451,6 +548,7 @@ class Executor:
 
     def run_one(self, job, renewer: LockRenewer, next_job=None):
         renewer.track(job.id)
+        deferred = False
         try:
             outcome = services.run_claimed_job(
                 job,
@@ -458,7 +556,10 @@ class Executor:
                 timeout=self.options.timeout,
                 retry_cycle=self.options.retry_cycle,
                 next_job=next_job,
+                defer_success=self.recorder.submit if self.recorder is not None else None,
             )
+            # A deferred success keeps its lock renewed until the recorder has written it.
+            deferred = outcome.held_lock is None
         except JobInterrupted:
             logger.warning("job %s %s interrupted and released", job.id, job.handler)
             raise
@@ -469,9 +570,11 @@ class Executor:
             db.connections.close_all()
             return None
         finally:
-            renewer.untrack(job.id)
+            if not deferred:
+                renewer.untrack(job.id)
         self.jobs_run += 1
-        log_outcome(outcome, self.options.worker_id)
+        if not deferred:
+            log_outcome(outcome, self.options.worker_id)
         return outcome
 
 

@@ -5,6 +5,7 @@ functions; nothing else writes to Job, JobDefinition or JobLog. Each function is
 transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
 """
 
+import functools
 import json
 import math
 import re
@@ -13,7 +14,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.apps import apps
 from django.conf import settings
@@ -1148,30 +1149,45 @@ class JobOutcome:
     exception_stacktrace: str | None = None
     retries: int | None = None  # retries left after a failure
     next_due_date: object = None
-    # False when another executor took the job over meanwhile (our lock had expired).
-    held_lock: bool = True
+    # False when another executor took the job over meanwhile (our lock had expired); None while
+    # a deferred success is not written yet.
+    held_lock: bool | None = True
     # The claimed job the same write logged as "started" (the executor's next one), if any.
     next_started: Job | None = None
 
 
-def _executor_log_entry(job: Job, event: str, **fields) -> JobLog:
-    entry = JobLog(
-        job_id=job.id,
-        event=event,
-        job_definition_id=job.job_definition_id,
-        handler=job.handler,
-        queue_name=job.queue_name,
-        tenant_id=job.tenant_id,
-        process_instance_id=job.process_instance_id,
-        process_definition_key=job.process_definition_key,
-        activity_id=job.activity_id,
+def _executor_log_values(job: Job, event: str, fields: dict) -> dict:
+    return {
+        "job_id": job.id,
+        "event": event,
+        "job_definition_id": job.job_definition_id,
+        "handler": job.handler,
+        "queue_name": job.queue_name,
+        "tenant_id": job.tenant_id,
+        "process_instance_id": job.process_instance_id,
+        "process_definition_key": job.process_definition_key,
+        "activity_id": job.activity_id,
         **fields,
-    )
-    # The executor keeps a claimed job's history in memory (attach_history), so the
-    # django.tasks signals get their TaskResult without reading the log back after each write.
+    }
+
+
+def _executor_log_entry(job: Job, event: str, **fields) -> JobLog:
+    entry = JobLog(**_executor_log_values(job, event, fields))
+    # The executor keeps a claimed job's history in memory (attach_history) when something will
+    # build its TaskResult, so the django.tasks signals need not read the log back per write.
     if getattr(job, "history", None) is not None:
         job.history.append(entry)
     return entry
+
+
+def _executor_log_row(job: Job, event: str, **fields) -> dict:
+    """A log entry as the column values _insert_sql writes: what _executor_log_entry builds,
+    without a model instance when no history is kept (a JobLog costs more than the rest of a
+    no-op job's bookkeeping)."""
+    values = _executor_log_values(job, event, fields)
+    if getattr(job, "history", None) is not None:
+        job.history.append(JobLog(**values))
+    return values
 
 
 def _started_entry(job: Job, worker_id: str, now) -> JobLog:
@@ -1180,25 +1196,38 @@ def _started_entry(job: Job, worker_id: str, now) -> JobLog:
     )
 
 
-def _insert_sql(entries: list[JobLog]) -> tuple[str, list]:
-    """INSERT … VALUES for `entries`, as SQL to embed in a statement. (Plain VALUES: Django's
-    own bulk INSERT on PostgreSQL sends arrays, which cost more to quote than the statement
-    takes to run.)"""
-    fields = _LOG_INSERT_FIELDS
+def _started_row(job: Job, worker_id: str, now) -> dict:
+    return _executor_log_row(
+        job, JobLog.Event.STARTED, timestamp=now, worker=worker_id, retries=job.retries
+    )
+
+
+def _insert_sql(rows: list[dict]) -> tuple[str, list]:
+    """PostgreSQL: INSERT of log `rows` (column values by attname, as _executor_log_row gives),
+    as SQL to embed in a statement, with the rows as one JSON parameter. One short statement
+    whatever the number of rows: the driver binds a parameter per row and column client-side
+    and re-parses a long statement on every call, which cost more than the database took to run
+    it; json.dumps is C, and the text stays the same, so the driver's parse is cached."""
+    return _log_insert_sql(), [json.dumps(rows, default=_json_time)]
+
+
+def _json_time(value):
+    if isinstance(value, datetime):
+        return value.isoformat()  # aware (USE_TZ): PostgreSQL reads the offset
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+@functools.cache
+def _log_insert_sql() -> str:
     quote = connection.ops.quote_name
+    fields = [field for field in JobLog._meta.concrete_fields if not field.primary_key]
     columns = ", ".join(quote(field.column) for field in fields)
-    row = f"({', '.join(['%s'] * len(fields))})"
-    params = [
-        None if value is None else field.get_db_prep_save(value, connection)
-        for entry in entries
-        for field in fields
-        for value in (getattr(entry, field.attname),)
-    ]
-    values = ", ".join([row] * len(entries))
-    return f"INSERT INTO {quote(JobLog._meta.db_table)} ({columns}) VALUES {values}", params
-
-
-_LOG_INSERT_FIELDS = [field for field in JobLog._meta.concrete_fields if not field.primary_key]
+    # A missing key or JSON null is SQL NULL; the executor's rows always carry a handler.
+    types = ", ".join(f"{quote(field.column)} {field.db_type(connection)}" for field in fields)
+    return (
+        f"INSERT INTO {quote(JobLog._meta.db_table)} ({columns}) "
+        f"SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS entry ({types})"
+    )
 
 
 def notify_jobs_ready() -> None:
@@ -1260,6 +1289,82 @@ def executable_jobs(now=None, queues=None):
     return queryset.order_by(F("priority").desc(), F("due_date").asc(nulls_last=True))
 
 
+def _claim_candidates(now, queues) -> QuerySet:
+    return executable_jobs(now, queues).values(
+        "id", previous_owner=F("lock_owner"), previous_expiry=F("lock_expiration_time")
+    )
+
+
+# A stand-in for "now" while the claim statement is compiled: the statement is compiled once
+# per batch size and queue list (compiling the ORM query cost about as much as running it) and
+# its parameters at this value are replaced by the claim's time.
+_CLAIM_NOW = datetime(2000, 1, 1, 0, 0, 0, 424242, tzinfo=UTC)
+_CLAIM_SQL: dict[tuple, tuple[str, list, list[int]]] = {}
+# The log columns a claim copies from the job; the others are the claim's own.
+_CLAIM_LOG_COPIED = [
+    "job_definition_id",
+    "handler",
+    "queue_name",
+    "tenant_id",
+    "process_instance_id",
+    "process_definition_key",
+    "activity_id",
+]
+
+
+def _claim_statement(now, limit: int, queues) -> tuple[str, list]:
+    """The PostgreSQL claim as one statement, so one round trip and one commit: lock up to
+    `limit` executable rows nobody else has locked (UPDATE … FROM (SELECT … FOR UPDATE SKIP
+    LOCKED LIMIT n) … RETURNING), log "lock-expired" for those a previous owner held and
+    "started" for the first few, and return the rows. Parameters after it: worker id, lock
+    expiry, now, how many to log as started (None: all)."""
+    key = (connection.alias, limit, tuple(queues or ()))
+    cached = _CLAIM_SQL.get(key)
+    if cached is None:
+        candidates = _claim_candidates(_CLAIM_NOW, queues)
+        with transaction.atomic():  # select_for_update compiles only inside a transaction
+            sub_sql, sub_params = candidates.select_for_update(skip_locked=True, of=("self",))[
+                :limit
+            ].query.sql_with_params()
+        quote = connection.ops.quote_name
+        table = quote(Job._meta.db_table)
+        copied = ", ".join(quote(name) for name in _CLAIM_LOG_COPIED)
+        columns = ", ".join(
+            quote(name)
+            for name in ["job_id", "event", "timestamp", "worker", "retries", "exception_message"]
+        )
+        # Python's datetime.isoformat(timespec="microseconds") of the UTC time, as the SQLite
+        # path writes it.
+        expiry = (
+            "to_char(previous_expiry AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') "
+            "|| '+00:00'"
+        )
+        sql = (
+            f"WITH claimed AS (UPDATE {table} SET lock_owner = %s, lock_expiration_time = %s "
+            f"FROM ({sub_sql}) AS claim WHERE {table}.id = claim.id "
+            f"RETURNING {table}.*, claim.previous_owner, claim.previous_expiry), "
+            f"logged AS (INSERT INTO {quote(JobLog._meta.db_table)} ({columns}, {copied}) "
+            f"SELECT id, '{JobLog.Event.LOCK_EXPIRED}', %s, previous_owner, retries, "
+            f"'Lock of ' || previous_owner || ' expired at ' || {expiry} "
+            f"|| '; claimed by ' || %s, {copied} "
+            "FROM claimed WHERE previous_owner <> '' AND previous_expiry IS NOT NULL "
+            f"UNION ALL (SELECT id, '{JobLog.Event.STARTED}', %s, %s, retries, NULL, {copied} "
+            # The order acquire_jobs returns them in.
+            'FROM claimed ORDER BY priority DESC, due_date ASC NULLS LAST, id COLLATE "C" '
+            "LIMIT %s)) "
+            "SELECT * FROM claimed"
+        )
+        at_now = [index for index, value in enumerate(sub_params) if type(value) is datetime]
+        if any(sub_params[index] != _CLAIM_NOW for index in at_now):
+            raise RuntimeError("the claim compares with a time other than now")
+        cached = _CLAIM_SQL[key] = (sql, list(sub_params), at_now)
+    sql, params, at_now = cached
+    params = list(params)
+    for index in at_now:
+        params[index] = now
+    return sql, params
+
+
 def acquire_jobs(
     worker_id: str,
     *,
@@ -1275,45 +1380,36 @@ def acquire_jobs(
     when it starts them (log_started, or with the previous job's outcome)."""
     now = timezone.now()
     expires = now + lock_time
-    candidates = executable_jobs(now, queues).values(
-        "id", previous_owner=F("lock_owner"), previous_expiry=F("lock_expiration_time")
-    )
+    if connection.vendor == "postgresql":
+        # One statement: rows another executor is claiming right now are skipped, not waited
+        # for, so concurrent executors never block each other or double-claim.
+        sql, params = _claim_statement(now, limit, queues)
+        jobs = list(
+            Job.objects.raw(
+                sql, [worker_id, expires, *params, now, worker_id, now, worker_id, start]
+            )
+        )
+        jobs.sort(key=_claim_order(now))
+        return jobs
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # One statement: lock candidate rows nobody else has locked, stamp our lock on them
-            # and return them. Rows another executor is claiming right now are skipped, not
-            # waited for, so concurrent executors never block each other or double-claim.
-            sub_sql, sub_params = candidates.select_for_update(skip_locked=True, of=("self",))[
-                :limit
-            ].query.sql_with_params()
-            table = connection.ops.quote_name(Job._meta.db_table)
-            jobs = list(
-                Job.objects.raw(
-                    f"UPDATE {table} SET lock_owner = %s, lock_expiration_time = %s "
-                    f"FROM ({sub_sql}) AS claim WHERE {table}.id = claim.id "
-                    f"RETURNING {table}.*, claim.previous_owner, claim.previous_expiry",
-                    [worker_id, expires, *sub_params],
-                )
-            )
-        else:
-            # SQLite: the IMMEDIATE transaction already holds the database's write lock, so
-            # select-then-update cannot interleave with another executor's claim.
-            if connection.features.has_select_for_update_skip_locked:
-                candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-            rows = list(candidates[:limit])
-            ids = [row["id"] for row in rows]
-            Job.objects.filter(id__in=ids).update(
-                lock_owner=worker_id, lock_expiration_time=expires
-            )
-            previous = {row["id"]: row for row in rows}
-            jobs = list(Job.objects.filter(id__in=ids))
-            for job in jobs:
-                job.previous_owner = previous[job.id]["previous_owner"]
-                job.previous_expiry = previous[job.id]["previous_expiry"]
-        jobs.sort(key=lambda job: (-job.priority, job.due_date is None, job.due_date or now))
+        # SQLite: the IMMEDIATE transaction already holds the database's write lock, so
+        # select-then-update cannot interleave with another executor's claim.
+        candidates = _claim_candidates(now, queues)
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        rows = list(candidates[:limit])
+        ids = [row["id"] for row in rows]
+        Job.objects.filter(id__in=ids).update(lock_owner=worker_id, lock_expiration_time=expires)
+        previous = {row["id"]: row for row in rows}
+        jobs = list(Job.objects.filter(id__in=ids))
+        for job in jobs:
+            job.previous_owner = previous[job.id]["previous_owner"]
+            job.previous_expiry = previous[job.id]["previous_expiry"]
+        jobs.sort(key=_claim_order(now))
         entries = []
         for index, job in enumerate(jobs):
             if job.previous_owner and job.previous_expiry is not None:
+                expiry = job.previous_expiry.astimezone(UTC).isoformat(timespec="microseconds")
                 entries.append(
                     _executor_log_entry(
                         job,
@@ -1322,8 +1418,8 @@ def acquire_jobs(
                         worker=job.previous_owner,
                         retries=job.retries,
                         exception_message=(
-                            f"Lock of {job.previous_owner} expired at "
-                            f"{job.previous_expiry.isoformat()}; claimed by {worker_id}"
+                            f"Lock of {job.previous_owner} expired at {expiry}; "
+                            f"claimed by {worker_id}"
                         ),
                     )
                 )
@@ -1331,6 +1427,12 @@ def acquire_jobs(
                 entries.append(_started_entry(job, worker_id, now))
         JobLog.objects.bulk_create(entries)
     return jobs
+
+
+def _claim_order(now):
+    # Highest priority first, then the longest overdue; ids break ties as the PostgreSQL claim
+    # statement does (COLLATE "C" compares like Python).
+    return lambda job: (-job.priority, job.due_date is None, job.due_date or now, job.id)
 
 
 def attach_history(jobs: list[Job]) -> None:
@@ -1406,10 +1508,73 @@ def extend_job_locks(job_ids, worker_id: str, *, lock_time: timedelta) -> int:
         )
 
 
+_JOB_TABLE = f'"{Job._meta.db_table}"'  # quoted alike by PostgreSQL and SQLite
+
+
 def _still_ours(worker_id: str) -> Q:
     # An operator's unlock (lock_owner cleared) does not take the job away from the run that
     # already happened; only another executor's claim does.
     return Q(lock_owner=worker_id) | Q(lock_owner__isnull=True)
+
+
+def success_rows(
+    job: Job,
+    worker_id: str,
+    *,
+    duration_ms: float,
+    return_value=None,
+    then_start: Job | None = None,
+) -> list[dict]:
+    """The log entries of a success, stamped now: "succeeded" and, with `then_start`, the
+    executor's next claimed job "started" (complete_jobs writes them)."""
+    now = timezone.now()
+    rows = [
+        _executor_log_row(
+            job,
+            JobLog.Event.SUCCEEDED,
+            timestamp=now,
+            worker=worker_id,
+            retries=job.retries,
+            duration_ms=duration_ms,
+            return_value=return_value,
+        )
+    ]
+    if then_start is not None:
+        rows.append(_started_row(then_start, worker_id, now))
+    return rows
+
+
+def complete_jobs(worker_id: str, successes: list[tuple[str, list[dict]]]) -> set[str]:
+    """Record handlers that returned: delete each job (id, log rows from success_rows) still
+    ours and write all the log rows, atomically, in one statement on PostgreSQL. Returns the
+    ids deleted; a job missing there had been taken over by another executor (its lock expired
+    under us), and its run is logged anyway."""
+    if not successes:
+        return set()
+    ids = [job_id for job_id, _ in successes]
+    rows = [row for _, job_rows in successes for row in job_rows]
+    if connection.vendor == "postgresql":
+        # One statement, so one round trip and one commit for them all: the DELETE and the log
+        # INSERT are atomic as a single statement in autocommit mode.
+        insert_sql, insert_params = _insert_sql(rows)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH done AS (DELETE FROM {_JOB_TABLE} WHERE id = ANY(%s) "
+                "AND (lock_owner = %s OR lock_owner IS NULL) RETURNING id), "
+                f"logged AS ({insert_sql}) SELECT id FROM done",
+                [ids, worker_id, *insert_params],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    with transaction.atomic():
+        ours = Job.objects.filter(_still_ours(worker_id))
+        if len(ids) == 1:
+            deleted, _ = ours.filter(id=ids[0]).delete()
+            done = set(ids) if deleted else set()
+        else:
+            done = set(ours.filter(id__in=ids).values_list("id", flat=True))
+            Job.objects.filter(id__in=done).delete()
+        JobLog.objects.bulk_create([JobLog(**row) for row in rows])
+    return done
 
 
 def complete_job(
@@ -1423,37 +1588,10 @@ def complete_job(
     """The handler returned: delete the job and log the success (and, with `then_start`, that
     the executor's next claimed job starts). Returns False when another executor had taken the
     job over (its lock expired under us); the run is logged anyway."""
-    now = timezone.now()
-    entries = [
-        _executor_log_entry(
-            job,
-            JobLog.Event.SUCCEEDED,
-            timestamp=now,
-            worker=worker_id,
-            retries=job.retries,
-            duration_ms=duration_ms,
-            return_value=return_value,
-        )
-    ]
-    if then_start is not None:
-        entries.append(_started_entry(then_start, worker_id, now))
-    if connection.vendor == "postgresql":
-        # One statement, so one round trip and one commit per job: the DELETE and the log
-        # INSERT are atomic as a single statement in autocommit mode.
-        insert_sql, insert_params = _insert_sql(entries)
-        table = connection.ops.quote_name(Job._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"WITH done AS (DELETE FROM {table} WHERE id = %s "
-                "AND (lock_owner = %s OR lock_owner IS NULL) RETURNING 1), "
-                f"logged AS ({insert_sql}) SELECT count(*) FROM done",
-                [job.id, worker_id, *insert_params],
-            )
-            return bool(cursor.fetchone()[0])
-    with transaction.atomic():
-        deleted, _ = Job.objects.filter(_still_ours(worker_id), id=job.id).delete()
-        JobLog.objects.bulk_create(entries)
-    return bool(deleted)
+    rows = success_rows(
+        job, worker_id, duration_ms=duration_ms, return_value=return_value, then_start=then_start
+    )
+    return job.id in complete_jobs(worker_id, [(job.id, rows)])
 
 
 def fail_job(
@@ -1547,12 +1685,16 @@ def run_claimed_job(
     timeout: float | None = None,
     retry_cycle: RetryCycle | None = None,
     next_job: Callable[[], Job | None] | None = None,
+    defer_success: Callable[[Job, list[dict], "JobOutcome"], None] | None = None,
 ) -> JobOutcome:
     """Run a job this worker has claimed, outside any transaction, and record the outcome.
 
     `next_job`, asked once the handler has returned, names the claimed job the executor runs
     next: the write recording this outcome also logs that one as started (outcome.next_started),
-    which saves a statement and a commit per job."""
+    which saves a statement and a commit per job. `defer_success`, when given, takes a success
+    to record later (with its log rows) instead of writing it now, unless a project's
+    django.tasks task_finished receiver waits for it: then it is written first, as always. The
+    caller sends task_finished for a deferred success once it is written."""
     from jobs import backends, executor
 
     backends.send_task_signal(job, started=True)
@@ -1583,12 +1725,16 @@ def run_claimed_job(
     duration_ms = (time.monotonic() - started) * 1000
     value = executor.json_value(value)
     then_start = next_job() if next_job else None
-    held = complete_job(
+    rows = success_rows(
         job, worker_id, duration_ms=duration_ms, return_value=value, then_start=then_start
     )
-    outcome = JobOutcome(
-        job.id, job.handler, True, duration_ms, value, held_lock=held, next_started=then_start
-    )
+    outcome = JobOutcome(job.id, job.handler, True, duration_ms, value, next_started=then_start)
+    if defer_success is not None and not backends.finished_signal_awaited(job):
+        # The caller writes it later, with other successes (complete_jobs), and sets held_lock.
+        outcome.held_lock = None
+        defer_success(job, rows, outcome)
+        return outcome
+    outcome.held_lock = job.id in complete_jobs(worker_id, [(job.id, rows)])
     backends.send_task_signal(job, started=False, outcome=outcome)
     return outcome
 

@@ -254,6 +254,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django logs every task's start and success at INFO: two lines per job, hundreds of
+        # jobs a second, and a TaskResult built for each. Like the executor's own success line
+        # they show at DEBUG; failures (ERROR) always show.
+        "django.tasks": {
+            "level": "DEBUG" if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG" else "WARNING"
+        },
+    },
 }
 
 # ---------------------------------------------------------------------------------------------
