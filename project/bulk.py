@@ -6,7 +6,7 @@ statement. Shared by the jobs and external tasks apps (their services own the tr
 """
 
 from django.db import connection
-from django.db.models import Expression, F, Model, QuerySet, Value
+from django.db.models import Expression, F, Model, Q, QuerySet, Value
 
 
 def insert_select(target: type[Model], source: QuerySet, columns: dict) -> int:
@@ -28,3 +28,81 @@ def insert_select(target: type[Model], source: QuerySet, columns: dict) -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {quote(target._meta.db_table)} ({names}) {sql}", params)
         return cursor.rowcount
+
+
+def update_and_log(
+    model: type[Model],
+    ids: list,
+    changes: dict,
+    log_model: type[Model],
+    log_columns: dict,
+    *,
+    only_if: Q | None = None,
+    before: tuple[str, ...] = (),
+    returning: tuple[str, ...] = (),
+) -> list[dict]:
+    """PostgreSQL: lock the rows of `ids` in id order, apply `changes` and write one log row per
+    changed row, all in one statement; returns one dict per changed row with the `returning`
+    fields (new values; at least one) and the `before` fields (old values, keyed
+    `before_<name>`).
+
+    The three statements per batch it replaces (SELECT … FOR UPDATE, INSERT … SELECT of the
+    log rows, UPDATE) each found the same rows again through the primary key; here the log
+    rows are copied from the UPDATE's RETURNING. Locking stays in id order (a materialized
+    SELECT … ORDER BY id FOR UPDATE), so two bulk actions over overlapping rows still wait for
+    each other instead of deadlocking. `log_columns` is as for insert_select, over the updated
+    (new) row."""
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    pk = quote(model._meta.pk.column)
+    params: list = []
+
+    def column(name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    where = f"{table}.{pk} = ANY(%s)"
+    params.append(list(ids))
+    if only_if is not None:
+        query = model.objects.filter(only_if).query
+        condition, condition_params = query.get_compiler(connection=connection).compile(query.where)
+        where += f" AND ({condition})"
+        params += condition_params
+    kept = "".join(f", {table}.{column(name)} AS {quote('before_' + name)}" for name in before)
+    locked = (
+        f"SELECT {table}.{pk}{kept} FROM {table} WHERE {where} ORDER BY {table}.{pk} FOR UPDATE"
+    )
+    assignments = []
+    for name, value in changes.items():
+        field = model._meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    sources = {v.name for v in log_columns.values() if isinstance(v, F)} | set(returning)
+    returned = ", ".join(
+        [f"{table}.{column(name)} AS {quote(name)}" for name in sorted(sources)]
+        + [f"locked.{quote('before_' + name)}" for name in before]
+    )
+    update = (
+        f"UPDATE {table} SET {', '.join(assignments)} FROM locked "
+        f"WHERE {table}.{pk} = locked.{pk} RETURNING {returned}"
+    )
+    names, selected = [], []
+    for name, value in log_columns.items():
+        field = log_model._meta.get_field(name)
+        names.append(quote(field.column))
+        if isinstance(value, F):
+            selected.append(quote(value.name))
+        else:
+            selected.append("%s")
+            params.append(field.get_db_prep_save(value, connection))
+    insert = (
+        f"INSERT INTO {quote(log_model._meta.db_table)} ({', '.join(names)}) "
+        f"SELECT {', '.join(selected)} FROM changed"
+    )
+    wanted = [*returning, *(f"before_{name}" for name in before)]
+    sql = (
+        f"WITH locked AS MATERIALIZED ({locked}), changed AS ({update}), logged AS ({insert}) "
+        f"SELECT {', '.join(quote(name) for name in wanted)} FROM changed"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [dict(zip(wanted, row, strict=True)) for row in cursor.fetchall()]

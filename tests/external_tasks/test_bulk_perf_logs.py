@@ -79,11 +79,13 @@ def test_set_retries_announces_the_topics_of_the_changed_tasks_without_reading_t
     with CaptureQueriesContext(connection) as ctx:
         assert services.set_retries(admin_user, queryset, 2, strict=False).count == 3
     assert announced == [["mail", "ship"]]
-    # The ids once, then per batch of 2: lock, log, update; no DISTINCT topic query at the end.
+    # The ids once, then per batch of 2: lock, log, update (one statement on PostgreSQL); no
+    # DISTINCT topic query at the end.
     selects = [q["sql"] for q in ctx.captured_queries if "DISTINCT" in q["sql"]]
     assert selects == []
     task_statements = [q for q in ctx.captured_queries if "external_tasks_externaltask" in q["sql"]]
-    assert len(task_statements) == 1 + 2 * 3
+    per_batch = 1 if connection.vendor == "postgresql" else 3
+    assert len(task_statements) == 1 + 2 * per_batch
 
 
 def test_activate_announces_only_the_topics_it_made_fetchable(admin_user, monkeypatch):
