@@ -176,19 +176,25 @@ def test_a_success_the_recorder_cannot_write_is_left_to_run_again(monkeypatch, c
     assert "cannot record 1 successful jobs; they will run again" in caplog.text
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_runjobs_writes_successes_in_the_background_each_once(monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="django.tasks")
-    jobs = enqueue(40)
-    writes = []
+@pytest.fixture
+def writes(monkeypatch):
+    """(thread name, number of successes) of each services.complete_jobs call."""
+    seen = []
     real = services.complete_jobs
 
     def recording(worker_id, successes):
-        writes.append((threading.current_thread().name, len(successes)))
+        seen.append((threading.current_thread().name, len(successes)))
         return real(worker_id, successes)
 
     monkeypatch.setattr(services, "complete_jobs", recording)
+    return seen
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_runjobs_writes_successes_in_the_background_each_once(writes, caplog):
+    caplog.set_level(logging.WARNING, logger="django.tasks")
+    jobs = enqueue(40)
 
     runjobs("--prefetch", "10")
 
@@ -201,21 +207,13 @@ def test_runjobs_writes_successes_in_the_background_each_once(monkeypatch, caplo
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_djangos_task_log_lines_do_not_hold_successes_back(monkeypatch, caplog):
+def test_djangos_task_log_lines_do_not_hold_successes_back(writes, caplog):
     caplog.set_level(logging.INFO, logger="django.tasks")
     jobs = enqueue(5)
-    writers = []
-    real = services.complete_jobs
-
-    def recording(worker_id, successes):
-        writers.append(threading.current_thread().name)
-        return real(worker_id, successes)
-
-    monkeypatch.setattr(services, "complete_jobs", recording)
 
     runjobs()
 
-    assert writers and all(name.startswith("success-recorder") for name in writers)
+    assert writes and all(name.startswith("success-recorder") for name, _ in writes)
     finished = [r.getMessage() for r in caplog.records if "state=SUCCESSFUL" in r.getMessage()]
     assert sorted(finished) == sorted(
         f"Task id={job.id} path={SEND_INVOICE} state=SUCCESSFUL" for job in jobs
