@@ -440,13 +440,7 @@ def _fetchable(now: datetime) -> Q:
 
 
 def _compile_where(q: Q) -> tuple[str, list]:
-    return _compile_where_of(ExternalTask.objects.filter(q))
-
-
-def _compile_where_of(queryset: QuerySet) -> tuple[str, list]:
-    """The WHERE clause of a queryset (no joins) as SQL, to reuse in a hand-written statement."""
-    query = queryset.query
-    return query.get_compiler(connection=connection).compile(query.where)
+    return bulk.where_of(ExternalTask.objects.filter(q))
 
 
 def fetch_and_lock(
@@ -580,7 +574,7 @@ def _finish_at_once(user, task_id: str, worker_id: str | None, now: datetime, ev
         return None
     rows = _visible(user).filter(pk=task_id, worker_id=worker_id, lock_expiration_time__gt=now)
     try:
-        where, where_params = _compile_where_of(rows)
+        where, where_params = bulk.where_of(rows)
     except EmptyResultSet:  # a user who sees no rows at all
         return None
     quote = connection.ops.quote_name

@@ -9,6 +9,12 @@ from django.db import connection
 from django.db.models import Expression, F, Model, Q, QuerySet, Value
 
 
+def where_of(queryset: QuerySet) -> tuple[str, list]:
+    """The WHERE clause of a queryset (no joins) as SQL, to reuse in a hand-written statement."""
+    query = queryset.query
+    return query.get_compiler(connection=connection).compile(query.where)
+
+
 def insert_select(target: type[Model], source: QuerySet, columns: dict) -> int:
     """INSERT INTO target (columns) SELECT … FROM source; returns the rows inserted.
 
@@ -63,8 +69,7 @@ def update_and_log(
     where = f"{table}.{pk} = ANY(%s)"
     params.append(list(ids))
     if only_if is not None:
-        query = model.objects.filter(only_if).query
-        condition, condition_params = query.get_compiler(connection=connection).compile(query.where)
+        condition, condition_params = where_of(model.objects.filter(only_if))
         where += f" AND ({condition})"
         params += condition_params
     kept = "".join(f", {table}.{column(name)} AS {quote('before_' + name)}" for name in before)
