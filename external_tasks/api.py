@@ -1,15 +1,18 @@
 """Camunda 7 REST face for external tasks: /engine-rest/external-task/…
 
 Views validate input, call one function of `external_tasks.services`, and answer Camunda's
-JSON. fetchAndLock is an async view so a long-polling request holds neither a thread nor a
-database connection while it waits (serve with an ASGI server, e.g. uvicorn).
+JSON. fetchAndLock has two views over the same first attempt (FetchAndLockStart): the async
+`fetch_and_lock`, so a long-polling request holds neither a thread nor a database connection
+while it waits (serve with an ASGI server, e.g. uvicorn), and the sync `fetch_and_lock_now`,
+which project.asgi uses for the requests that cannot wait (most of them: no
+asyncResponseTimeout), sparing them the cost of Django's ASGI handler.
 """
 
 import functools
 import time
 from collections.abc import Mapping
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connection, transaction
@@ -293,7 +296,7 @@ class TopicNames(APIView):
 
 
 # ---------------------------------------------------------------------------------------------
-# fetchAndLock (async, long polling)
+# fetchAndLock (async for long polling; sync for requests that cannot wait)
 
 
 class FetchRequest:
@@ -503,10 +506,14 @@ async def fetch_and_lock(request):
     are claimed or the timeout passes."""
     started, seen = time.monotonic(), notify.current_mark()
     response = await _in_thread(_start_sync, request)(request)
-    long_poll = getattr(response, "long_poll", None)
-    if not long_poll:
+    if not getattr(response, "long_poll", None):
         return response
-    user, fetch, conninfo = long_poll
+    return await _wait(request, response, started, seen)
+
+
+async def _wait(request, response, started, seen):
+    """The waiting half of fetchAndLock, for a first attempt that found nothing to claim."""
+    user, fetch, conninfo = response.long_poll
     dispatcher = await notify.dispatcher(
         notify.runner(_thread_sensitive(request)),
         await _in_thread(poll_interval, request)(),
@@ -521,6 +528,21 @@ async def fetch_and_lock(request):
 # The OpenAPI generator documents DRF views only: describe fetchAndLock by its DRF half.
 fetch_and_lock.cls = FetchAndLockStart
 fetch_and_lock.initkwargs = {}
+
+
+@csrf_exempt
+def fetch_and_lock_now(request):
+    """POST /external-task/fetchAndLock for a request that cannot wait (no asyncResponseTimeout,
+    or a body that is a 400 anyway): project.asgi serves those through Django's WSGI handler on
+    a pooled thread (project.urls_nowait), and this is fetch_and_lock's first attempt there."""
+    started, seen = time.monotonic(), notify.current_mark()
+    response = _start(request)
+    if not getattr(response, "long_poll", None):
+        return response
+    # Only a request the router judged wrongly gets here. It waits as it would under the test
+    # client or a WSGI server, holding this thread, rather than answer [] before its time.
+    notify.release_connection()
+    return async_to_sync(_wait)(request, response, started, seen)
 
 
 # ---------------------------------------------------------------------------------------------

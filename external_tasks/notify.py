@@ -130,6 +130,7 @@ class Waiter:
         self.seen = seen
         self.future = asyncio.get_running_loop().create_future()
         self.claiming = False
+        self.timed_out = False  # its time ran out during a claim: it waits for that claim only
         self.gone = False
 
 
@@ -173,6 +174,7 @@ class Dispatcher:
                 return await asyncio.wait_for(asyncio.shield(waiter.future), max(timeout, 0))
             except TimeoutError:
                 if waiter.claiming:  # its claim is under way: answer what it brings
+                    waiter.timed_out = True
                     return await waiter.future
                 return []
         except asyncio.CancelledError:  # the client went away
@@ -298,6 +300,8 @@ class Dispatcher:
             if len(tasks) < waiter.max_tasks:
                 short.add(waiter.key)
             if not tasks:
+                if waiter.timed_out and not waiter.future.done():
+                    waiter.future.set_result([])  # it waits for this claim only
                 continue
             if waiter.gone or waiter.future.done():
                 await self.run(waiter.release, tasks)
@@ -332,9 +336,14 @@ async def dispatcher(run, interval: float, conninfo: str | None) -> Dispatcher:
 
 
 def current_mark():
-    """`Dispatcher.mark()` of this loop's dispatcher, or "check again" when there is none."""
+    """`Dispatcher.mark()` of this loop's dispatcher, or "check again" when there is none (or
+    no loop: a sync caller)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
     with _dispatchers_lock:
-        current = _dispatchers.get(asyncio.get_running_loop())
+        current = _dispatchers.get(loop)
     return current.mark() if current else (-1, timezone.now())
 
 

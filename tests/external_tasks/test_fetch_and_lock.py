@@ -10,6 +10,13 @@ from tests.external_tasks.conftest import URL, fetch_body, make_task
 FETCH = URL + "/fetchAndLock"
 
 
+@pytest.fixture(autouse=True, params=["project.urls", "project.urls_nowait"], ids=["async", "sync"])
+def fetch_view(request, settings):
+    """Every test here runs against both views: the async one, and the sync one project.asgi
+    sends the requests that cannot wait to (a waiting request that reached it waits too)."""
+    settings.ROOT_URLCONF = request.param
+
+
 def fetch(api, body):
     response = api.post(FETCH, body, format="json")
     assert response.status_code == 200, response.content

@@ -143,6 +143,26 @@ def test_a_timed_out_waiter_whose_claim_is_under_way_answers_its_tasks(worker_us
     assert ExternalTask.objects.get(pk=task.id).worker_id == "late"
 
 
+def test_a_timed_out_waiter_whose_claim_comes_back_empty_answers_an_empty_list(worker_user):
+    """It used to wait for a result no one would set: the request hung past its timeout."""
+
+    def slow(claim):
+        def slow_claim():
+            time.sleep(0.3)  # the request's 50 ms run out meanwhile
+            return claim()
+
+        return slow_claim
+
+    async def scenario(dispatcher):
+        late = waiter(dispatcher, worker_user, "late", claim=slow)
+        [pending] = await start(dispatcher, [late], timeout=0.05)
+        dispatcher.announce({TOPIC})  # nothing to claim, but it tries
+        await dispatcher.step()
+        return await asyncio.wait_for(pending, 5)
+
+    assert run(scenario) == []
+
+
 def test_a_disconnected_waiters_claim_goes_to_the_next_waiter(worker_user):
     pending = []
 
