@@ -9,12 +9,12 @@ Targets of operator actions (`set_retries`, `set_priority`, `suspend`, `activate
 always re-scoped to the acting user's tenants, so a foreign id is simply "not found".
 """
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -564,6 +564,24 @@ def _log_insert_sql(source: str, constants: dict, computed: dict | None = None):
     return sql, params
 
 
+# Stand for the task id, worker id and time while _live_lock_where compiles its clause.
+_ANY_TASK, _ANY_WORKER = "\x1etask-id", "\x1eworker-id"
+_ANY_TIME = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=256)
+def _live_lock_where(alias: str, tenants: tuple | None) -> tuple[str, tuple, tuple]:
+    """WHERE of "this task, locked by this worker until after now, of `tenants` (None: all)"
+    compiled once per tenant scope: building and compiling the queryset was ~0.2 ms of a
+    complete's ~1.5 ms of CPU. Returns the SQL, its parameters and the positions of the task
+    id, worker id and time among them."""
+    rows = tenancy.restrict(ExternalTask.objects.using(alias), tenants).filter(
+        pk=_ANY_TASK, worker_id=_ANY_WORKER, lock_expiration_time__gt=_ANY_TIME
+    )
+    where, params = bulk.where_of(rows)
+    return where, tuple(params), tuple(params.index(v) for v in (_ANY_TASK, _ANY_WORKER, _ANY_TIME))
+
+
 def _finish_at_once(user, task_id: str, worker_id: str | None, now: datetime, event: str, **log):
     """PostgreSQL fast path of complete and bpmnError: if `worker_id` holds a live lock on the
     task, delete it and write its log entry (with `log` values and the duration since the last
@@ -572,11 +590,15 @@ def _finish_at_once(user, task_id: str, worker_id: str | None, now: datetime, ev
     worker's, expired): then the caller's locked read finds out which error to answer."""
     if connection.vendor != "postgresql" or not worker_id or has_nul([task_id, worker_id]):
         return None
-    rows = _visible(user).filter(pk=task_id, worker_id=worker_id, lock_expiration_time__gt=now)
-    try:
-        where, where_params = bulk.where_of(rows)
-    except EmptyResultSet:  # a user who sees no rows at all
-        return None
+    if user is None or not user.is_authenticated:
+        return None  # sees no rows at all
+    tenants = tenancy.tenant_ids(user)
+    where, where_params, at = _live_lock_where(
+        connection.alias, None if tenants is None else tuple(sorted(tenants))
+    )
+    where_params = list(where_params)
+    for position, value in zip(at, (task_id, worker_id, now), strict=True):
+        where_params[position] = value
     quote = connection.ops.quote_name
     log_table = quote(ExternalTaskLog._meta.db_table)
     copied = ", ".join(quote(name) for name in ("retries", *_LOG_COPIED))

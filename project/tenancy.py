@@ -107,7 +107,12 @@ def scope(queryset: QuerySet, user, field: str = "tenant_id") -> QuerySet:
     """Restrict a queryset to the rows the user may see. Anonymous users see nothing."""
     if user is None or not user.is_authenticated:
         return queryset.none()
-    tenants = tenant_ids(user)
+    return restrict(queryset, tenant_ids(user), field)
+
+
+def restrict(queryset: QuerySet, tenants, field: str = "tenant_id") -> QuerySet:
+    """The rows of `tenants` (None: all) and the tenant-less ones: what `scope` keeps for an
+    authenticated user, for callers that cache by the tenants rather than by the user."""
     if tenants is None:
         return queryset
     return queryset.filter(Q(**{f"{field}__in": sorted(tenants)}) | Q(**{f"{field}__isnull": True}))

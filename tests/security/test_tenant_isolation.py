@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from project.models import AuditEntry
+from tests.conftest import basic_client, make_user
 
 ET = "/engine-rest/external-task"
 FJ = "/external-job-api"
@@ -155,6 +156,31 @@ def test_actions_on_another_tenants_task_answer_404_and_change_nothing(
     assert globex_snapshot() == before
     assert ExternalTaskLog.objects.count() == logs
     assert not AuditEntry.objects.exists()
+
+
+def test_completing_follows_each_callers_own_tenants_one_after_another(operator_api, tasks):
+    """complete's one-statement path keeps its tenant clause per tenant scope: callers of
+    different scopes in turn each get their own answer, whoever came first."""
+    globex = basic_client(make_user("gina", "operator", ["globex"]))
+    shared = tasks["shared-locked"]
+    url = f"{ET}/{{}}/complete"
+    body = {"workerId": "w1"}
+    assert (
+        operator_api.post(url.format(tasks["globex-locked"].id), body, format="json").status_code
+        == 404
+    )
+    assert globex.post(url.format(tasks["acme-locked"].id), body, format="json").status_code == 404
+    assert (
+        globex.post(url.format(tasks["globex-locked"].id), body, format="json").status_code == 204
+    )
+    assert (
+        operator_api.post(url.format(tasks["acme-locked"].id), body, format="json").status_code
+        == 204
+    )
+    assert operator_api.post(url.format(shared.id), body, format="json").status_code == 204
+    done = {"globex-locked", "acme-locked", "shared-locked"}
+    assert not ExternalTask.objects.filter(pk__in=[tasks[k].id for k in done]).exists()
+    assert ExternalTaskLog.objects.filter(event="completed").count() == 3
 
 
 # ---------------------------------------------------------------------------------------------
