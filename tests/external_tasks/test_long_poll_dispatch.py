@@ -122,16 +122,22 @@ def test_a_waiter_with_other_filters_still_gets_its_turn(worker_user):
     assert claims == 2  # north came back empty, so north-2 (same filters) was not tried
 
 
-def test_a_timed_out_waiter_whose_claim_is_under_way_answers_its_tasks(worker_user):
-    def slow(claim):
+def slowed(seconds: float):
+    """A waiter's claim that first sleeps `seconds`: a request's 50 ms run out meanwhile."""
+
+    def wrap(claim):
         def slow_claim():
-            time.sleep(1)  # the request's 50 ms run out meanwhile
+            time.sleep(seconds)
             return claim()
 
         return slow_claim
 
+    return wrap
+
+
+def test_a_timed_out_waiter_whose_claim_is_under_way_answers_its_tasks(worker_user):
     async def scenario(dispatcher):
-        late = waiter(dispatcher, worker_user, "late", claim=slow)
+        late = waiter(dispatcher, worker_user, "late", claim=slowed(1))
         [pending] = await start(dispatcher, [late], timeout=0.05)
         task = await db(make_task)
         dispatcher.announce({TOPIC})
@@ -146,15 +152,8 @@ def test_a_timed_out_waiter_whose_claim_is_under_way_answers_its_tasks(worker_us
 def test_a_timed_out_waiter_whose_claim_comes_back_empty_answers_an_empty_list(worker_user):
     """It used to wait for a result no one would set: the request hung past its timeout."""
 
-    def slow(claim):
-        def slow_claim():
-            time.sleep(0.3)  # the request's 50 ms run out meanwhile
-            return claim()
-
-        return slow_claim
-
     async def scenario(dispatcher):
-        late = waiter(dispatcher, worker_user, "late", claim=slow)
+        late = waiter(dispatcher, worker_user, "late", claim=slowed(0.3))
         [pending] = await start(dispatcher, [late], timeout=0.05)
         dispatcher.announce({TOPIC})  # nothing to claim, but it tries
         await dispatcher.step()
