@@ -1720,8 +1720,8 @@ def main(argv=None):
                 round(server.peak_rss / 2**20, 1),
                 "MiB",
             )
-    settings_ = machine().get("postgresql_settings", {})
-    if settings_.get("autovacuum") == "off":
+    machine_info = machine()
+    if machine_info.get("postgresql_settings", {}).get("autovacuum") == "off":
         report.add(
             "machine",
             "PostgreSQL autovacuum",
@@ -1742,7 +1742,7 @@ def main(argv=None):
         "started": started.isoformat(),
         "finished": datetime.now(UTC).isoformat(),
         "arguments": vars(args),
-        "machine": machine(),
+        "machine": machine_info,
         "results": report.data,
         "skipped": report.skipped,
         "state": state,
