@@ -345,7 +345,7 @@ WITH claimed AS (
         lock_expiration_time = now() + interval '5 minutes'
     WHERE id IN (
         SELECT id FROM {TASK_TABLE}
-        WHERE topic_name = %(topic)s AND NOT suspended AND (retries IS NULL OR retries > 0)
+        WHERE topic_name = %(topic)s AND NOT suspended AND has_retries
           AND (lock_expiration_time IS NULL OR lock_expiration_time <= now())
         ORDER BY create_time, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
     RETURNING id, topic_name, tenant_id, retries

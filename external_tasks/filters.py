@@ -29,7 +29,7 @@ from django.db.models.functions import Cast, Upper
 from django.db.models.lookups import Lookup
 from django.utils import timezone
 
-from external_tasks.models import ExternalTask
+from external_tasks.models import FAILED, ExternalTask
 from project.filters import (
     CamundaFilterSet,
     DateFilter,
@@ -309,12 +309,12 @@ class ExternalTaskFilter(CamundaFilterSet):
     def filter_with_retries_left(self, qs, name, value):
         if not value:  # TrueFilter.filter is bypassed for method filters
             return qs
-        return qs.filter(Q(retries__isnull=True) | Q(retries__gt=0))
+        return qs.filter(has_retries=True)  # retries unset or positive
 
     def filter_no_retries_left(self, qs, name, value):
         if not value:  # TrueFilter.filter is bypassed for method filters
             return qs
-        return qs.filter(retries=0)
+        return qs.filter(FAILED)
 
     def filter_active(self, qs, name, value):
         if not value:  # TrueFilter.filter is bypassed for method filters

@@ -72,8 +72,10 @@ def _job_conditions(now):
 
 
 def _task_conditions(now):
+    from external_tasks.models import FAILED as FAILED_TASK  # console loads before the apps
+
     return {
-        "failed": Q(retries=0),
+        "failed": FAILED_TASK,
         "suspended": Q(suspended=True),
         "locked": Q(lock_expiration_time__gt=now),
         "retrying": Q(error_message__isnull=False),

@@ -280,7 +280,9 @@ def record_executor_poll(acquired: int, seconds: float) -> None:
 
 def external_task_states(now) -> dict[str, Q]:
     """Disjoint states covering every external task row (they add up to the table)."""
-    fetchable = Q(suspended=False) & (Q(retries__isnull=True) | Q(retries__gt=0))
+    from external_tasks.models import FAILED, FETCHABLE
+
+    fetchable = FETCHABLE
     return {
         "available": fetchable
         & (
@@ -292,7 +294,7 @@ def external_task_states(now) -> dict[str, Q]:
         # (Like Camunda, a failure keeps the worker id and sets the lock to the retry timeout,
         # so a failed task whose timeout has passed shows here too until it is fetched again.)
         "lock_expired": fetchable & Q(lock_expiration_time__lte=now, worker_id__isnull=False),
-        "failed": Q(suspended=False, retries__lte=0),
+        "failed": Q(suspended=False) & FAILED,
         "suspended": Q(suspended=True),
     }
 

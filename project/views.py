@@ -11,6 +11,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from external_tasks.models import FAILED as FAILED_TASK
+from external_tasks.models import FETCHABLE as FETCHABLE_TASK
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from jobs.models import Job, JobLog
 from project import console, tenancy
@@ -114,14 +116,14 @@ def _overview_data(user):
     # Breakdowns only look at rows that need attention (failed or holding a lock): the failed
     # partial indexes and the lock indexes find them without reading the whole table.
     task_rows = (
-        tasks.filter(Q(retries=0) | Q(worker_id__isnull=False))
+        tasks.filter(FAILED_TASK | Q(worker_id__isnull=False))
         .values("topic_name")
         .annotate(
-            failed=Count("id", filter=Q(retries=0)),
-            locked=Count("id", filter=Q(lock_expiration_time__gt=now) & ~Q(retries=0)),
+            failed=Count("id", filter=FAILED_TASK),
+            locked=Count("id", filter=Q(lock_expiration_time__gt=now) & ~FAILED_TASK),
             expired=Count(
                 "id",
-                filter=Q(worker_id__isnull=False, lock_expiration_time__lte=now) & ~Q(retries=0),
+                filter=Q(worker_id__isnull=False, lock_expiration_time__lte=now) & ~FAILED_TASK,
             ),
         )
         .order_by("-failed", "topic_name")[:BREAKDOWN_ROWS]
@@ -142,7 +144,7 @@ def _overview_data(user):
     tenants = {}
     for model_rows, key in (
         (jobs.filter(retries=0).values("tenant_id").annotate(n=Count("id")).order_by(), "jobs"),
-        (tasks.filter(retries=0).values("tenant_id").annotate(n=Count("id")).order_by(), "tasks"),
+        (tasks.filter(FAILED_TASK).values("tenant_id").annotate(n=Count("id")).order_by(), "tasks"),
     ):
         for row in model_rows:
             tenants.setdefault(row["tenant_id"], {"jobs": 0, "tasks": 0})[key] = row["n"]
@@ -181,13 +183,12 @@ def _topics_data(user):
             total=Count("id"),
             backlog=Count(
                 "id",
-                filter=Q(suspended=False)
-                & (Q(retries__isnull=True) | Q(retries__gt=0))
+                filter=FETCHABLE_TASK
                 & (Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=now)),
             ),
             locked=Count("id", filter=Q(lock_expiration_time__gt=now)),
             expired=Count("id", filter=Q(worker_id__isnull=False, lock_expiration_time__lte=now)),
-            failed=Count("id", filter=Q(retries=0)),
+            failed=Count("id", filter=FAILED_TASK),
             retrying=Count("id", filter=Q(retries__gt=0, error_message__isnull=False)),
             suspended=Count("id", filter=Q(suspended=True)),
             oldest=Min("create_time"),
@@ -274,7 +275,7 @@ def failure_groups(user, kind: str | None = None) -> list[dict]:
         sources.append(("job", tenancy.scope(Job.objects.filter(retries=0), user), "handler"))
     if kind in (None, "task"):
         sources.append(
-            ("task", tenancy.scope(ExternalTask.objects.filter(retries=0), user), "topic_name")
+            ("task", tenancy.scope(ExternalTask.objects.filter(FAILED_TASK), user), "topic_name")
         )
     for source_kind, queryset, where in sources:
         message_field = "exception_message" if source_kind == "job" else "error_message"
@@ -322,7 +323,8 @@ def group_filter(group) -> Q:
     q = Q(**{f"{message_field}__in": messages}) if messages else Q(pk__in=[])
     if None in group["messages"]:
         q |= Q(**{f"{message_field}__isnull": True})
-    return Q(retries=0) & Q(**{where: group["where"]}) & q
+    failed = Q(retries=0) if group["kind"] == "job" else FAILED_TASK
+    return failed & Q(**{where: group["where"]}) & q
 
 
 @console.viewer_required

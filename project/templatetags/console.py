@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from external_tasks.models import FAILED as FAILED_TASK
 from external_tasks.models import ExternalTask
 from jobs.models import Job
 from project import console, tenancy
@@ -24,7 +25,7 @@ def nav_counts(user):
             tenancy.scope(Job.objects.filter(retries=0), user), NAV_COUNT_LIMIT
         )
         tasks, tasks_exact = console.bounded_count(
-            tenancy.scope(ExternalTask.objects.filter(retries=0), user), NAV_COUNT_LIMIT
+            tenancy.scope(ExternalTask.objects.filter(FAILED_TASK), user), NAV_COUNT_LIMIT
         )
     except DatabaseError:
         return {}

@@ -375,8 +375,12 @@ class Command(BaseCommand):
     def bulk_insert(self, model, rows, total, label):
         if not total:
             return
-        # Auto-increment ids (the log tables) are left to the database.
-        fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+        # Auto-increment ids (the log tables) and generated columns are left to the database.
+        fields = [
+            f
+            for f in model._meta.concrete_fields
+            if not isinstance(f, AutoFieldMixin) and not f.generated
+        ]
         columns = [f.column for f in fields]
         attnames = [f.attname for f in fields]
         json_fields = {f.attname for f in fields if isinstance(f, models.JSONField)}
