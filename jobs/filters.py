@@ -22,7 +22,7 @@ from project.filters import (
 )
 from project.rest import InvalidRequest, parse_date
 
-from .models import Job, JobDefinition
+from .models import WITH_EXCEPTION, Job, JobDefinition
 
 # Camunda's sortBy values for GET/POST /job, in the order the reference lists them.
 JOB_SORT_KEYS = {
@@ -241,9 +241,7 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
     messages = FlagFilter(Q(type=Job.Type.MESSAGE))
     dueDates = ConditionListFilter(field_name="due_date", parameter="dueDate")
     createTimes = ConditionListFilter(field_name="create_time", parameter="createTime")
-    withException = FlagFilter(
-        Q(exception_message__isnull=False) | Q(exception_stacktrace__isnull=False)
-    )
+    withException = FlagFilter(WITH_EXCEPTION)
     exceptionMessage = StringFilter(field_name="exception_message")
     failedActivityId = StringFilter(field_name="failed_activity_id")
     noRetriesLeft = FlagFilter(Q(retries=0))

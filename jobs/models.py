@@ -6,6 +6,8 @@ from project.ids import new_id
 from project.indexes import SortIndex, nulls_first
 
 ACTIVE_WITH_RETRIES = Q(suspended=False, retries__gt=0)
+# Camunda's withException: the job failed with an exception (a message or only a stack trace).
+WITH_EXCEPTION = Q(exception_message__isnull=False) | Q(exception_stacktrace__isnull=False)
 
 
 class JobDefinition(models.Model):
@@ -96,10 +98,20 @@ class Job(models.Model):
                 name="job_lock_owner_idx",
                 condition=Q(lock_owner__isnull=False),
             ),
+            # withException's condition (a message or a stack trace), with the key and tenant:
+            # `withException` with a process definition key or tenants counts and pages by an
+            # index-only scan (138 -> 36 ms for a key's 58k at 1M jobs). The console's
+            # "retrying" (a message) implies it, so uses it too.
             models.Index(
                 fields=["-create_time"],
                 name="job_exception_idx",
-                condition=Q(exception_message__isnull=False),
+                condition=WITH_EXCEPTION,
+                include=["process_definition_key", "tenant_id"],
+            ),
+            # `executable` counts (retries left, due): an index-only scan of a narrow index
+            # instead of the priority index's wide entries (150-250 -> 50-80 ms for 600k).
+            SortIndex(
+                nulls_first("due_date"), name="job_executable_idx", condition=Q(retries__gt=0)
             ),
             # Sort keys, each (key, id) with nulls first so one index serves both directions
             # of Taskyard's order (project.indexes); equality filters on the key use them too.
@@ -110,6 +122,11 @@ class Job(models.Model):
                 fields=["priority", "id"], name="job_priority_idx", include=["retries", "due_date"]
             ),
             models.Index(fields=["retries", "id"], name="job_retries_idx"),
+            # `messages` / `timers` by id, with the columns of withRetriesLeft / noRetriesLeft
+            # and active / suspended: deep pages index-only (50,000 deep 614 -> 13 ms).
+            models.Index(
+                fields=["type", "id"], name="job_type_idx", include=["retries", "suspended"]
+            ),
             SortIndex(nulls_first("process_instance_id"), "id", name="job_pi_idx"),
             SortIndex(nulls_first("execution_id"), "id", name="job_execution_idx"),
             # Filtered by key and sorted by due date (the console's and Cockpit's usual view).
@@ -123,11 +140,13 @@ class Job(models.Model):
             # With id: bulk actions on an activity walk its ids in order from this index alone.
             models.Index(fields=["activity_id", "id"], name="job_activity_idx"),
             # Tenant first: `tenantIdIn` / `withoutTenantId` with the common second sort keys.
+            # Definition id included: `withoutTenantId` sorted by it reads the index alone.
             SortIndex(
                 nulls_first("tenant_id"),
                 nulls_first("process_definition_key"),
                 "id",
                 name="job_tenant_idx",
+                include=["process_definition_id"],
             ),
             models.Index(fields=["lock_expiration_time"], name="job_lock_exp_idx"),
         ]
