@@ -1308,6 +1308,15 @@ def run_bulk(args, report, server, state):
         k: v[0] if isinstance(v, list) else v for k, v in task_query(console_rows).items()
     }
     retries = 7 if int(time.time()) % 2 else 6  # a real change on every run
+    # The operator's usual bulk action: bring failed tasks back. Each is 0 -> n, so unlike most
+    # of a topic's rows it cannot be a HOT update. Two tenants' failures, run last: those of the
+    # two topics above are no longer failed by then.
+    failed_query = {"noRetriesLeft": True, "tenantIdIn": ["acme", "globex"]}
+    failed_where = "retries = 0 AND tenant_id IN ('acme', 'globex') AND topic_name NOT IN (%s, %s)"
+    n_failed = sql(
+        f"SELECT count(*) FROM {TASK_TABLE} WHERE {failed_where}",
+        [api_rows["topic_name"], console_rows["topic_name"]],
+    )[0][0]
 
     async def go():
         out = {}
@@ -1359,6 +1368,15 @@ def run_bulk(args, report, server, state):
             ) as response:
                 await response.read()
                 out["console_run"] = (time.perf_counter() - t0, response.status)
+        # Last: the topics above keep their figures whatever their failed tasks were.
+        async with client_session(ADMIN) as session:
+            t0 = time.perf_counter()
+            async with session.put(
+                server.base + "/engine-rest/external-task/retries",
+                json={"retries": 3, "externalTaskQuery": failed_query},
+            ) as response:
+                await response.read()
+                out["api_failed"] = (time.perf_counter() - t0, response.status)
         return out
 
     out = asyncio.run(go())
@@ -1384,6 +1402,16 @@ def run_bulk(args, report, server, state):
         )
     else:
         report.add("bulk", "API POST job/retries", None, "s", f"HTTP {status}: not measured")
+    if "api_failed" in out:
+        seconds, status = out["api_failed"]
+        report.add(
+            "bulk",
+            f"API PUT external-task/retries on {n_failed:,} failed tasks "
+            "(noRetriesLeft+tenantIdIn)",
+            round(seconds, 2),
+            "s",
+            f"HTTP {status}; none HOT (0 -> 3 moves every index entry)",
+        )
     if "console_error" in out:
         report.add("bulk", "console set retries", None, "s", out["console_error"])
     else:
