@@ -802,13 +802,15 @@ class BulkRetriesAsync(APIView):
     )
     def post(self, request):
         # Set-based updates finish within the request, so the batch is complete on return.
+        # Camunda counts the tasks the batch was made for: those already at these retries too.
         result = bulk_retries(request)
+        total = result.count + result.skipped
         return Response(
             {
                 "id": new_id(),
                 "type": "set-external-task-retries",
-                "totalJobs": result.count,
-                "jobsCreated": result.count,
+                "totalJobs": total,
+                "jobsCreated": total,
                 "batchJobsPerSeed": 100,
                 "invocationsPerBatchJob": 1,
                 "seedJobDefinitionId": None,

@@ -429,7 +429,8 @@ def job_retries_batch(request):
         due_date=due_date,
         filter={"jobIds": (job_ids or [])[:1000], "jobQuery": job_query},
     )
-    total = result.changed
+    # Camunda counts the jobs the batch was made for: those already at these retries too.
+    total = result.changed + result.skipped
     return Response(
         BatchSerializer(
             {

@@ -470,3 +470,12 @@ def test_create_rejects_bad_tasks_without_creating_any(worker_api, body):
     response = worker_api.post(URL + "/create", body, format="json")
     assert response.status_code == 400, response.content
     assert ExternalTask.objects.count() == 0
+
+
+def test_bulk_retries_async_counts_tasks_that_already_had_those_retries(operator_api):
+    make_task(id="failed", retries=0)
+    make_task(id="set-before", retries=4)
+    body = {"retries": 4, "externalTaskIds": ["failed", "set-before"]}
+    batch = operator_api.post(URL + "/retries-async", body, format="json").json()
+    assert (batch["totalJobs"], batch["jobsCreated"]) == (2, 2)
+    assert set(ExternalTask.objects.values_list("retries", flat=True)) == {4}

@@ -584,3 +584,12 @@ def test_create_rejects_bad_jobs_and_creates_nothing(operator_api, db, body, sta
     assert response.status_code == status, response.content
     assert message in response.json()["message"]
     assert not Job.objects.exists()
+
+
+def test_retries_batch_counts_jobs_that_already_had_those_retries(admin_api):
+    make_job("failed", retries=0)
+    make_job("done-before", retries=5)
+    body = {"retries": 5, "jobIds": ["failed", "done-before"]}
+    batch = admin_api.post("/engine-rest/job/retries", body, format="json").json()
+    assert (batch["totalJobs"], batch["jobsCreated"]) == (2, 2)
+    assert dict(Job.objects.values_list("id", "retries")) == {"failed": 5, "done-before": 5}
