@@ -72,7 +72,7 @@ def _job_conditions(now):
 
 
 def _task_conditions(now):
-    from external_tasks.models import FAILED as FAILED_TASK  # console loads before the apps
+    from external_tasks.models import FAILED as FAILED_TASK
 
     return {
         "failed": FAILED_TASK,

@@ -280,9 +280,9 @@ def record_executor_poll(acquired: int, seconds: float) -> None:
 
 def external_task_states(now) -> dict[str, Q]:
     """Disjoint states covering every external task row (they add up to the table)."""
-    from external_tasks.models import FAILED, FETCHABLE
+    from external_tasks.models import FAILED
+    from external_tasks.models import FETCHABLE as fetchable
 
-    fetchable = FETCHABLE
     return {
         "available": fetchable
         & (
