@@ -372,18 +372,25 @@ class Command(BaseCommand):
 
     # -- writing ------------------------------------------------------------------------------
 
-    def bulk_insert(self, model, rows, total, label):
-        if not total:
-            return
-        # Auto-increment ids (the log tables) and generated columns are left to the database.
+    @staticmethod
+    def layout(model):
+        """(columns, attnames, JSON attnames) of what the seed writes for `model`: auto-increment
+        ids (the log tables) and generated columns are left to the database."""
         fields = [
             f
             for f in model._meta.concrete_fields
             if not isinstance(f, AutoFieldMixin) and not f.generated
         ]
-        columns = [f.column for f in fields]
-        attnames = [f.attname for f in fields]
-        json_fields = {f.attname for f in fields if isinstance(f, models.JSONField)}
+        return (
+            [f.column for f in fields],
+            [f.attname for f in fields],
+            {f.attname for f in fields if isinstance(f, models.JSONField)},
+        )
+
+    def bulk_insert(self, model, rows, total, label):
+        if not total:
+            return
+        columns, attnames, json_fields = self.layout(model)
         bar = tqdm(
             total=total,
             desc=f"Seeding {label}",
@@ -413,16 +420,7 @@ class Command(BaseCommand):
             (ExternalTaskLog, self.pending_task_logs),
         ):
             if rows:
-                fields = [
-                    f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)
-                ]
-                self.write(
-                    model,
-                    [f.column for f in fields],
-                    [f.attname for f in fields],
-                    {f.attname for f in fields if isinstance(f, models.JSONField)},
-                    rows,
-                )
+                self.write(model, *self.layout(model), rows)
                 self.log_rows += len(rows)
                 rows.clear()
 
