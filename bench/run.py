@@ -278,12 +278,26 @@ class Server:
         return total
 
     def cpu_seconds(self) -> float:
+        """CPU seconds so far of all the server's processes, its supervisor included."""
         total = 0.0
         for p in self.processes():
             with contextlib.suppress(Exception):
                 times = p.cpu_times()
                 total += times.user + times.system
         return total
+
+    def cpu_by_process(self) -> dict[int, float]:
+        """CPU seconds (user + system) so far of each process that serves requests: the
+        workers of `serve --workers N` (not their supervisor or multiprocessing's resource
+        tracker), or the one process."""
+        used = {}
+        for p in self.processes():
+            with contextlib.suppress(Exception):
+                if self.workers > 1 and "--multiprocessing-fork" not in p.cmdline():
+                    continue
+                times = p.cpu_times()
+                used[p.pid] = times.user + times.system
+        return used
 
     def db_connections(self) -> int:
         """TCP connections from the server's processes to PostgreSQL."""
@@ -300,8 +314,11 @@ class Server:
 
     @contextlib.contextmanager
     def sampling(self, interval=0.1):
-        """Track the peak RSS while the block runs; yields a dict filled with the result."""
+        """Track the peak RSS while the block runs, and the CPU seconds each server process
+        spent in it (`cpu_split`, largest first: how evenly the connections were spread);
+        yields a dict filled with the result."""
         result = {"peak_rss": 0, "start_rss": self.rss()}
+        cpu_before = self.cpu_by_process()
         stop = threading.Event()
 
         def sample():
@@ -318,6 +335,8 @@ class Server:
             thread.join()
             result["peak_rss"] = max(result["peak_rss"], self.rss())
             self.peak_rss = max(self.peak_rss, result["peak_rss"])
+            used = {pid: t - cpu_before.get(pid, 0.0) for pid, t in self.cpu_by_process().items()}
+            result["cpu_split"] = sorted((round(t, 1) for t in used.values()), reverse=True)
 
 
 def basic(user=WORKER) -> dict:
@@ -608,6 +627,9 @@ def run_http(args, report, server, state):
         note = f"{stats['completed']:,} tasks in {stats['elapsed']:.1f}s"
         if ceiling:
             note += f"; {rate / ceiling:.1%} of the raw-SQL ceiling"
+        if len(memory.get("cpu_split", ())) > 1:
+            split = " / ".join(f"{t:g}" for t in memory["cpu_split"])
+            note += f"; server processes' CPU {split} s"
         report.add("http", f"{label}: tasks/s", round(rate, 1), "tasks/s", note)
         requests = len(stats["fetch"]) + len(stats["complete"])
         report.add(

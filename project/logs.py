@@ -184,7 +184,8 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id and the extras."""
+    """One JSON object per line: time, level, logger, message, request_id, process id and the
+    extras."""
 
     def format(self, record):
         entry = {
@@ -193,6 +194,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None) or current_request_id.get(),
+            # Which of the server's processes wrote it (serve --workers N).
+            "process": record.process,
         }
         if entry["request_id"] == "-":  # the plain format's placeholder; JSON says null
             entry["request_id"] = None

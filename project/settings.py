@@ -269,6 +269,9 @@ LOGGING = {
 
 # The request log middleware goes first so its id and timing cover everything below it.
 MIDDLEWARE.insert(0, "project.logs.RequestLogMiddleware")
+# Every Nth response of a web process closes its connection, so that the clients' reconnects
+# spread the load over the processes of `serve --workers N` (project/asgi.py). 0: never.
+TASKYARD_KEEPALIVE_REQUESTS = max(int(os.environ.get("TASKYARD_KEEPALIVE_REQUESTS", "100")), 0)
 # Header carrying the request id in and out (a proxy's id is kept when it sends one).
 TASKYARD_REQUEST_ID_HEADER = os.environ.get("TASKYARD_REQUEST_ID_HEADER", "X-Request-ID")
 

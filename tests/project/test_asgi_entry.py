@@ -388,3 +388,18 @@ def test_an_export_streams_through_the_bridge_in_chunks(served_by, client):
     assert len(lines) == 2501
     assert len([b for b in bodies if b]) == 3  # 1,000-line chunks, neither rows nor one blob
     assert served_by == ["wsgi"]
+
+
+def test_every_nth_response_asks_the_client_to_reconnect(monkeypatch):
+    monkeypatch.setattr(asgi, "KEEPALIVE_REQUESTS", 3)
+    monkeypatch.setattr(asgi, "_answered", 0)
+    answers = [call("/health/live") for _ in range(7)]
+    assert [status for status, _, _ in answers] == [200] * 7
+    closing = [headers.get(b"connection") for _, headers, _ in answers]
+    assert closing == [None, None, b"close", None, None, b"close", None]
+
+
+def test_zero_keeps_every_connection_open(monkeypatch):
+    monkeypatch.setattr(asgi, "KEEPALIVE_REQUESTS", 0)
+    answers = [call("/health/live") for _ in range(5)]
+    assert all(b"connection" not in headers for _, headers, _ in answers)

@@ -4,12 +4,15 @@ The test client never runs the ASGI middleware chain the way uvicorn does; this 
 request id, the health probes, /metrics and one JSON log line per request end to end.
 """
 
+import collections
 import contextlib
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,3 +116,87 @@ def test_probes_metrics_and_json_request_logs_under_uvicorn(server):
     assert by_id[request_id]["status"] == 200
     assert by_id["proxy-42"]["face"] == "ops"
     assert [e["status"] for e in lines if e["path"] == "/metrics"] == [401, 200]
+
+
+@pytest.fixture
+def two_processes(transactional_db, tmp_path):
+    """`manage.py serve --workers 2`, logging JSON lines with the process id of each request."""
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "DEBUG",
+        "TASKYARD_KEEPALIVE_REQUESTS": "5",
+    }
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            env=env,
+            stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        pids = set()
+        # Both processes are up once each has answered a probe on a connection of its own.
+        while len(pids) < 2:
+            if process.poll() is not None:
+                raise RuntimeError("serve exited:\n" + log_path.read_text())
+            if time.monotonic() > deadline:
+                raise RuntimeError("serve did not start two processes")
+            with contextlib.suppress(requests.RequestException):
+                requests.get(f"{base}/health/live", timeout=30)
+            pids = {e["process"] for e in json_lines(log_path) if e.get("path") == "/health/live"}
+            time.sleep(0.05)
+        yield base, log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_workers_that_connect_at_once_end_up_served_by_both_processes(two_processes):
+    """Eight clients connect at the same moment and keep their connections, as Camunda workers
+    do: whichever process wakes first accepts them all. Recycling every 5th response lets the
+    connections land again, mostly in the other, idle process."""
+    base, log_path = two_processes
+    before = len(json_lines(log_path))
+    clients, rounds = 8, 40
+    host, port = base.removeprefix("http://").split(":")
+    connections = [http.client.HTTPConnection(host, int(port), timeout=30) for _ in range(clients)]
+    for connection_ in connections:
+        connection_.connect()
+    statuses, closing = [], []
+
+    def client(connection_):
+        for _ in range(rounds):
+            connection_.request("GET", "/health/live")
+            response = connection_.getresponse()
+            response.read()
+            statuses.append(response.status)
+            closing.append(response.getheader("Connection") == "close")
+        connection_.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in connections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * clients * rounds
+    assert sum(closing) >= clients * rounds // 5 - 2  # every 5th response of each process
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        served = [e for e in json_lines(log_path)[before:] if e.get("path") == "/health/live"]
+        if len(served) >= clients * rounds:
+            break
+        time.sleep(0.05)
+    by_process = collections.Counter(entry["process"] for entry in served[-clients * rounds :])
+    assert len(by_process) == 2, by_process
+    assert min(by_process.values()) >= clients * rounds // 10, by_process
