@@ -5,6 +5,7 @@ holds no thread or connection. The tests using this fixture are transactional, s
 write are committed and visible to the server process.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -46,51 +47,61 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def asgi_server(django_db_setup, django_db_blocker):
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DJANGO_SETTINGS_MODULE": "tests.external_tasks.live_settings",
-        "PYTHONPATH": str(ROOT),
-        "LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "project.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = Server(f"http://127.0.0.1:{port}")
-    base.pid = process.pid
+@contextlib.contextmanager
+def running(argv: list[str], env: dict, *, ready, log_path: Path | None = None):
+    """Run the server `argv` from the repository root, with `env` added to this process's
+    environment, for the duration of the block; first wait until `ready()` is true (it may raise
+    requests' errors while the server starts). Yields the process. Its stderr goes to
+    `log_path` when given (and is quoted if the server exits before it is ready), else to ours."""
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(log_path, "w")) if log_path else None
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stderr=log)
     try:
         # The machine may be busy: allow a slow first answer (Django loads on first request).
-        for _ in range(600):
-            try:
-                requests.get(f"{base}/engine-rest/version", timeout=30)
-                break
-            except requests.RequestException:
-                if process.poll() is not None:
-                    raise RuntimeError("uvicorn exited during startup") from None
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("uvicorn did not start")
-        yield base
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if ready():
+                    break
+            if process.poll() is not None:
+                output = log_path.read_text() if log_path else ""
+                raise RuntimeError(f"the server exited during startup\n{output}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        yield process
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def uvicorn(port: int) -> list[str]:
+    """The command line of one uvicorn process serving project.asgi on `port`."""
+    return [
+        *(sys.executable, "-m", "uvicorn", "project.asgi:application"),
+        *("--host", "127.0.0.1", "--port", str(port)),
+        *("--log-level", "warning", "--no-access-log"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def asgi_server(django_db_setup, django_db_blocker):
+    port = free_port()
+    env = {
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "tests.external_tasks.live_settings",
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "WARNING",
+    }
+    base = Server(f"http://127.0.0.1:{port}")
+
+    def ready():
+        requests.get(f"{base}/engine-rest/version", timeout=30)
+        return True
+
+    with running(uvicorn(port), env, ready=ready) as process:
+        base.pid = process.pid
+        yield base

@@ -8,9 +8,6 @@ import collections
 import contextlib
 import http.client
 import json
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -18,67 +15,33 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "postgresql":
-        user = settings.get("USER") or "postgres"
-        password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
-        host = settings.get("HOST") or "127.0.0.1"
-        port = settings.get("PORT") or 5432
-        return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
-    return f"sqlite:///{settings['NAME']}"
+from tests.external_tasks.live import database_url, free_port, running, uvicorn
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def json_environment(**env) -> dict:
+    """The server's environment: the test database, JSON log lines at DEBUG, and `env`."""
+    return {
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "DEBUG",
+        **env,
+    }
 
 
 @pytest.fixture
 def server(transactional_db, tmp_path):
     port = free_port()
-    log_path = tmp_path / "server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "DEBUG",
-        "TASKYARD_METRICS_TOKEN": "live-token",
-    }
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT,
-            env=env,
-            stderr=log,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):  # the machine may be busy: allow a slow start
-            try:
-                requests.get(f"{base}/health/live", timeout=30)
-                break
-            except requests.RequestException:
-                if process.poll() is not None:
-                    raise RuntimeError("uvicorn exited:\n" + log_path.read_text()) from None
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("uvicorn did not start")
+    base, log_path = f"http://127.0.0.1:{port}", tmp_path / "server.log"
+    env = json_environment(TASKYARD_METRICS_TOKEN="live-token")
+
+    def ready():
+        requests.get(f"{base}/health/live", timeout=30)
+        return True
+
+    with running(uvicorn(port), env, ready=ready, log_path=log_path):
         yield base, log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def json_lines(path: Path) -> list[dict]:
@@ -122,43 +85,18 @@ def test_probes_metrics_and_json_request_logs_under_uvicorn(server):
 def two_processes(transactional_db, tmp_path):
     """`manage.py serve --workers 2`, logging JSON lines with the process id of each request."""
     port = free_port()
-    log_path = tmp_path / "server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "DEBUG",
-        "TASKYARD_KEEPALIVE_REQUESTS": "5",
-    }
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "2"],
-            cwd=ROOT,
-            env=env,
-            stderr=log,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        pids = set()
+    base, log_path = f"http://127.0.0.1:{port}", tmp_path / "server.log"
+    argv = [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "2"]
+    env = json_environment(TASKYARD_KEEPALIVE_REQUESTS="5")
+
+    def ready():
         # Both processes are up once each has answered a probe on a connection of its own.
-        while len(pids) < 2:
-            if process.poll() is not None:
-                raise RuntimeError("serve exited:\n" + log_path.read_text())
-            if time.monotonic() > deadline:
-                raise RuntimeError("serve did not start two processes")
-            with contextlib.suppress(requests.RequestException):
-                requests.get(f"{base}/health/live", timeout=30)
-            pids = {e["process"] for e in json_lines(log_path) if e.get("path") == "/health/live"}
-            time.sleep(0.05)
+        requests.get(f"{base}/health/live", timeout=30)
+        answered = [e for e in json_lines(log_path) if e.get("path") == "/health/live"]
+        return len({entry["process"] for entry in answered}) == 2
+
+    with running(argv, env, ready=ready, log_path=log_path):
         yield base, log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_workers_that_connect_at_once_end_up_served_by_both_processes(two_processes):
