@@ -47,20 +47,11 @@ from external_tasks.serializers import (
     camunda_task,
 )
 from project import tenancy
+from project.errors import InvalidRequest, NotFound
 from project.ids import new_id
-from project.rest import (
-    CanOperate,
-    CanView,
-    CanWork,
-    InvalidRequest,
-    NotFound,
-    has_nul,
-    json_body,
-    order_by,
-    page,
-    sorting_from_body,
-    sorting_from_query,
-)
+from project.rest.auth import CanOperate, CanView, CanWork
+from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
+from project.rest.parsers import has_nul, json_body
 from project.schema import errors, filter_parameters, paging_parameters, sorting_parameters
 
 # ---------------------------------------------------------------------------------------------
@@ -804,7 +795,7 @@ class BulkRetriesAsync(APIView):
         # Set-based updates finish within the request, so the batch is complete on return.
         # Camunda counts the tasks the batch was made for: those already at these retries too.
         result = bulk_retries(request)
-        total = result.count + result.skipped
+        total = result.changed + result.skipped
         return Response(
             {
                 "id": new_id(),

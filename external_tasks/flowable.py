@@ -34,21 +34,11 @@ from external_tasks.serializers import (
     WorkerIdSerializer,
 )
 from project import tenancy
-from project.rest import (
-    CamundaError,
-    CanView,
-    CanWork,
-    InvalidRequest,
-    NotFound,
-    format_date,
-    format_date_z,
-    has_nul,
-    order_by,
-    parse_bool,
-    parse_date,
-    parse_int,
-    parse_iso_duration,
-)
+from project.errors import DomainError, InvalidRequest, NotFound
+from project.rest.auth import CanView, CanWork
+from project.rest.dates import format_date, format_date_z, parse_date, parse_iso_duration
+from project.rest.paging import order_by
+from project.rest.parsers import has_nul, parse_bool, parse_int
 from project.schema import flowable_errors
 from project.variables import TYPES, from_request
 
@@ -67,7 +57,7 @@ _STATUS_MESSAGES = {
 
 
 def flowable_exception_handler(exc, context):
-    if isinstance(exc, CamundaError):
+    if isinstance(exc, DomainError):
         status, text = exc.status_code, exc.message
     elif isinstance(exc, exceptions.APIException):
         status, text = exc.status_code, _flatten(exc.detail)

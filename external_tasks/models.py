@@ -2,8 +2,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from project import tenancy
 from project.ids import new_id
 from project.indexes import SortIndex, nulls_first
+from project.states import Status, StatusTable
 
 # Camunda fetches tasks whose retries are unset (never failed) or still positive: `has_retries`,
 # which the database keeps. Conditions on retries itself would put the column into index
@@ -11,6 +13,60 @@ from project.indexes import SortIndex, nulls_first
 FETCHABLE = Q(suspended=False, has_retries=True)
 # Failed: no retries left (retries 0; negative retries are refused), an incident.
 FAILED = Q(has_retries=False)
+
+
+# An external task's statuses in precedence order (project.states): its badge, the console's
+# status filter and the metrics' backlog states all read this table.
+STATUSES = StatusTable(
+    Status("failed", "Failed", "no retries left", lambda now: FAILED),
+    Status("suspended", "Suspended", "not fetched until activated", lambda now: Q(suspended=True)),
+    Status(
+        "locked",
+        "Locked",
+        "a worker holds a live lock",
+        lambda now: Q(lock_expiration_time__gt=now),
+    ),
+    Status(
+        "retrying",
+        "Retrying",
+        "failed before, retries left",
+        lambda now: Q(error_message__isnull=False),
+    ),
+    Status(
+        "expired",
+        "Expired lock",
+        "the worker's lock ran out",
+        lambda now: Q(worker_id__isnull=False),
+    ),
+    Status(
+        "waiting", "Waiting", "waiting for a worker to fetch it", lambda now: Q(pk__isnull=False)
+    ),
+)
+
+
+class ExternalTaskQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ExternalTaskQuerySet":
+        """The tasks `user` may see: their tenants' and tenant-less ones (tenancy.scope)."""
+        return tenancy.scope(self, user)
+
+    def failed(self) -> "ExternalTaskQuerySet":
+        """Tasks with no retries left: each has a failedExternalTask incident."""
+        return self.filter(FAILED)
+
+    def fetchable(self, now=None) -> "ExternalTaskQuerySet":
+        """Tasks a worker's fetchAndLock may lock now: active, retries left, no live lock."""
+        now = now or timezone.now()
+        return self.filter(
+            FETCHABLE, Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=now)
+        )
+
+    def in_state(self, key: str, now=None) -> "ExternalTaskQuerySet":
+        """Tasks whose status (STATUSES) is `key` at `now`."""
+        return self.filter(STATUSES.q(key, now or timezone.now()))
+
+    def with_status(self, now=None) -> "ExternalTaskQuerySet":
+        """Each task annotated with `status`, its key in STATUSES at `now`."""
+        return self.annotate(status=STATUSES.annotation(now or timezone.now()))
 
 
 class ExternalTask(models.Model):
@@ -53,6 +109,8 @@ class ExternalTask(models.Model):
         output_field=models.BooleanField(),
         db_persist=True,
     )
+
+    objects = ExternalTaskQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -124,6 +182,15 @@ class ExternalTask(models.Model):
 
     def __str__(self):
         return f"{self.topic_name} task {self.id}"
+
+    def status_at(self, now=None) -> Status:
+        """This task's status, read from the database by the one table (see STATUSES)."""
+        key = (
+            ExternalTask.objects.filter(pk=self.pk)
+            .with_status(now)
+            .values_list("status", flat=True)
+        )
+        return STATUSES[key.first() or STATUSES.keys[-1]]
 
     @property
     def locked(self) -> bool:

@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from project.rest import format_date
+from project.rest.dates import format_date
 from project.schema import CamundaDateField
 from project.variables import to_response
 

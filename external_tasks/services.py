@@ -13,7 +13,6 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -23,7 +22,10 @@ from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
 from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
 from project import audit, bulk, metrics, tenancy
-from project.rest import BadUserRequest, InvalidRequest, NotFound, format_date, has_nul
+from project.bulk import BulkResult
+from project.errors import BadUserRequest, InvalidRequest, NotFound
+from project.rest.dates import format_date
+from project.rest.parsers import has_nul
 from project.variables import from_request
 
 Event = ExternalTaskLog.Event
@@ -32,14 +34,6 @@ Event = ExternalTaskLog.Event
 BATCH_SIZE = 5000
 DEFAULT_RETRIES = 3
 TARGET_TYPE = "external_task"
-
-
-class BulkResult(NamedTuple):
-    """How many rows an operator action changed, and how many targets it skipped because they
-    were gone (completed, deleted) or invisible by the time the update ran."""
-
-    count: int
-    skipped: int = 0
 
 
 @dataclass
@@ -235,6 +229,7 @@ def _bulk(
     action: str,
     strict: bool,
     source: str,
+    reason: str = "",
     filter,
     after,
     log_kwargs=None,
@@ -290,8 +285,8 @@ def _bulk(
             count += len(locked)
         audit.record(
             user,
-            f"{TARGET_TYPE}.{action}",
             TARGET_TYPE,
+            action,
             ids=ids if ids is not None else all_ids,
             filter=filter,
             count=count,
@@ -299,6 +294,7 @@ def _bulk(
             before=single_before,
             after=after,
             source=source,
+            reason=reason,
         )
     return BulkResult(count, max(requested - count, 0))
 
@@ -781,7 +777,9 @@ def release(user, worker_id: str, task_id: str | None = None) -> int:
 # Operators (ids, a list of ids or a queryset; audited)
 
 
-def unlock(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+def unlock(
+    user, target, *, strict: bool = True, source: str = "api", reason: str = "", filter=None
+) -> BulkResult:
     """Clear lock expiration and worker: the tasks are fetchable again at once."""
     topics = set()
     with transaction.atomic():
@@ -793,11 +791,12 @@ def unlock(user, target, *, strict: bool = True, source: str = "api", filter=Non
             action="unlock",
             strict=strict,
             source=source,
+            reason=reason,
             filter=filter,
             after={"locked": False},
             topics=topics,
         )
-        if result.count:
+        if result.changed:
             notify.announce(sorted(topics)[:1000])
     return result
 
@@ -812,7 +811,14 @@ def _check_retries(retries):
 
 
 def set_retries(
-    user, target, retries: int, *, strict: bool = True, source: str = "api", filter=None
+    user,
+    target,
+    retries: int,
+    *,
+    strict: bool = True,
+    source: str = "api",
+    reason: str = "",
+    filter=None,
 ) -> BulkResult:
     """Set retries on one task, listed tasks or a queryset; 0 makes them incidents, a positive
     value makes failed tasks fetchable again."""
@@ -831,19 +837,27 @@ def set_retries(
             action="set_retries",
             strict=strict,
             source=source,
+            reason=reason,
             filter=filter,
             after={"retries": retries},
             log_kwargs={"retries": retries},
             only_if=~Q(retries=retries),
             topics=topics,
         )
-        if result.count and retries > 0:
+        if result.changed and retries > 0:
             notify.announce(sorted(topics)[:1000])
     return result
 
 
 def set_priority(
-    user, target, priority: int, *, strict: bool = True, source: str = "api", filter=None
+    user,
+    target,
+    priority: int,
+    *,
+    strict: bool = True,
+    source: str = "api",
+    reason: str = "",
+    filter=None,
 ) -> BulkResult:
     """Set the priority used by fetchAndLock with usePriority."""
     if priority is None or isinstance(priority, bool) or not isinstance(priority, int):
@@ -858,12 +872,15 @@ def set_priority(
         action="set_priority",
         strict=strict,
         source=source,
+        reason=reason,
         filter=filter,
         after={"priority": priority},
     )
 
 
-def suspend(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+def suspend(
+    user, target, *, strict: bool = True, source: str = "api", reason: str = "", filter=None
+) -> BulkResult:
     """Suspended tasks are never fetched; already suspended rows count as skipped."""
     return _bulk(
         user,
@@ -873,13 +890,16 @@ def suspend(user, target, *, strict: bool = True, source: str = "api", filter=No
         action="suspend",
         strict=strict,
         source=source,
+        reason=reason,
         filter=filter,
         after={"suspended": True},
         only_if=Q(suspended=False),
     )
 
 
-def activate(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+def activate(
+    user, target, *, strict: bool = True, source: str = "api", reason: str = "", filter=None
+) -> BulkResult:
     """Make suspended tasks fetchable again; already active rows count as skipped."""
     topics = set()
     with transaction.atomic():
@@ -891,17 +911,20 @@ def activate(user, target, *, strict: bool = True, source: str = "api", filter=N
             action="activate",
             strict=strict,
             source=source,
+            reason=reason,
             filter=filter,
             after={"suspended": False},
             only_if=Q(suspended=True),
             topics=topics,
         )
-        if result.count:
+        if result.changed:
             notify.announce(sorted(topics)[:1000])
     return result
 
 
-def delete(user, target, *, strict: bool = True, source: str = "api", filter=None) -> BulkResult:
+def delete(
+    user, target, *, strict: bool = True, source: str = "api", reason: str = "", filter=None
+) -> BulkResult:
     """Remove tasks from the runtime table; the log records who deleted them."""
     return _bulk(
         user,
@@ -911,6 +934,7 @@ def delete(user, target, *, strict: bool = True, source: str = "api", filter=Non
         action="delete",
         strict=strict,
         source=source,
+        reason=reason,
         filter=filter,
         after=None,
         delete=True,

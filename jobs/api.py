@@ -39,22 +39,11 @@ from jobs.serializers import (
     SetJobRetriesRequest,
     SuspensionStateRequest,
 )
-from project.rest import (
-    CamundaError,
-    CanDelete,
-    CanOperate,
-    CanView,
-    InvalidRequest,
-    NotFound,
-    json_body,
-    order_by,
-    page,
-    parse_bool,
-    parse_date,
-    parse_int,
-    sorting_from_body,
-    sorting_from_query,
-)
+from project.errors import DomainError, InvalidRequest, NotFound
+from project.rest.auth import CanDelete, CanOperate, CanView
+from project.rest.dates import parse_date
+from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
+from project.rest.parsers import json_body, parse_bool, parse_int
 from project.schema import errors
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +360,7 @@ def job_execute(request, job_id):
         services.execute_now(request.user, job_id)
     except services.JobExecutionFailed as failure:
         # Camunda answers 500 with the job's exception; the failure is already recorded.
-        raise CamundaError(
+        raise DomainError(
             failure.message, status_code=500, error_type="ProcessEngineException"
         ) from None
     return _no_content()
@@ -421,7 +410,7 @@ def job_retries_batch(request):
         condition |= Q(id__in=matched.values("id"))
     selection = visible.filter(condition)
     if not job_ids and not selection.exists():
-        raise CamundaError("jobIds is empty", error_type="BadUserRequestException")
+        raise DomainError("jobIds is empty", error_type="BadUserRequestException")
     result = services.set_retries(
         request.user,
         selection,

@@ -3,7 +3,7 @@
 The Camunda GET adapter (`data_from_query`), the POST adapter (`data_from_body`) and the console
 all feed these classes. Tenant scoping happens before (project.tenancy.scope), never here.
 Sorting is not a filter: `JOB_SORT_KEYS` / `JOB_DEFINITION_SORT_KEYS` map Camunda's sortBy values
-to model fields for project.rest.order_by.
+to model fields for project.rest.paging.order_by.
 """
 
 from collections.abc import Mapping
@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from project.errors import InvalidRequest
 from project.filters import (
     CamundaFilterSet,
     ListFilter,
@@ -20,7 +21,7 @@ from project.filters import (
     StringFilter,
     TrueFilter,
 )
-from project.rest import InvalidRequest, parse_date
+from project.rest.dates import parse_date
 
 from .models import WITH_EXCEPTION, Job, JobDefinition
 

@@ -1,13 +1,21 @@
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from project import tenancy
 from project.ids import new_id
 from project.indexes import SortIndex, nulls_first
+from project.states import Status, StatusTable
 
 ACTIVE_WITH_RETRIES = Q(suspended=False, retries__gt=0)
 # Camunda's withException: the job failed with an exception (a message or only a stack trace).
 WITH_EXCEPTION = Q(exception_message__isnull=False) | Q(exception_stacktrace__isnull=False)
+
+
+class JobDefinitionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "JobDefinitionQuerySet":
+        """The job definitions `user` may see: their tenants' and tenant-less ones."""
+        return tenancy.scope(self, user)
 
 
 class JobDefinition(models.Model):
@@ -23,6 +31,8 @@ class JobDefinition(models.Model):
     suspended = models.BooleanField(default=False)
     overriding_priority = models.BigIntegerField(null=True, blank=True)
 
+    objects = JobDefinitionQuerySet.as_manager()
+
     class Meta:
         ordering = ["id"]
         indexes = [
@@ -34,6 +44,82 @@ class JobDefinition(models.Model):
 
     def __str__(self):
         return f"{self.job_type or 'job'} {self.activity_id or self.id}"
+
+
+def _definition_suspended(now=None) -> Exists:
+    # A subquery rather than a join through the nullable foreign key: the executor's claim and
+    # the status filters stay scans of the job table with an anti-join.
+    return Exists(JobDefinition.objects.filter(pk=OuterRef("job_definition_id"), suspended=True))
+
+
+def _is_due(now) -> Q:
+    return Q(due_date__isnull=True) | Q(due_date__lte=now)
+
+
+# A job's statuses in precedence order (project.states): its badge, the console's status
+# filter, the metrics' backlog states and the executor's claim all read this table. A job is
+# suspended when it or its job definition is: the executor skips both alike.
+STATUSES = StatusTable(
+    Status("failed", "Failed", "no retries left", lambda now: Q(retries=0)),
+    Status(
+        "suspended",
+        "Suspended",
+        "will not run until activated (the job or its job definition)",
+        lambda now: Q(suspended=True) | Q(_definition_suspended()),
+    ),
+    Status(
+        "locked",
+        "Locked",
+        "running: an executor holds a live lock",
+        lambda now: Q(lock_expiration_time__gt=now),
+    ),
+    Status(
+        "expired",
+        "Expired lock",
+        "the lock owner's lock ran out",
+        lambda now: Q(lock_owner__isnull=False),
+    ),
+    Status(
+        "retrying",
+        "Retrying",
+        "failed before, retries left",
+        lambda now: Q(exception_message__isnull=False),
+    ),
+    Status("due", "Due", "will run as soon as an executor is free", _is_due),
+    Status("waiting", "Waiting", "due date in the future", lambda now: Q(due_date__gt=now)),
+)
+
+
+class JobQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "JobQuerySet":
+        """The jobs `user` may see: their tenants' and tenant-less ones (tenancy.scope)."""
+        return tenancy.scope(self, user)
+
+    def failed(self) -> "JobQuerySet":
+        """Jobs with no retries left: each has a failedJob incident."""
+        return self.filter(STATUSES["failed"].condition(None))
+
+    def executable(self, now=None) -> "JobQuerySet":
+        """Camunda's `executable`: retries left and due (no due date, or one in the past)."""
+        return self.filter(Q(retries__gt=0) & _is_due(now or timezone.now()))
+
+    def acquirable(self, now=None) -> "JobQuerySet":
+        """Jobs an executor may claim now: executable, not suspended (job or definition), and
+        not held by a live lock; that is due, retrying or expired in the status table, due."""
+        now = now or timezone.now()
+        return (
+            self.executable(now)
+            .exclude(STATUSES["suspended"].condition(now))
+            .exclude(STATUSES["locked"].condition(now))
+        )
+
+    def in_state(self, key: str, now=None) -> "JobQuerySet":
+        """Jobs whose status (STATUSES) is `key` at `now`."""
+        return self.filter(STATUSES.q(key, now or timezone.now()))
+
+    def with_status(self, now=None) -> "JobQuerySet":
+        """Each job annotated with `status`, its key in STATUSES at `now`."""
+        return self.annotate(status=STATUSES.annotation(now or timezone.now()))
 
 
 class Job(models.Model):
@@ -68,6 +154,8 @@ class Job(models.Model):
     lock_owner = models.CharField(max_length=255, null=True, blank=True)
     lock_expiration_time = models.DateTimeField(null=True, blank=True)
     create_time = models.DateTimeField(default=timezone.now)
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -153,6 +241,11 @@ class Job(models.Model):
 
     def __str__(self):
         return f"{self.type} job {self.id}"
+
+    def status_at(self, now=None) -> Status:
+        """This job's status, read from the database by the one table (see STATUSES)."""
+        key = Job.objects.filter(pk=self.pk).with_status(now).values_list("status", flat=True)
+        return STATUSES[key.first() or STATUSES.keys[-1]]
 
 
 class JobLog(models.Model):

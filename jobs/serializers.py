@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from project.rest import format_date
+from project.rest.dates import format_date
 
 
 class CamundaDateTimeField(serializers.DateTimeField):

@@ -29,14 +29,9 @@ from django.utils.module_loading import import_string
 
 from jobs.models import Job, JobDefinition, JobLog
 from project import audit, bulk, tenancy
-from project.rest import (
-    BadUserRequest,
-    CamundaError,
-    InvalidRequest,
-    NotFound,
-    format_date,
-    parse_date,
-)
+from project.bulk import BulkResult
+from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
+from project.rest.dates import format_date, parse_date
 
 # =============================================================================================
 # Creating, querying helpers and operator transitions
@@ -109,18 +104,6 @@ def _actor(user) -> str:
 # Called after each batch of a bulk action with (rows looked at, rows changed) so far: a
 # management command or a streaming response can show progress on long runs.
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    """What a bulk action did: rows changed, and rows asked for but left alone (gone, not
-    visible to the user, or already in the requested state)."""
-
-    changed: int
-    skipped: int = 0
-
-    def __int__(self) -> int:
-        return self.changed
 
 
 def visible_jobs(user) -> QuerySet:
@@ -204,6 +187,7 @@ def _bulk_update(
     before_field: str | None = None,
     after: dict | None = None,
     source: str = "api",
+    reason: str = "",
     filter: dict | None = None,
     log_extra: dict | None = None,
     progress: Progress | None = None,
@@ -256,8 +240,8 @@ def _bulk_update(
         skipped = (len(asked) if asked is not None else matched) - changed
         audit.record(
             user,
-            action,
             "job",
+            action,
             ids=ids_changed,
             filter=filter,
             count=changed,
@@ -265,6 +249,7 @@ def _bulk_update(
             before=_histogram(before, before_field) if before_field else None,
             after=after,
             source=source,
+            reason=reason,
         )
     return BulkResult(changed, max(skipped, 0))
 
@@ -397,7 +382,7 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
                 fields["priority"] = definition.overriding_priority
             fields["suspended"] = definition.suspended
         if not tenancy.may_use_tenant(user, fields.get("tenant_id")):
-            raise CamundaError(
+            raise DomainError(
                 f"Cannot create a job for tenant '{fields['tenant_id']}': "
                 "you are not a member of that tenant",
                 status_code=403,
@@ -420,8 +405,8 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
         JobLog.objects.bulk_create(logs)
         audit.record(
             user,
-            "job.create",
             "job",
+            "create",
             ids=[job.id for job in jobs],
             count=len(jobs),
             source=source,
@@ -453,6 +438,7 @@ def set_retries(
     *,
     due_date: datetime | None = None,
     source: str = "api",
+    reason: str = "",
     filter: dict | None = None,
     progress: Progress | None = None,
 ) -> BulkResult:
@@ -475,10 +461,11 @@ def set_retries(
         jobs,
         changes=changes,
         event=JobLog.Event.RETRIES_SET,
-        action="job.set_retries",
+        action="set_retries",
         before_field="retries",
         after=after,
         source=source,
+        reason=reason,
         filter=filter,
         log_extra={"retries": retries},
         only_if=~unchanged,
@@ -486,7 +473,9 @@ def set_retries(
     )
 
 
-def set_job_definition_retries(user, job_definition_id: str, retries: int, *, source="api"):
+def set_job_definition_retries(
+    user, job_definition_id: str, retries: int, *, source="api", reason: str = ""
+):
     """Camunda's "retries of a job definition": reset the retries of its failed jobs only."""
     definition = get_job_definition(user, job_definition_id)
     return set_retries(
@@ -494,6 +483,7 @@ def set_job_definition_retries(user, job_definition_id: str, retries: int, *, so
         Job.objects.filter(job_definition_id=definition.id, retries=0),
         retries,
         source=source,
+        reason=reason,
         filter={"jobDefinitionId": definition.id, "noRetriesLeft": True},
     )
 
@@ -507,6 +497,7 @@ def set_suspended(
     suspended: bool,
     *,
     source: str = "api",
+    reason: str = "",
     filter: dict | None = None,
     progress: Progress | None = None,
 ) -> BulkResult:
@@ -517,9 +508,10 @@ def set_suspended(
         changes={"suspended": suspended},
         only_if=Q(suspended=not suspended),
         event=JobLog.Event.SUSPENDED if suspended else JobLog.Event.ACTIVATED,
-        action="job.suspend" if suspended else "job.activate",
+        action="suspend" if suspended else "activate",
         after={"suspended": suspended},
         source=source,
+        reason=reason,
         filter=filter,
         progress=progress,
     )
@@ -635,6 +627,7 @@ def set_job_definitions_suspended(
     *,
     include_jobs: bool = False,
     source: str = "api",
+    reason: str = "",
     filter: dict | None = None,
 ) -> BulkResult:
     """Suspend or activate job definitions (ids, one id or a queryset), with their jobs when
@@ -657,12 +650,13 @@ def set_job_definitions_suspended(
                 Job.objects.filter(job_definition_id__in=definition_ids),
                 suspended,
                 source=source,
+                reason=reason,
                 filter={"jobDefinitionIdIn": definition_ids[: audit.MAX_IDS]},
             )
         audit.record(
             user,
-            "job_definition.suspend" if suspended else "job_definition.activate",
             "job_definition",
+            "suspend" if suspended else "activate",
             ids=ids,
             filter=filter,
             count=changed,
@@ -673,6 +667,7 @@ def set_job_definitions_suspended(
                 "jobsChanged": jobs_result.changed if jobs_result else 0,
             },
             source=source,
+            reason=reason,
         )
     return BulkResult(changed, max(matched - changed, 0))
 
@@ -685,6 +680,7 @@ def schedule_job_definitions_suspension(
     execution_date: datetime,
     include_jobs: bool = False,
     source: str = "api",
+    reason: str = "",
     filter: dict | None = None,
 ) -> Job:
     """Camunda's delayed (de)activation: a timer job due at `execution_date` that applies the
@@ -713,8 +709,8 @@ def schedule_job_definitions_suspension(
         [job] = create_jobs(user, [spec], source=source)
         audit.record(
             user,
-            "job_definition.schedule_suspend" if suspended else "job_definition.schedule_activate",
             "job_definition",
+            "schedule_suspend" if suspended else "schedule_activate",
             ids=ids,
             filter=filter,
             count=len(ids),
@@ -725,6 +721,7 @@ def schedule_job_definitions_suspension(
                 "jobId": job.id,
             },
             source=source,
+            reason=reason,
         )
     return job
 
@@ -758,6 +755,7 @@ def set_priority(
     priority: int,
     *,
     source: str = "api",
+    reason: str = "",
     filter: dict | None = None,
     progress: Progress | None = None,
 ) -> BulkResult:
@@ -768,10 +766,11 @@ def set_priority(
         jobs,
         changes={"priority": priority},
         event=JobLog.Event.PRIORITY_SET,
-        action="job.set_priority",
+        action="set_priority",
         before_field="priority",
         after={"priority": priority},
         source=source,
+        reason=reason,
         filter=filter,
         progress=progress,
     )
@@ -784,6 +783,7 @@ def set_job_definition_priority(
     *,
     include_jobs: bool = False,
     source: str = "api",
+    reason: str = "",
 ) -> BulkResult:
     """Override (or with None, reset) the priority of a definition's future jobs; with
     `include_jobs` its existing jobs get the priority too."""
@@ -804,12 +804,13 @@ def set_job_definition_priority(
                 Job.objects.filter(job_definition_id=definition.id),
                 priority,
                 source=source,
+                reason=reason,
                 filter={"jobDefinitionId": definition.id},
             )
         audit.record(
             user,
-            "job_definition.set_priority",
             "job_definition",
+            "set_priority",
             ids=[definition.id],
             count=1,
             before={"overridingJobPriority": before},
@@ -819,6 +820,7 @@ def set_job_definition_priority(
                 "jobsChanged": jobs_result.changed if jobs_result else 0,
             },
             source=source,
+            reason=reason,
         )
     return BulkResult(1)
 
@@ -833,6 +835,7 @@ def set_due_date(
     *,
     cascade: bool = False,
     source: str = "api",
+    reason: str = "",
     filter: dict | None = None,
     progress: Progress | None = None,
 ) -> BulkResult:
@@ -845,9 +848,10 @@ def set_due_date(
         jobs,
         changes={"due_date": due_date},
         event=JobLog.Event.DUE_DATE_SET,
-        action="job.set_due_date",
+        action="set_due_date",
         after={"dueDate": format_date(due_date), "cascade": cascade},
         source=source,
+        reason=reason,
         filter=filter,
         progress=progress,
     )
@@ -876,7 +880,7 @@ def timer_due_date(configuration: str | None, base: datetime) -> datetime | None
 
 
 def recalculate_due_date(
-    user, job_id: str, *, creation_date_based: bool = True, source: str = "api"
+    user, job_id: str, *, creation_date_based: bool = True, source: str = "api", reason: str = ""
 ) -> Job:
     """Recompute a timer job's due date from its job definition's timer configuration, based
     on the job's creation time (Camunda's default) or on now."""
@@ -890,7 +894,7 @@ def recalculate_due_date(
             "definition has a timer configuration (a date, a duration such as PT5M or a "
             "cycle such as R3/PT5M) can be recalculated"
         )
-    set_due_date(user, [job.id], due_date, source=source)
+    set_due_date(user, [job.id], due_date, source=source, reason=reason)
     job.due_date = due_date
     return job
 
@@ -899,7 +903,13 @@ def recalculate_due_date(
 
 
 def unlock(
-    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+    user,
+    jobs,
+    *,
+    source: str = "api",
+    reason: str = "",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Release executor locks (a crashed or stuck executor); unlocked rows are skipped."""
     return _bulk_update(
@@ -908,16 +918,23 @@ def unlock(
         changes={"lock_owner": None, "lock_expiration_time": None},
         only_if=Q(lock_owner__isnull=False) | Q(lock_expiration_time__isnull=False),
         event=JobLog.Event.UNLOCKED,
-        action="job.unlock",
+        action="unlock",
         after={"lockOwner": None},
         source=source,
+        reason=reason,
         filter=filter,
         progress=progress,
     )
 
 
 def delete(
-    user, jobs, *, source: str = "api", filter: dict | None = None, progress: Progress | None = None
+    user,
+    jobs,
+    *,
+    source: str = "api",
+    reason: str = "",
+    filter: dict | None = None,
+    progress: Progress | None = None,
 ) -> BulkResult:
     """Delete jobs; each leaves a "deleted" entry in its history."""
     asked = _asked_ids(jobs)
@@ -943,13 +960,14 @@ def delete(
         skipped = max((len(asked) if asked is not None else matched) - changed, 0)
         audit.record(
             user,
-            "job.delete",
             "job",
+            "delete",
             ids=ids_deleted,
             filter=filter,
             count=changed,
             skipped=skipped,
             source=source,
+            reason=reason,
         )
     return BulkResult(changed, skipped)
 
@@ -963,12 +981,12 @@ class JobExecutionFailed(Exception):
         self.message = message
 
 
-def execute_now(user, job_id: str, *, source: str = "api"):
+def execute_now(user, job_id: str, *, source: str = "api", reason: str = ""):
     """Run one job immediately, whatever its due date, through the executor's path: success
     deletes it and logs the result, failure decrements retries and records the exception
     (then JobExecutionFailed is raised). Returns the handler's return value."""
     job = get_job(user, job_id)
-    audit.record(user, "job.execute", "job", ids=[job.id], count=1, source=source)
+    audit.record(user, "job", "execute", ids=[job.id], count=1, source=source, reason=reason)
     # The executor section below owns how a job runs (`execute_job`: claim, run outside any
     # transaction, succeed or fail with back-off). Until it is merged, a minimal inline runner
     # with the same outcome keeps this endpoint working.

@@ -15,7 +15,7 @@ from jobs.filters import JobFilter
 from jobs.models import Job, JobDefinition, JobLog
 from project import console, console_actions, tenancy
 from project.console import Column, TableConfig
-from project.rest import CamundaError
+from project.errors import DomainError
 
 
 def search_jobs(queryset, text):
@@ -153,6 +153,6 @@ def job_definition_action(request, definition_id):
             return HttpResponseBadRequest("Unknown action")
     except ValueError:
         messages.error(request, "Priority must be a whole number (or empty to remove it).")
-    except CamundaError as error:
+    except DomainError as error:
         messages.error(request, error.message)
     return redirect(back)

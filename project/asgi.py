@@ -44,7 +44,7 @@ django_asgi = get_asgi_application()
 
 from rest_framework.exceptions import ParseError  # noqa: E402  (needs the settings)
 
-from project.rest import LenientJSONParser  # noqa: E402
+from project.rest.parsers import LenientJSONParser  # noqa: E402
 
 FETCH_AND_LOCK = "/engine-rest/external-task/fetchAndLock"
 LONG_POLL_PATHS = frozenset({FETCH_AND_LOCK})

@@ -5,8 +5,20 @@ and sending them through bulk_create costs seconds, while the database copies th
 statement. Shared by the jobs and external tasks apps (their services own the transitions).
 """
 
+from dataclasses import dataclass
+
 from django.db import connection
 from django.db.models import Expression, F, Model, Q, QuerySet, Value
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What an operator action did, for jobs and external tasks alike: rows changed, and rows
+    asked for but left alone (gone, not visible to the user, or already in the requested
+    state)."""
+
+    changed: int
+    skipped: int = 0
 
 
 def where_of(queryset: QuerySet) -> tuple[str, list]:

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from project import filters as shared_filters
 from project import tenancy
-from project.rest import InvalidRequest, nulls_smallest, window
+from project.errors import InvalidRequest
+from project.rest.paging import nulls_smallest, window
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -324,8 +325,8 @@ class Table:
         return qs
 
     def ordering(self):
-        """ORDER BY as the REST API sorts (project.rest.order_by): nulls are the smallest value
-        and ties go by id in the direction of the last key, the order the sort indexes
+        """ORDER BY as the REST API sorts (project.rest.paging.order_by): nulls are the smallest
+        value, and ties go by id in the direction of the last key, the order the sort indexes
         (project.indexes) hold, so an index serves every sortable column both ways."""
         fields = {c.key: c.field for c in self.config.columns if c.field}
         expressions = [

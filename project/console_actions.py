@@ -36,8 +36,9 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from project import console, tenancy
+from project.errors import DomainError
 from project.models import AuditEntry
-from project.rest import CamundaError, format_date, parse_date
+from project.rest.dates import format_date, parse_date
 
 MAX_RETRIES = 2**31 - 1
 
@@ -117,7 +118,7 @@ def _parse_values(spec: ActionSpec, post) -> dict:
 def _parse_console_date(text: str) -> datetime:
     try:
         return parse_date(text, "due date")
-    except CamundaError as error:
+    except DomainError as error:
         raise ActionInputError(error.message) from None
 
 
@@ -174,7 +175,7 @@ def _run_job_action(user, spec, target, values, audit_filter, progress=None):
         result = services.delete(user, target, **kwargs)
     else:
         raise ActionInputError(f"Unknown action {spec.key}")
-    return result[0] if isinstance(result, tuple) else result.changed
+    return result.changed
 
 
 def _run_task_action(user, spec, target, values, audit_filter, progress=None):
@@ -196,7 +197,7 @@ def _run_task_action(user, spec, target, values, audit_filter, progress=None):
         result = services.delete(user, target, **kwargs)
     else:
         raise ActionInputError(f"Unknown action {spec.key}")
-    return result[0] if isinstance(result, tuple) else result.changed
+    return result.changed
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,7 @@ def act(request, kind_key: str):
                 reason = (request.POST.get("reason") or "").strip()[:500]
                 if reason:
                     _record_reason(user, f"{kind.target_type}.{spec.key}", reason)
-    except CamundaError as exc:
+    except DomainError as exc:
         messages.error(request, f"{spec.label} failed: {exc.message}")
         return _finish(request, next_url)
     except ActionInputError as exc:
@@ -407,7 +408,7 @@ def _as_of(text):
     if text:
         try:
             return parse_date(text, "as_of")
-        except CamundaError:
+        except DomainError:
             pass
     return timezone.now()
 
@@ -470,7 +471,7 @@ def failure_action(request):
     audit_filter = {"failureGroup": group["fingerprint"], "where": group["where"]}
     try:
         changed = kind.run(user, spec, queryset, values, audit_filter)
-    except CamundaError as exc:
+    except DomainError as exc:
         messages.error(request, f"{spec.label} failed: {exc.message}")
         return _finish(request, reverse("failures"))
     skipped = max(group["count"] - changed, 0)

@@ -1,3 +1,11 @@
+"""The project's own errors, and Django's 500 handler.
+
+Domain code (services, filters, value parsing) raises these plain exceptions; each face maps
+them to its format at its edge: Camunda's {"type", "message"} (project.rest.errors), Flowable's
+{"message", "exception"}, the seed API's, and the console's messages. `error_type` is the
+Camunda exception name a client sees, `status_code` the HTTP status every face answers with.
+"""
+
 import logging
 import sys
 
@@ -6,6 +14,37 @@ from django.db import InterfaceError, OperationalError, connections
 from project.middleware import error_response
 
 logger = logging.getLogger("taskyard")
+
+
+class DomainError(Exception):
+    """A request the project refuses, with the status and error type every face reports."""
+
+    status_code = 400
+    error_type = "InvalidRequestException"
+
+    def __init__(self, message: str, status_code: int | None = None, error_type: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if error_type is not None:
+            self.error_type = error_type
+
+
+class InvalidRequest(DomainError):
+    """400: a parameter or body value is wrong."""
+
+
+class NotFound(DomainError):
+    """404: no such row, or not one the caller may see (other tenants look exactly the same)."""
+
+    status_code = 404
+
+
+class BadUserRequest(DomainError):
+    """400: the request is well formed but the row's state forbids it (e.g. a foreign lock)."""
+
+    error_type = "BadUserRequestException"
 
 
 def server_error(request):

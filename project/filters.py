@@ -13,7 +13,9 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 
-from project.rest import NUL_MESSAGE, InvalidRequest, has_nul, parse_date, parse_int
+from project.errors import InvalidRequest
+from project.rest.dates import parse_date
+from project.rest.parsers import NUL_MESSAGE, has_nul, parse_int
 
 
 def _bad(name_hint: str, value, why: str) -> ValidationError:

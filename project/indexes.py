@@ -1,7 +1,7 @@
 """Indexes in the order Taskyard sorts: nulls are the smallest value.
 
 The REST API and the console sort nullable columns `ASC NULLS FIRST` / `DESC NULLS LAST`
-(project.rest.order_by) and break ties by id in the direction of the last key. PostgreSQL's
+(project.rest.paging.order_by) and break ties by id in the direction of the last key. PostgreSQL's
 default btree order is `ASC NULLS LAST`, which serves neither direction of that, so every such
 sort read and sorted the whole match. An index declared `(col ASC NULLS FIRST, id)` serves both:
 forwards for ascending, backwards for descending.

@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 
 class BasicAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "project.rest.BasicAuthentication"
+    target_class = "project.rest.auth.BasicAuthentication"
     name = "basicAuth"
 
     def get_security_definition(self, auto_schema):
@@ -24,7 +24,7 @@ class BasicAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class SessionAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "project.rest.SessionAuthentication"
+    target_class = "project.rest.auth.SessionAuthentication"
     name = "cookieAuth"
 
     def get_security_definition(self, auto_schema):
@@ -113,7 +113,7 @@ CAMUNDA_DATE = {
 
 @extend_schema_field(CAMUNDA_DATE)
 class CamundaDateField(serializers.CharField):
-    """Documents a date in Camunda's REST format (answers are built by project.rest.format_date)."""
+    """Documents a date in Camunda's REST format (answers: project.rest.dates.format_date)."""
 
 
 class CamundaDateTimeFieldScheme(OpenApiSerializerFieldExtension):

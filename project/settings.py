@@ -202,13 +202,13 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "project.rest.BasicAuthentication",
-        "project.rest.SessionAuthentication",
+        "project.rest.auth.BasicAuthentication",
+        "project.rest.auth.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["project.rest.CanView"],
+    "DEFAULT_PERMISSION_CLASSES": ["project.rest.auth.CanView"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["project.rest.LenientJSONParser"],
-    "EXCEPTION_HANDLER": "project.rest.camunda_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["project.rest.parsers.LenientJSONParser"],
+    "EXCEPTION_HANDLER": "project.rest.errors.camunda_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -3,7 +3,8 @@
 import json
 from collections.abc import Mapping
 
-from project.rest import InvalidRequest, parse_date
+from project.errors import InvalidRequest
+from project.rest.dates import parse_date
 
 TYPES = {
     "string": "String",

@@ -16,8 +16,9 @@ from external_tasks.models import FETCHABLE as FETCHABLE_TASK
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from jobs.models import Job, JobLog
 from project import console, tenancy
+from project.errors import InvalidRequest
 from project.models import AuditEntry
-from project.rest import InvalidRequest, parse_date
+from project.rest.dates import parse_date
 
 CHART_HOURS = 12
 BREAKDOWN_ROWS = 20

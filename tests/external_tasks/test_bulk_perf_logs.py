@@ -28,7 +28,7 @@ def test_set_retries_logs_each_task_with_its_copied_fields(admin_user, small_bat
         )
         for index in range(5)
     ]
-    assert services.set_retries(admin_user, [t.id for t in tasks], 3).count == 5
+    assert services.set_retries(admin_user, [t.id for t in tasks], 3).changed == 5
     logs = {log.task_id: log for log in ExternalTaskLog.objects.filter(event="retries-set")}
     assert set(logs) == {t.id for t in tasks}
     for task in tasks:
@@ -46,7 +46,7 @@ def test_suspend_skips_and_does_not_log_tasks_already_suspended(admin_user, smal
     tasks = [make_task(retries=2) for _ in range(4)]
     ExternalTask.objects.filter(pk=tasks[0].pk).update(suspended=True)
     result = services.suspend(admin_user, ExternalTask.objects.all(), strict=False)
-    assert (result.count, result.skipped) == (3, 1)
+    assert (result.changed, result.skipped) == (3, 1)
     logged = ExternalTaskLog.objects.filter(event="suspended").values_list("task_id", flat=True)
     assert set(logged) == {t.id for t in tasks[1:]}
     assert set(ExternalTaskLog.objects.values_list("retries", flat=True)) == {2}
@@ -55,7 +55,7 @@ def test_suspend_skips_and_does_not_log_tasks_already_suspended(admin_user, smal
 def test_bulk_action_on_a_queryset_stays_in_the_operators_tenants(operator_user, small_batches):
     own = [make_task(retries=0, tenant_id="acme") for _ in range(3)]
     foreign = make_task(retries=0, tenant_id="globex")
-    assert services.set_retries(operator_user, ExternalTask.objects.all(), 1).count == 3
+    assert services.set_retries(operator_user, ExternalTask.objects.all(), 1).changed == 3
     assert ExternalTask.objects.get(pk=foreign.pk).retries == 0
     assert ExternalTaskLog.objects.filter(task_id__in=[t.id for t in own]).count() == 3
     assert not ExternalTaskLog.objects.filter(task_id=foreign.id).exists()
@@ -63,7 +63,7 @@ def test_bulk_action_on_a_queryset_stays_in_the_operators_tenants(operator_user,
 
 def test_delete_logs_who_deleted_each_task(admin_user, small_batches):
     tasks = [make_task(topic_name="t") for _ in range(3)]
-    assert services.delete(admin_user, [t.id for t in tasks]).count == 3
+    assert services.delete(admin_user, [t.id for t in tasks]).changed == 3
     assert not ExternalTask.objects.exists()
     assert ExternalTaskLog.objects.filter(event="deleted", topic_name="t").count() == 3
 
@@ -77,7 +77,7 @@ def test_set_retries_announces_the_topics_of_the_changed_tasks_without_reading_t
     monkeypatch.setattr(services.notify, "announce", announced.append)
     queryset = ExternalTask.objects.filter(topic_name__in=["mail", "ship"])
     with CaptureQueriesContext(connection) as ctx:
-        assert services.set_retries(admin_user, queryset, 2, strict=False).count == 3
+        assert services.set_retries(admin_user, queryset, 2, strict=False).changed == 3
     assert announced == [["mail", "ship"]]
     # The ids once, then per batch of 2: lock, log, update (one statement on PostgreSQL); no
     # DISTINCT topic query at the end.
@@ -93,7 +93,7 @@ def test_activate_announces_only_the_topics_it_made_fetchable(admin_user, monkey
     make_task(topic_name="ship", suspended=False)
     announced = []
     monkeypatch.setattr(services.notify, "announce", announced.append)
-    assert services.activate(admin_user, ExternalTask.objects.all(), strict=False).count == 1
+    assert services.activate(admin_user, ExternalTask.objects.all(), strict=False).changed == 1
     assert announced == [["mail"]]
 
 
@@ -102,7 +102,7 @@ def test_unlock_announces_the_topics_of_the_tasks_it_unlocked(admin_user, monkey
     announced = []
     monkeypatch.setattr(services.notify, "announce", announced.append)
     with CaptureQueriesContext(connection) as ctx:
-        assert services.unlock(admin_user, ExternalTask.objects.all(), strict=False).count == 1
+        assert services.unlock(admin_user, ExternalTask.objects.all(), strict=False).changed == 1
     assert announced == [["mail"]]
     assert not [q for q in ctx.captured_queries if "DISTINCT" in q["sql"]]
 

@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
-from project.rest import parse_date
+from project.rest.dates import parse_date
 from tests.external_tasks.conftest import URL, fetch_body, make_task
 
 FETCH = URL + "/fetchAndLock"

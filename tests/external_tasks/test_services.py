@@ -5,8 +5,9 @@ import pytest
 from external_tasks import services
 from external_tasks.filters import ExternalTaskFilter
 from external_tasks.models import ExternalTask, ExternalTaskLog
+from project.bulk import BulkResult
+from project.errors import InvalidRequest, NotFound
 from project.models import AuditEntry
-from project.rest import InvalidRequest, NotFound
 from tests.external_tasks.conftest import make_task
 
 
@@ -22,7 +23,7 @@ def test_set_retries_on_a_filtered_queryset_is_set_based_and_counted(operator_us
         operator_user, queryset, 4, source="console", filter={"topicName": "billing"}
     )
     # The foreign tenant's row is out of scope: not changed, not counted.
-    assert result == services.BulkResult(count=3, skipped=0)
+    assert result == BulkResult(changed=3, skipped=0)
     assert ExternalTask.objects.filter(retries=4).count() == 3
     assert ExternalTask.objects.get(tenant_id="globex").retries == 0
     assert ExternalTaskLog.objects.filter(event="retries-set", retries=4).count() == 3
@@ -33,7 +34,7 @@ def test_set_retries_on_a_filtered_queryset_is_set_based_and_counted(operator_us
 def test_ids_that_vanished_are_skipped_when_not_strict(operator_user):
     task = make_task(retries=0)
     result = services.set_retries(operator_user, [task.id, "gone"], 2, strict=False)
-    assert result == services.BulkResult(count=1, skipped=1)
+    assert result == BulkResult(changed=1, skipped=1)
     assert AuditEntry.objects.get().skipped == 1
 
 
@@ -50,11 +51,11 @@ def test_suspend_and_activate_count_only_rows_that_changed(operator_user, worker
     active = make_task()
     already = make_task(suspended=True)
     result = services.suspend(operator_user, [active.id, already.id])
-    assert result == services.BulkResult(count=1, skipped=1)
+    assert result == BulkResult(changed=1, skipped=1)
     claimed = services.fetch_and_lock(worker_user, "w", 10, [services.TopicRequest("aTopic", 1000)])
     assert claimed == []
     result = services.activate(operator_user, ExternalTask.objects.all())
-    assert result.count == 2
+    assert result.changed == 2
     claimed = services.fetch_and_lock(worker_user, "w", 10, [services.TopicRequest("aTopic", 1000)])
     assert len(claimed) == 2
     events = set(ExternalTaskLog.objects.values_list("event", flat=True))
@@ -64,8 +65,8 @@ def test_suspend_and_activate_count_only_rows_that_changed(operator_user, worker
 def test_set_priority_and_unlock_on_querysets(operator_user):
     a = make_task(locked_for=60)
     b = make_task(locked_for=60)
-    assert services.set_priority(operator_user, ExternalTask.objects.all(), 9).count == 2
-    assert services.unlock(operator_user, [a.id, b.id]).count == 2
+    assert services.set_priority(operator_user, ExternalTask.objects.all(), 9).changed == 2
+    assert services.unlock(operator_user, [a.id, b.id]).changed == 2
     assert set(ExternalTask.objects.values_list("priority", "worker_id")) == {(9, None)}
 
 
@@ -74,7 +75,7 @@ def test_delete_needs_visibility_and_logs(admin_user, operator_user):
     foreign = make_task(tenant_id="globex")
     with pytest.raises(NotFound):
         services.delete(operator_user, foreign.id)
-    assert services.delete(admin_user, [own.id, foreign.id]).count == 2
+    assert services.delete(admin_user, [own.id, foreign.id]).changed == 2
     assert ExternalTask.objects.count() == 0
     assert ExternalTaskLog.objects.filter(event="deleted").count() == 2
     assert AuditEntry.objects.get(action="external_task.delete").username == "alice"
@@ -84,7 +85,7 @@ def test_bulk_actions_work_in_batches(operator_user, settings, monkeypatch):
     monkeypatch.setattr(services, "BATCH_SIZE", 2)
     for _ in range(5):
         make_task(retries=0)
-    assert services.set_retries(operator_user, ExternalTask.objects.all(), 1).count == 5
+    assert services.set_retries(operator_user, ExternalTask.objects.all(), 1).changed == 5
     assert set(ExternalTask.objects.values_list("retries", flat=True)) == {1}
 
 

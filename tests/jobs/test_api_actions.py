@@ -473,7 +473,7 @@ def test_bulk_services_work_in_batches_and_count_changes_and_skips(operator_user
     assert (result.changed, result.skipped) == (3, 2)
     assert JobLog.objects.filter(event="suspended").count() == 5
     result = services.set_priority(operator_user, Job.objects.all(), 9)
-    assert int(result) == 5
+    assert result.changed == 5
     result = services.delete(operator_user, Job.objects.filter(retries=7))
     assert result.changed == 5
     assert Job.objects.count() == 5

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from external_tasks.models import ExternalTask
 from jobs.models import Job, JobDefinition
 from project import metrics
+from project.errors import BadUserRequest
 from project.logs import RequestLogMiddleware
-from project.rest import BadUserRequest
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from external_tasks.filters import SORT_KEYS as TASK_SORT_KEYS
 from external_tasks.models import ExternalTask
 from jobs.filters import JOB_SORT_KEYS
 from jobs.models import Job
-from project.rest import order_by, window
+from project.rest.paging import order_by, window
 
 NOW = timezone.now()
 

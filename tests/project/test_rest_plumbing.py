@@ -2,17 +2,10 @@ import json
 
 import pytest
 
-from project.rest import (
-    InvalidRequest,
-    LenientJSONParser,
-    format_date,
-    order_by,
-    paging,
-    parse_date,
-    parse_iso_duration,
-    sorting_from_body,
-    sorting_from_query,
-)
+from project.errors import InvalidRequest
+from project.rest.dates import format_date, parse_date, parse_iso_duration
+from project.rest.paging import order_by, paging, sorting_from_body, sorting_from_query
+from project.rest.parsers import LenientJSONParser
 
 # The request body of the POST /job example in the seed document, verbatim (stray comma included).
 SEED_JOB_QUERY_BODY = """{

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import Client
 from rest_framework.exceptions import ParseError
 
-from project.rest import LenientJSONParser
+from project.rest.parsers import LenientJSONParser
 
 
 @pytest.fixture(autouse=True)

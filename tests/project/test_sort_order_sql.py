@@ -3,7 +3,7 @@
 import pytest
 
 from external_tasks.models import ExternalTask
-from project.rest import order_by
+from project.rest.paging import order_by
 
 
 def sql_for(sort_by, sort_order):

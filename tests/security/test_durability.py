@@ -84,7 +84,7 @@ def test_every_created_task_is_accounted_for_by_the_log(worker_api, operator_api
             accepted["revived"] += len(incidents)
         if round_ % 3 == 2:
             doomed = list(ExternalTask.objects.order_by("?").values_list("pk", flat=True)[:3])
-            accepted["deleted"] += services.delete(admin_user, doomed).count
+            accepted["deleted"] += services.delete(admin_user, doomed).changed
 
     log = ExternalTaskLog.objects
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from external_tasks import services
 from external_tasks.models import ExternalTask, ExternalTaskLog
+from project.errors import DomainError
 from project.models import AuditEntry
-from project.rest import CamundaError
 
 Event = ExternalTaskLog.Event
 
@@ -29,7 +29,7 @@ def fast_password_hasher(settings):
 
 def run_together(*functions):
     """Run the functions in threads released at the same instant; return their results (or
-    the CamundaError each raised). Any other exception fails the test."""
+    the DomainError each raised). Any other exception fails the test."""
     barrier = threading.Barrier(len(functions))
     results = [None] * len(functions)
     unexpected = []
@@ -38,7 +38,7 @@ def run_together(*functions):
         try:
             barrier.wait()
             results[index] = function()
-        except CamundaError as error:
+        except DomainError as error:
             results[index] = error
         except Exception as error:  # reported by the main thread
             unexpected.append(error)
@@ -129,11 +129,11 @@ def test_bulk_retries_while_workers_complete_keeps_counts_and_audit_exact(
     completed, result = run_together(complete_half, bulk)
 
     assert completed == size // 2
-    assert result.count + result.skipped == size
+    assert result.changed + result.skipped == size
     retried = ExternalTaskLog.objects.filter(event=Event.RETRIES_SET)
-    assert retried.count() == result.count
+    assert retried.count() == result.changed
     entry = AuditEntry.objects.get(action="external_task.set_retries")
-    assert (entry.count, entry.skipped) == (result.count, result.skipped)
+    assert (entry.count, entry.skipped) == (result.changed, result.skipped)
     # Every task is either completed (gone, logged) or still here with the new retries,
     # unless it was completed after the bulk action had already set them.
     remaining = set(ExternalTask.objects.values_list("pk", flat=True))

@@ -139,8 +139,8 @@ class Command(BaseCommand):
         if not dry_run and any(removed.values()):
             audit.record(
                 None,
-                "history.prune",
                 "history",
+                "prune",
                 count=sum(removed.values()),
                 after={label.replace(" ", "_"): count for label, count in removed.items()},
                 filter={"history_days": history_days, "audit_days": audit_days},
