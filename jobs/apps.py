@@ -1,6 +1,25 @@
 from django.apps import AppConfig
 
+from project import metrics
+
 
 class JobsConfig(AppConfig):
     name = "jobs"
     verbose_name = "Jobs"
+
+    def ready(self):
+        # Models may be imported only once the app registry is ready, hence here.
+        from jobs.models import STATUSES, Job
+
+        # The status table's partition: disjoint and covering every job, so the gauge's states
+        # are the console's badges and a job of a suspended definition counts as suspended,
+        # as the executor treats it.
+        metrics.register_backlog(
+            "job",
+            Job,
+            "handler",
+            STATUSES.partition,
+            metric="taskyard_jobs",
+            group_label="handler",
+            help=f"Jobs by handler and status ({', '.join(STATUSES.keys)})",
+        )

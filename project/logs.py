@@ -25,43 +25,23 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.utils.functional import empty
 
-# Nothing here may import models at module level: Django loads the formatter and the filter while
-# configuring logging, before the app registry is ready. The middleware imports metrics lazily.
+from project import metrics
+from project.faces import current_request_face, face_of
+
+# Nothing this module imports may load models: Django loads the formatter and the filter while
+# configuring logging, before the app registry is ready (project.metrics and project.faces keep
+# to that too).
 
 request_log = logging.getLogger("taskyard.request")
 
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "taskyard_request_id", default=None
 )
-# The face (camunda, flowable, seed, console, ...) of the request being served, for metrics
-# recorded deep in service code.
-current_request_face: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "taskyard_request_face", default=None
-)
 
 # What we accept from a proxy: short, printable, no spaces; anything else is replaced so a client
 # cannot inject text into the logs.
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:@+/=-]{1,128}$")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
-
-def face_of(path: str) -> str:
-    """Which face of the service a path belongs to, for the `face` label and the log field."""
-    if path.startswith("/engine-rest/"):
-        return "camunda"
-    if path.startswith("/external-job-api/"):
-        return "flowable"
-    if path.startswith("/api/external-jobs"):
-        return "seed"
-    if path.startswith("/api/"):
-        return "api"
-    if path.startswith(("/health/", "/metrics")):
-        return "ops"
-    if path.startswith("/admin/"):
-        return "admin"
-    if path.startswith("/" + settings.STATIC_URL.lstrip("/")):
-        return "static"
-    return "console"
 
 
 def _request_id(request) -> str:
@@ -81,6 +61,16 @@ def _username(request) -> str | None:
     return user.username if getattr(user, "is_authenticated", False) else None
 
 
+def _level(face: str, status: int) -> int:
+    if face in ("ops", "static") and status < 400:
+        return logging.DEBUG  # probes and assets every few seconds would drown the rest
+    if status >= 500:
+        return logging.ERROR
+    if status >= 400:
+        return logging.WARNING
+    return logging.INFO
+
+
 class RequestLogMiddleware:
     """Request id, one log line and the latency metric per request. Put it first."""
 
@@ -88,9 +78,6 @@ class RequestLogMiddleware:
     async_capable = True
 
     def __init__(self, get_response):
-        from project import metrics
-
-        self.metrics = metrics
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
@@ -139,18 +126,10 @@ class RequestLogMiddleware:
         response[settings.TASKYARD_REQUEST_ID_HEADER] = request.request_id
         face = face_of(request.path_info)
         method = request.method if request.method in _METHODS else "OTHER"
-        self.metrics.record_request(face, method, response.status_code, seconds)
         status = response.status_code
-        if face in ("ops", "static") and status < 400:
-            level = logging.DEBUG  # probes and assets every few seconds would drown the rest
-        elif status >= 500:
-            level = logging.ERROR
-        elif status >= 400:
-            level = logging.WARNING
-        else:
-            level = logging.INFO
+        metrics.record_request(face, method, status, seconds)
         request_log.log(
-            level,
+            _level(face, status),
             "%s %s %s %.1fms",
             method,
             request.path_info,

@@ -6,10 +6,12 @@ Two kinds of numbers live here:
   `project.logs.RequestLogMiddleware`), worker operations on the three REST faces, tasks handed
   out, task outcomes, job runs, executor polls, lock expirations and long-poll waiters. The
   `record_*` functions and context managers below are the whole API; callers never touch the
-  prometheus objects, so the metric names stay in one file. Outcome functions also write one
+  prometheus objects, so the event metric names stay in one file. Outcome functions also write one
   structured log line, so an operator sees the same event in metrics and logs.
 
-* Backlog gauges (external tasks by topic and state, jobs by handler and state). They come from
+* Backlog gauges: rows of a table per group and state, e.g. jobs by handler and status. Each app
+  registers its own from `AppConfig.ready()` (`register_backlog`) with its status table, so this
+  module knows no app and the gauges' states are the statuses the console shows. They come from
   a snapshot recounted at most every `TASKYARD_METRICS_REFRESH_SECONDS`, in a background thread
   (`SnapshotCache`), so a scrape only reads memory. A recount is bounded as well. Tables smaller
   than `TASKYARD_METRICS_SAMPLE_ROWS` (and SQLite, the embedded deployment) are counted exactly.
@@ -21,29 +23,23 @@ Two kinds of numbers live here:
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 import logging
 import os
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth import authenticate
-from django.contrib.auth.decorators import login_not_required
 from django.core.cache import caches
 from django.db import DatabaseError, connection, connections
-from django.db.models import Count, Q
-from django.http import HttpResponse, JsonResponse
+from django.db.models import Count, Model, Q
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -51,10 +47,15 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from project import tenancy
+# Only Django's and prometheus' plumbing here, no models and no app: the request log imports this
+# module while logging is configured, before the app registry is ready, and every app registers
+# its backlog with it (register_backlog) rather than the other way round.
+from project.faces import current_face
 
 # The *_created series double the series count and no dashboard of ours reads them.
 disable_created_metrics()
@@ -62,21 +63,6 @@ disable_created_metrics()
 log = logging.getLogger("taskyard.metrics")
 worker_log = logging.getLogger("taskyard.worker")
 executor_log = logging.getLogger("taskyard.executor")
-
-# Faces, as the `face` label spells them.
-CAMUNDA = "camunda"
-FLOWABLE = "flowable"
-SEED = "seed"
-INTERNAL = "internal"  # outside any request: commands, executors, the shell
-
-
-def current_face() -> str:
-    """The face of the request being served (set by the request middleware), else `internal`.
-    So service functions can record outcomes without being told which face called them."""
-    from project.logs import current_request_face
-
-    return current_request_face.get() or INTERNAL
-
 
 OTHER_GROUP = "__other__"  # label for groups past TASKYARD_METRICS_MAX_GROUPS
 
@@ -278,44 +264,46 @@ def record_executor_poll(acquired: int, seconds: float) -> None:
 # Backlog snapshot.
 
 
-def external_task_states(now) -> dict[str, Q]:
-    """Disjoint states covering every external task row (they add up to the table)."""
-    from external_tasks.models import FAILED
-    from external_tasks.models import FETCHABLE as fetchable
+@dataclass(frozen=True)
+class BacklogSource:
+    """One table's backlog gauge, as the app that owns the table registered it."""
 
-    return {
-        "available": fetchable
-        & (
-            Q(lock_expiration_time__isnull=True)
-            | Q(lock_expiration_time__lte=now, worker_id__isnull=True)
-        ),
-        "locked": fetchable & Q(lock_expiration_time__gt=now),
-        # The worker that held it is gone or slow: the next fetch hands it to someone else.
-        # (Like Camunda, a failure keeps the worker id and sets the lock to the retry timeout,
-        # so a failed task whose timeout has passed shows here too until it is fetched again.)
-        "lock_expired": fetchable & Q(lock_expiration_time__lte=now, worker_id__isnull=False),
-        "failed": Q(suspended=False) & FAILED,
-        "suspended": Q(suspended=True),
-    }
+    table: str  # the `table` label of taskyard_backlog_estimated, e.g. "job"
+    model: type[Model]
+    group_field: str  # the column counted per value, e.g. the job's handler
+    # Disjoint conditions covering every row, by state name: the app's own status table, so the
+    # gauges count a row in the state the console shows and the executor acts on.
+    states: Callable[[datetime], dict[str, Q]]
+    metric: str  # the gauge's name, e.g. "taskyard_jobs"
+    group_label: str  # the label the group value goes to, e.g. "handler"
+    help: str
 
 
-def job_states(now) -> dict[str, Q]:
-    """Disjoint states covering every job row. A job is suspended when it or its definition is."""
-    active = Q(suspended=False) & (
-        Q(job_definition__isnull=True) | Q(job_definition__suspended=False)
+_backlog_sources: dict[str, BacklogSource] = {}
+
+
+def register_backlog(
+    table: str,
+    model: type[Model],
+    group_field: str,
+    states: Callable[[datetime], dict[str, Q]],
+    *,
+    metric: str,
+    group_label: str,
+    help: str,
+) -> None:
+    """Export `model`'s backlog as the gauge `metric`{group_label, state}: rows counted per
+    `group_field` value and per state of `states(now)`, whose conditions must be disjoint and
+    cover every row. Apps call it from `AppConfig.ready()`; registering a table again replaces
+    its source."""
+    _backlog_sources[table] = BacklogSource(
+        table, model, group_field, states, metric, group_label, help
     )
-    runnable = active & Q(retries__gt=0)
-    unlocked = Q(lock_expiration_time__isnull=True) | Q(
-        lock_expiration_time__lte=now, lock_owner__isnull=True
-    )
-    return {
-        "executable": runnable & unlocked & (Q(due_date__isnull=True) | Q(due_date__lte=now)),
-        "waiting": runnable & unlocked & Q(due_date__gt=now),
-        "locked": runnable & Q(lock_expiration_time__gt=now),
-        "lock_expired": runnable & Q(lock_expiration_time__lte=now, lock_owner__isnull=False),
-        "failed": active & Q(retries__lte=0),
-        "suspended": Q(suspended=True) | Q(job_definition__suspended=True),
-    }
+
+
+def backlog_sources() -> tuple[BacklogSource, ...]:
+    """The registered backlogs, in registration order."""
+    return tuple(_backlog_sources.values())
 
 
 @dataclass
@@ -328,8 +316,7 @@ class Backlog:
 
 @dataclass
 class Snapshot:
-    external_tasks: Backlog
-    jobs: Backlog
+    backlogs: dict[str, Backlog]  # by BacklogSource.table
     taken_at: float  # time.time() of the refresh
     duration: float  # seconds the refresh took
 
@@ -428,14 +415,13 @@ def _fold_groups(backlog: Backlog, max_groups: int) -> Backlog:
 
 def compute_snapshot() -> Snapshot:
     """Count the backlog now (bounded; see the module docstring)."""
-    from external_tasks.models import ExternalTask
-    from jobs.models import Job
-
     started = time.perf_counter()
     now = timezone.now()
-    tasks = _count_backlog(ExternalTask, "topic_name", external_task_states(now))
-    jobs = _count_backlog(Job, "handler", job_states(now))
-    return Snapshot(tasks, jobs, time.time(), time.perf_counter() - started)
+    backlogs = {
+        source.table: _count_backlog(source.model, source.group_field, source.states(now))
+        for source in backlog_sources()
+    }
+    return Snapshot(backlogs, time.time(), time.perf_counter() - started)
 
 
 class SnapshotCache:
@@ -447,7 +433,9 @@ class SnapshotCache:
     (database, Redis, memcached) the server processes refresh in turn instead of each counting.
     """
 
-    KEY = "taskyard:metrics:backlog"
+    # The version names the Snapshot's shape: during a rolling upgrade the processes of the old
+    # release and the new one must not read each other's pickles.
+    KEY = "taskyard:metrics:backlog:v2"
     CLAIM_KEY = "taskyard:metrics:backlog:refreshing"
 
     def __init__(self):
@@ -538,6 +526,27 @@ class SnapshotCache:
 snapshots = SnapshotCache()
 
 
+def _backlog_families(snapshot: Snapshot):
+    """One gauge per registered table, and which of them hold estimates."""
+    estimated = GaugeMetricFamily(
+        "taskyard_backlog_estimated",
+        "1 when some backlog numbers of the table are planner estimates, 0 when all exact.",
+        labels=["table"],
+    )
+    for source in backlog_sources():
+        backlog = snapshot.backlogs.get(source.table, Backlog())
+        gauge = GaugeMetricFamily(
+            source.metric,
+            f"{source.help}; see taskyard_backlog_estimated.",
+            labels=[source.group_label, "state"],
+        )
+        for (group, state), count in sorted(backlog.counts.items()):
+            gauge.add_metric([group, state], count)
+        yield gauge
+        estimated.add_metric([source.table], int(backlog.estimated))
+    yield estimated
+
+
 class BacklogCollector:
     """Turns the cached snapshot into gauges at scrape time."""
 
@@ -561,32 +570,7 @@ class BacklogCollector:
         )
         if snapshot is None:
             return
-        tasks = GaugeMetricFamily(
-            "taskyard_external_tasks",
-            "External tasks by topic and state (available, locked, lock_expired, failed, "
-            "suspended); see taskyard_backlog_estimated.",
-            labels=["topic", "state"],
-        )
-        for (topic, state), count in sorted(snapshot.external_tasks.counts.items()):
-            tasks.add_metric([topic, state], count)
-        yield tasks
-        jobs = GaugeMetricFamily(
-            "taskyard_jobs",
-            "Jobs by handler and state (executable, waiting, locked, lock_expired, failed, "
-            "suspended); see taskyard_backlog_estimated.",
-            labels=["handler", "state"],
-        )
-        for (handler, state), count in sorted(snapshot.jobs.counts.items()):
-            jobs.add_metric([handler, state], count)
-        yield jobs
-        estimated = GaugeMetricFamily(
-            "taskyard_backlog_estimated",
-            "1 when some backlog numbers of the table are planner estimates, 0 when all exact.",
-            labels=["table"],
-        )
-        estimated.add_metric(["external_task"], int(snapshot.external_tasks.estimated))
-        estimated.add_metric(["job"], int(snapshot.jobs.estimated))
-        yield estimated
+        yield from _backlog_families(snapshot)
         yield GaugeMetricFamily(
             "taskyard_backlog_snapshot_age_seconds",
             "Age of the backlog numbers in this scrape.",
@@ -603,17 +587,19 @@ BACKLOG_REGISTRY = CollectorRegistry(auto_describe=False)
 BACKLOG_REGISTRY.register(BacklogCollector())
 
 
-def exposition() -> bytes:
-    """The text exposition of every metric. With PROMETHEUS_MULTIPROC_DIR set (several server
-    processes on one host), the event metrics are summed over all processes' files."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+def _event_registry() -> CollectorRegistry:
+    """This process's event metrics, or with PROMETHEUS_MULTIPROC_DIR set (several server
+    processes on one host) the sum over all processes' files."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return generate_latest(registry) + generate_latest(BACKLOG_REGISTRY)
+
+def exposition() -> bytes:
+    """The text exposition of every metric: the event metrics and the backlog gauges."""
+    return generate_latest(_event_registry()) + generate_latest(BACKLOG_REGISTRY)
 
 
 def start_metrics_server(port: int, addr: str = "127.0.0.1"):
@@ -621,70 +607,4 @@ def start_metrics_server(port: int, addr: str = "127.0.0.1"):
     a plain HTTP port, for processes without a web face, e.g. an executor on its own host.
     Returns (server, thread); `server.shutdown()` stops it. Bind to a private address: this
     endpoint has no authentication."""
-    from prometheus_client import start_http_server
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return start_http_server(port, addr=addr, registry=registry)
-
-
-# ---------------------------------------------------------------------------------------------
-# The /metrics view.
-
-
-def _metrics_allowed(request) -> tuple[bool, int]:
-    """(allowed, status if not): a bearer token from the environment, or a viewer/operator/admin
-    account by HTTP Basic or session, or nothing at all when TASKYARD_METRICS_PUBLIC is set
-    because a network rule already guards the path."""
-    if settings.TASKYARD_METRICS_PUBLIC:
-        return True, 200
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    token = settings.TASKYARD_METRICS_TOKEN
-    if scheme.lower() == "bearer":
-        ok = bool(token) and hmac.compare_digest(credentials.strip().encode(), token.encode())
-        return ok, 200 if ok else 401
-    user = getattr(request, "user", None)
-    if scheme.lower() == "basic":
-        try:
-            username, _, password = (
-                base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-            )
-        except (ValueError, UnicodeDecodeError):
-            return False, 401
-        user = authenticate(request, username=username, password=password)
-        if user is None:
-            return False, 401
-    if user is None or not user.is_authenticated:
-        return False, 401
-    return (True, 200) if tenancy.can_view(user) else (False, 403)
-
-
-@login_not_required
-@never_cache
-@require_safe
-def metrics_view(request):
-    """Prometheus text exposition of every Taskyard metric."""
-    allowed, status = _metrics_allowed(request)
-    if not allowed:
-        message = (
-            "Metrics need a bearer token or a viewer account."
-            if status == 401
-            else "This account may not read metrics."
-        )
-        response = JsonResponse(
-            {
-                "type": "AuthenticationException" if status == 401 else "AuthorizationException",
-                "message": message,
-            },
-            status=status,
-        )
-        if status == 401:
-            response["WWW-Authenticate"] = 'Basic realm="taskyard metrics"'
-        return response
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+    return start_http_server(port, addr=addr, registry=_event_registry())

@@ -9,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Aggregate, JSONField, OuterRef, Q, QuerySet, Subquery
 
+from project.models import Membership
+
 VIEWER = "viewer"
 OPERATOR = "operator"
 ADMIN = "admin"
@@ -43,8 +45,6 @@ def with_roles_and_tenants(users: QuerySet) -> QuerySet:
     """Users with their role names and tenant ids in the same query: HTTP Basic re-reads a
     worker's account on every request, and this makes that one query instead of three.
     Pass each loaded user through `remember()`."""
-    from project.models import Membership
-
     in_groups = get_user_model().groups.through.objects.filter(
         user_id=OuterRef("pk"), group__name__in=ROLES
     )

@@ -12,7 +12,9 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from external_tasks.models import STATUSES as TASK_STATUSES
 from external_tasks.models import ExternalTask
+from jobs.models import STATUSES as JOB_STATUSES
 from jobs.models import Job, JobDefinition
 from project import metrics
 from project.errors import BadUserRequest
@@ -135,12 +137,13 @@ def test_metrics_never_redirect_to_the_console_login(client, db):
 # External task backlog.
 
 
-def test_backlog_counts_external_tasks_by_topic_and_state(client, db):
+def test_backlog_counts_external_tasks_by_topic_and_status(client, db):
     now = timezone.now()
     task()
     task()
     task(worker_id="w1", lock_expiration_time=now + timedelta(minutes=5))
     task(worker_id="w1", lock_expiration_time=now - timedelta(minutes=5))
+    task(retries=2, error_message="timeout", lock_expiration_time=now - timedelta(minutes=1))
     task(retries=0, error_message="boom")
     task(suspended=True)
     task(topic="shipping", retries=2)
@@ -150,35 +153,67 @@ def test_backlog_counts_external_tasks_by_topic_and_state(client, db):
     def tasks(topic, state):
         return value(values, "taskyard_external_tasks", topic=topic, state=state)
 
-    assert tasks("invoice", "available") == 2
+    assert tasks("invoice", "waiting") == 2
     assert tasks("invoice", "locked") == 1
-    assert tasks("invoice", "lock_expired") == 1
+    assert tasks("invoice", "expired") == 1
+    assert tasks("invoice", "retrying") == 1
     assert tasks("invoice", "failed") == 1
     assert tasks("invoice", "suspended") == 1
-    assert tasks("shipping", "available") == 1
+    assert tasks("shipping", "waiting") == 1
     assert tasks("shipping", "failed") == 0
     assert value(values, "taskyard_backlog_estimated", table="external_task") == 0
     assert value(values, "taskyard_backlog_up") == 1
 
 
-def test_suspended_failed_task_counts_once_as_suspended(client, db):
+def test_suspended_failed_task_counts_once_as_failed(client, db):
+    # The status table's precedence: failed before suspended, as the console's badge says.
     task(suspended=True, retries=0)
     values = scrape(client)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="suspended") == 1
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 0
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="suspended") == 0
+
+
+def backlog_of(values, name) -> dict:
+    """{state: count} summed over the groups of one backlog gauge."""
+    counts = {}
+    for (sample, labels), count in values.items():
+        if sample == name:
+            state = dict(labels)["state"]
+            counts[state] = counts.get(state, 0) + count
+    return counts
+
+
+def test_task_backlog_states_are_the_status_table_and_agree_with_each_row(client, db):
+    now = timezone.now()
+    rows = [
+        task(retries=0, suspended=True),
+        task(suspended=True, worker_id="w1", lock_expiration_time=now + timedelta(minutes=5)),
+        task(worker_id="w1", lock_expiration_time=now + timedelta(minutes=5)),
+        task(retries=1, error_message="boom", worker_id="w1"),
+        task(worker_id="w1", lock_expiration_time=now - timedelta(minutes=5)),
+        task(),
+    ]
+    counts = backlog_of(scrape(client), "taskyard_external_tasks")
+    assert set(counts) <= set(TASK_STATUSES.keys)
+    assert sum(counts.values()) == ExternalTask.objects.count()
+    expected = {}
+    for row in rows:
+        expected[row.status_at().key] = expected.get(row.status_at().key, 0) + 1
+    assert counts == expected
+    assert set(expected) == set(TASK_STATUSES.keys)
 
 
 def test_backlog_follows_fetch_complete_and_failure(client, db):
     """The row changes a fetch, a complete and a failure make move the gauges."""
     ids = [task().id for _ in range(3)]
     values = scrape(client)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 3
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 3
 
     # fetchAndLock of two tasks
     lock = timezone.now() + timedelta(minutes=1)
     ExternalTask.objects.filter(id__in=ids[:2]).update(worker_id="w", lock_expiration_time=lock)
     values = scrape(client)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     assert value(values, "taskyard_external_tasks", topic="invoice", state="locked") == 2
 
     # complete removes the runtime row; a failure without retries left makes an incident
@@ -187,7 +222,7 @@ def test_backlog_follows_fetch_complete_and_failure(client, db):
     values = scrape(client)
     assert value(values, "taskyard_external_tasks", topic="invoice", state="locked") == 0
     assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
 
 
 def test_backlog_follows_real_fetch_complete_and_failure_calls(client, worker_api):
@@ -206,7 +241,7 @@ def test_backlog_follows_real_fetch_complete_and_failure_calls(client, worker_ap
     assert fetched.status_code == 200
     first, second = (t["id"] for t in fetched.json())
     values = scrape(client)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     assert value(values, "taskyard_external_tasks", topic="invoice", state="locked") == 2
 
     completed = worker_api.post(f"{url}/{first}/complete", {"workerId": "w1"}, format="json")
@@ -216,7 +251,7 @@ def test_backlog_follows_real_fetch_complete_and_failure_calls(client, worker_ap
     values = scrape(client)
     assert value(values, "taskyard_external_tasks", topic="invoice", state="locked") == 0
     assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
 
 
 def test_empty_tables_give_no_backlog_series_but_parse(client, db):
@@ -227,36 +262,36 @@ def test_empty_tables_give_no_backlog_series_but_parse(client, db):
 
 def test_backlog_is_served_from_the_snapshot_within_the_refresh_interval(client, db):
     task()
-    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     task()
     # Within the interval a scrape reads the snapshot, not the table.
     values = scrape(client, recount=False)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     assert value(values, "taskyard_backlog_snapshot_age_seconds") >= 0
-    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="available") == 2
+    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="waiting") == 2
 
 
 def test_stale_snapshot_is_served_while_a_background_refresh_counts(
     client, transactional_db, settings
 ):
     task()
-    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(scrape(client), "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     task()
     settings.TASKYARD_METRICS_REFRESH_SECONDS = 0  # everything is stale from now on
     stale = scrape(client, recount=False)
     # The scrape did not wait: it answered with the old numbers and started a refresh.
-    assert value(stale, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(stale, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     metrics.snapshots.wait(timeout=30)
     settings.TASKYARD_METRICS_REFRESH_SECONDS = 3600
     fresh = scrape(client, recount=False)
-    assert value(fresh, "taskyard_external_tasks", topic="invoice", state="available") == 2
+    assert value(fresh, "taskyard_external_tasks", topic="invoice", state="waiting") == 2
 
 
 def test_first_scrape_counts_in_the_background_and_waits_for_it(client, transactional_db, settings):
     settings.TASKYARD_METRICS_FIRST_WAIT_SECONDS = 30
     task()
     values = scrape(client)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     assert value(values, "taskyard_backlog_up") == 1
 
 
@@ -269,7 +304,7 @@ def test_first_scrape_does_not_wait_long_for_a_slow_count(client, transactional_
     assert not [key for key in values if key[0] == "taskyard_external_tasks"]
     metrics.snapshots.wait(timeout=30)
     values = scrape(client, recount=False)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
     assert value(values, "taskyard_backlog_up") == 1
 
 
@@ -280,7 +315,7 @@ def test_a_process_picks_up_the_snapshot_another_process_left_in_the_cache(clien
     # A second process starts with no snapshot of its own but finds the shared one.
     metrics.snapshots.last = None
     values = scrape(client, recount=False)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 1
 
 
 def test_many_topics_are_folded_into_other(client, db, settings):
@@ -292,11 +327,11 @@ def test_many_topics_are_folded_into_other(client, db, settings):
     task("small-1")
     task("small-2", retries=0)
     values = scrape(client)
-    assert value(values, "taskyard_external_tasks", topic="big", state="available") == 3
-    assert value(values, "taskyard_external_tasks", topic="medium", state="available") == 2
-    assert value(values, "taskyard_external_tasks", topic="__other__", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="big", state="waiting") == 3
+    assert value(values, "taskyard_external_tasks", topic="medium", state="waiting") == 2
+    assert value(values, "taskyard_external_tasks", topic="__other__", state="waiting") == 1
     assert value(values, "taskyard_external_tasks", topic="__other__", state="failed") == 1
-    assert value(values, "taskyard_external_tasks", topic="small-1", state="available") == 0
+    assert value(values, "taskyard_external_tasks", topic="small-1", state="waiting") == 0
 
 
 def test_state_over_the_exact_limit_is_still_counted_on_sqlite(client, db, settings):
@@ -307,8 +342,8 @@ def test_state_over_the_exact_limit_is_still_counted_on_sqlite(client, db, setti
         task()
     task("other")
     values = scrape(client)
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 5
-    assert value(values, "taskyard_external_tasks", topic="other", state="available") == 1
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 5
+    assert value(values, "taskyard_external_tasks", topic="other", state="waiting") == 1
 
 
 def seed_big_backlog():
@@ -328,8 +363,8 @@ def test_state_over_the_exact_limit_is_counted_when_the_sample_is_the_whole_tabl
     seed_big_backlog()
     values = scrape(client)
     assert value(values, "taskyard_backlog_estimated", table="external_task") == 0
-    assert value(values, "taskyard_external_tasks", topic="invoice", state="available") == 3000
-    assert value(values, "taskyard_external_tasks", topic="payment", state="available") == 1000
+    assert value(values, "taskyard_external_tasks", topic="invoice", state="waiting") == 3000
+    assert value(values, "taskyard_external_tasks", topic="payment", state="waiting") == 1000
     assert value(values, "taskyard_external_tasks", topic="invoice", state="failed") == 1
 
 
@@ -342,7 +377,7 @@ def test_state_over_the_exact_limit_is_estimated_from_a_block_sample(client, db,
     assert value(values, "taskyard_backlog_estimated", table="external_task") == 1
     # A sample of about half the blocks scaled up: roughly right, never absurd.
     total = sum(
-        value(values, "taskyard_external_tasks", topic=topic, state="available")
+        value(values, "taskyard_external_tasks", topic=topic, state="waiting")
         for topic in ("invoice", "payment")
     )
     assert 1000 <= total <= 8000
@@ -354,7 +389,7 @@ def test_state_over_the_exact_limit_is_estimated_from_a_block_sample(client, db,
 # Job backlog.
 
 
-def test_backlog_counts_jobs_by_handler_and_state(client, db):
+def test_backlog_counts_jobs_by_handler_and_status(client, db):
     now = timezone.now()
     paused = JobDefinition.objects.create(activity_id="pay", suspended=True)
     Job.objects.create(handler="billing.charge")
@@ -366,6 +401,7 @@ def test_backlog_counts_jobs_by_handler_and_state(client, db):
     Job.objects.create(
         handler="billing.charge", lock_owner="exec-1", lock_expiration_time=now - timedelta(1)
     )
+    Job.objects.create(handler="billing.charge", retries=2, exception_message="boom")
     Job.objects.create(handler="billing.charge", retries=0)
     Job.objects.create(handler="billing.charge", suspended=True)
     Job.objects.create(handler="mail.send", job_definition=paused)
@@ -375,24 +411,49 @@ def test_backlog_counts_jobs_by_handler_and_state(client, db):
     def jobs(handler, state):
         return value(values, "taskyard_jobs", handler=handler, state=state)
 
-    assert jobs("billing.charge", "executable") == 2
+    assert jobs("billing.charge", "due") == 2
     assert jobs("billing.charge", "waiting") == 1
     assert jobs("billing.charge", "locked") == 1
-    assert jobs("billing.charge", "lock_expired") == 1
+    assert jobs("billing.charge", "expired") == 1
+    assert jobs("billing.charge", "retrying") == 1
     assert jobs("billing.charge", "failed") == 1
     assert jobs("billing.charge", "suspended") == 1
+    # Its job definition is suspended: the executor skips it, so it is not due.
     assert jobs("mail.send", "suspended") == 1
-    assert jobs("mail.send", "executable") == 0
+    assert jobs("mail.send", "due") == 0
+    assert value(values, "taskyard_backlog_estimated", table="job") == 0
+
+
+def test_job_backlog_states_are_the_status_table_and_agree_with_each_row(client, db):
+    now = timezone.now()
+    paused = JobDefinition.objects.create(activity_id="pay", suspended=True)
+    rows = [
+        Job.objects.create(retries=0, job_definition=paused),
+        Job.objects.create(job_definition=paused, lock_expiration_time=now + timedelta(1)),
+        Job.objects.create(lock_owner="exec-1", lock_expiration_time=now + timedelta(1)),
+        Job.objects.create(lock_owner="exec-1", lock_expiration_time=now - timedelta(1)),
+        Job.objects.create(retries=1, exception_message="boom"),
+        Job.objects.create(),
+        Job.objects.create(due_date=now + timedelta(hours=1)),
+    ]
+    counts = backlog_of(scrape(client), "taskyard_jobs")
+    assert set(counts) <= set(JOB_STATUSES.keys)
+    assert sum(counts.values()) == Job.objects.count()
+    expected = {}
+    for row in rows:
+        expected[row.status_at().key] = expected.get(row.status_at().key, 0) + 1
+    assert counts == expected
+    assert set(expected) == set(JOB_STATUSES.keys)
 
 
 def test_job_backlog_follows_a_run_and_a_failure(client, db):
     first = Job.objects.create(handler="report.build")
     second = Job.objects.create(handler="report.build", retries=1)
-    assert value(scrape(client), "taskyard_jobs", handler="report.build", state="executable") == 2
+    assert value(scrape(client), "taskyard_jobs", handler="report.build", state="due") == 2
     first.delete()  # succeeded: the executor deletes the job
     Job.objects.filter(id=second.id).update(retries=0, exception_message="boom")
     values = scrape(client)
-    assert value(values, "taskyard_jobs", handler="report.build", state="executable") == 0
+    assert value(values, "taskyard_jobs", handler="report.build", state="due") == 0
     assert value(values, "taskyard_jobs", handler="report.build", state="failed") == 1
 
 
