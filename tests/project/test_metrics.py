@@ -2,10 +2,15 @@
 
 import base64
 import logging
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.models import Q
 from django.http import HttpResponse
 from django.test import RequestFactory
 from django.utils import timezone
@@ -455,6 +460,51 @@ def test_job_backlog_follows_a_run_and_a_failure(client, db):
     values = scrape(client)
     assert value(values, "taskyard_jobs", handler="report.build", state="due") == 0
     assert value(values, "taskyard_jobs", handler="report.build", state="failed") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The backlog registry.
+
+
+def test_each_app_registers_its_backlog_with_its_status_table():
+    sources = {source.table: source for source in metrics.backlog_sources()}
+    assert (sources["job"].model, sources["job"].group_field) == (Job, "handler")
+    assert sources["job"].states == JOB_STATUSES.partition
+    assert (sources["external_task"].metric, sources["external_task"].group_label) == (
+        "taskyard_external_tasks",
+        "topic",
+    )
+    assert sources["external_task"].states == TASK_STATUSES.partition
+
+
+def test_registering_a_table_again_replaces_its_source(client, db, monkeypatch):
+    monkeypatch.setattr(metrics, "_backlog_sources", dict(metrics._backlog_sources))
+    Job.objects.create(handler="billing.charge", retries=0)
+    metrics.register_backlog(
+        "job",
+        Job,
+        "queue_name",
+        lambda now: {"any": Q()},
+        metric="taskyard_jobs",
+        group_label="queue",
+        help="Jobs by queue",
+    )
+    values = scrape(client)
+    assert value(values, "taskyard_jobs", queue="default", state="any") == 1
+    assert value(values, "taskyard_jobs", handler="billing.charge", state="failed") == 0
+
+
+def test_metrics_and_logs_load_before_the_app_registry_and_import_no_app():
+    # Django imports project.logs (and so project.metrics) while it configures logging, before
+    # the apps are ready; neither may pull in an app's models.
+    code = (
+        "import sys, project.logs, project.metrics; "
+        "apps = [m for m in sys.modules if m.split('.')[0] in ('jobs', 'external_tasks')]; "
+        "assert not apps, apps"
+    )
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "project.settings"}
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True)
 
 
 # ---------------------------------------------------------------------------------------------
