@@ -344,6 +344,11 @@ def acquire_jobs(
         )
         jobs.sort(key=_claim_order(now))
         return jobs
+    return _claim_in_transaction(worker_id, now, expires, limit, queues, start)
+
+
+def _claim_in_transaction(worker_id, now, expires, limit, queues, start) -> list[Job]:
+    """acquire_jobs where the claim cannot be one statement (SQLite)."""
     with transaction.atomic():
         # SQLite: the IMMEDIATE transaction already holds the database's write lock, so
         # select-then-update cannot interleave with another executor's claim.
@@ -362,24 +367,26 @@ def acquire_jobs(
         entries = []
         for index, job in enumerate(jobs):
             if job.previous_owner and job.previous_expiry is not None:
-                expiry = job.previous_expiry.astimezone(UTC).isoformat(timespec="microseconds")
-                entries.append(
-                    _executor_log_entry(
-                        job,
-                        JobLog.Event.LOCK_EXPIRED,
-                        timestamp=now,
-                        worker=job.previous_owner,
-                        retries=job.retries,
-                        exception_message=(
-                            f"Lock of {job.previous_owner} expired at {expiry}; "
-                            f"claimed by {worker_id}"
-                        ),
-                    )
-                )
+                entries.append(_lock_expired_entry(job, worker_id, now))
             if start is None or index < start:
                 entries.append(_started_entry(job, worker_id, now))
         JobLog.objects.bulk_create(entries)
     return jobs
+
+
+def _lock_expired_entry(job: Job, worker_id: str, now) -> JobLog:
+    # Worded as the PostgreSQL claim statement words it.
+    expiry = job.previous_expiry.astimezone(UTC).isoformat(timespec="microseconds")
+    return _executor_log_entry(
+        job,
+        JobLog.Event.LOCK_EXPIRED,
+        timestamp=now,
+        worker=job.previous_owner,
+        retries=job.retries,
+        exception_message=(
+            f"Lock of {job.previous_owner} expired at {expiry}; claimed by {worker_id}"
+        ),
+    )
 
 
 def _claim_order(now):
@@ -570,27 +577,7 @@ def fail_job(
         if current is None:
             outcome.held_lock = False
         else:
-            current.retries = max(current.retries - 1, 0)
-            if current.retries > 0:
-                # Failures so far, counted against the cycle: an operator who raises retries
-                # above the cycle's count restarts the back-off from its first interval.
-                current.due_date = now + cycle.delay(cycle.retries - current.retries)
-            current.exception_message = message
-            current.exception_stacktrace = stacktrace
-            current.failed_activity_id = current.activity_id
-            current.lock_owner = None
-            current.lock_expiration_time = None
-            current.save(
-                update_fields=[
-                    "retries",
-                    "due_date",
-                    "exception_message",
-                    "exception_stacktrace",
-                    "failed_activity_id",
-                    "lock_owner",
-                    "lock_expiration_time",
-                ]
-            )
+            _spend_retry(current, cycle, now, message, stacktrace)
             outcome.retries = current.retries
             outcome.next_due_date = current.due_date if current.retries > 0 else None
             current.history = getattr(job, "history", None)
@@ -611,6 +598,32 @@ def fail_job(
             entries.append(_started_entry(then_start, worker_id, now))
         JobLog.objects.bulk_create(entries)
     return outcome
+
+
+def _spend_retry(job: Job, cycle: RetryCycle, now, message: str, stacktrace: str) -> None:
+    """Save a failed attempt on the (locked) job: one retry less, the exception kept, the lock
+    gone and, while retries are left, the next attempt due after the cycle's delay."""
+    job.retries = max(job.retries - 1, 0)
+    if job.retries > 0:
+        # Failures so far, counted against the cycle: an operator who raises retries above the
+        # cycle's count restarts the back-off from its first interval.
+        job.due_date = now + cycle.delay(cycle.retries - job.retries)
+    job.exception_message = message
+    job.exception_stacktrace = stacktrace
+    job.failed_activity_id = job.activity_id
+    job.lock_owner = None
+    job.lock_expiration_time = None
+    job.save(
+        update_fields=[
+            "retries",
+            "due_date",
+            "exception_message",
+            "exception_stacktrace",
+            "failed_activity_id",
+            "lock_owner",
+            "lock_expiration_time",
+        ]
+    )
 
 
 def release_job(job: Job, worker_id: str, reason: str) -> bool:

@@ -301,54 +301,18 @@ class Executor:
             self.recorder = SuccessRecorder(options.worker_id, renewer)
         # LISTEN before the first look for work, so a job enqueued in between still wakes us.
         waiter = None if options.once else Waiter(options.poll_interval, self.stopping)
-        limit = max(options.prefetch, 1)
         with self.signal_handlers():
             logger.info(
                 "%s: running jobs of %s, %d per claim",
                 options.worker_id,
                 ", ".join(options.queues) or "every queue",
-                limit,
+                max(options.prefetch, 1),
             )
             renewer.start()
             if self.recorder is not None:
                 self.recorder.start()
             try:
-                while not self.stopping.is_set():
-                    if options.parent_pid is not None and os.getppid() != options.parent_pid:
-                        logger.warning("%s: supervisor is gone, stopping", options.worker_id)
-                        break
-                    if options.max_jobs is not None:
-                        limit = min(limit, options.max_jobs - self.jobs_run)
-                        if limit <= 0:
-                            break
-                    polled = time.perf_counter()
-                    try:
-                        jobs = claims.acquire_jobs(
-                            options.worker_id,
-                            lock_time=options.lock_time,
-                            limit=limit,
-                            queues=options.queues,
-                            start=1,
-                        )
-                        metrics.record_executor_poll(len(jobs), time.perf_counter() - polled)
-                        metrics.record_lock_expired(
-                            "job", sum(1 for job in jobs if job.previous_owner)
-                        )
-                        if jobs and backends.history_wanted(jobs):
-                            claims.attach_history(jobs)
-                    except db.DatabaseError:
-                        # The database is away (restart, failover): keep the process and retry.
-                        logger.exception("%s: cannot claim jobs; retrying", options.worker_id)
-                        db.connections.close_all()
-                        self.stopping.wait(options.poll_interval)
-                        continue
-                    if not jobs:
-                        if options.once:
-                            break
-                        waiter.wait()
-                        continue
-                    # Slow jobs (a batch outlasting the window): claim one at a time then.
-                    limit = max(options.prefetch, 1) if self.run_batch(jobs, renewer) else 1
+                self.run_until_stopped(renewer, waiter)
             except JobInterrupted:
                 pass
             finally:
@@ -358,6 +322,53 @@ class Executor:
                 if waiter is not None:
                     waiter.close()
         return self.jobs_run
+
+    def run_until_stopped(self, renewer: "LockRenewer", waiter: "Waiter | None") -> None:
+        """Claim and run batches until stopped, out of jobs (`once`) or at `max_jobs`."""
+        options = self.options
+        limit = max(options.prefetch, 1)
+        while not self.stopping.is_set():
+            if options.parent_pid is not None and os.getppid() != options.parent_pid:
+                logger.warning("%s: supervisor is gone, stopping", options.worker_id)
+                return
+            if options.max_jobs is not None:
+                limit = min(limit, options.max_jobs - self.jobs_run)
+                if limit <= 0:
+                    return
+            jobs = self.claim(limit)
+            if jobs is None:
+                continue
+            if not jobs:
+                if options.once:
+                    return
+                waiter.wait()
+                continue
+            # Slow jobs (a batch outlasting the window): claim one at a time then.
+            limit = max(options.prefetch, 1) if self.run_batch(jobs, renewer) else 1
+
+    def claim(self, limit: int) -> list | None:
+        """Claim up to `limit` jobs, the first logged as started; None while the database is
+        away (restart, failover): the process stays and tries again after a poll interval."""
+        options = self.options
+        polled = time.perf_counter()
+        try:
+            jobs = claims.acquire_jobs(
+                options.worker_id,
+                lock_time=options.lock_time,
+                limit=limit,
+                queues=options.queues,
+                start=1,
+            )
+            metrics.record_executor_poll(len(jobs), time.perf_counter() - polled)
+            metrics.record_lock_expired("job", sum(1 for job in jobs if job.previous_owner))
+            if jobs and backends.history_wanted(jobs):
+                claims.attach_history(jobs)
+        except db.DatabaseError:
+            logger.exception("%s: cannot claim jobs; retrying", options.worker_id)
+            db.connections.close_all()
+            self.stopping.wait(options.poll_interval)
+            return None
+        return jobs
 
     def run_batch(self, jobs: list, renewer: LockRenewer) -> bool:
         """Run claimed jobs in order (the claim logged the first as started); give back the
@@ -477,27 +488,87 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
         return 0
     # Connections must not be shared across fork: each child opens its own.
     db.connections.close_all()
-    supervisor = os.getpid()
-    children: dict[int, tuple[int, ExecutorOptions]] = {}
-    generations = [0] * concurrency
-    stopping = False
+    return Pool(options, concurrency).run()
 
-    def spawn(index: int, child_options: ExecutorOptions):
-        suffix = f"{index + 1}" + (f"r{generations[index]}" if generations[index] else "")
-        generations[index] += 1
+
+class Pool:
+    """The supervisor of run_pool's executor processes."""
+
+    def __init__(self, options: ExecutorOptions, concurrency: int):
+        self.options = options
+        self.concurrency = concurrency
+        self.supervisor = os.getpid()
+        self.children: dict[int, tuple[int, ExecutorOptions]] = {}
+        self.generations = [0] * concurrency
+        self.stopping = False
+
+    def run(self) -> int:
+        """Start the processes, replace those that die, and return 1 if any failed."""
+        previous = {
+            sig: signal.signal(sig, self.forward) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            for index in range(self.concurrency):
+                child_options = self.child_options(index)
+                if child_options.max_jobs != 0:
+                    self.spawn(index, child_options)
+            return 1 if self.supervise() else 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def child_options(self, index: int) -> ExecutorOptions:
+        options = self.options
+        child_options = ExecutorOptions(**{**options.__dict__})
+        if options.max_jobs is not None:
+            # --max-jobs is the total: split it between the processes.
+            child_options.max_jobs = options.max_jobs // self.concurrency + (
+                index < options.max_jobs % self.concurrency
+            )
+        return child_options
+
+    def supervise(self) -> int:
+        """Wait for the processes; returns how many failed while they were meant to stop."""
+        options = self.options
+        failed = 0
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            index, child_options = self.children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:
+                continue
+            if self.stopping or options.once or options.max_jobs is not None:
+                failed += 1
+                continue
+            logger.error("executor process %d died (exit %s); starting another", index + 1, code)
+            time.sleep(1)  # no tight loop if something kills every process at once
+            if not self.stopping:
+                self.spawn(index, child_options)
+        return failed
+
+    def spawn(self, index: int, child_options: ExecutorOptions) -> None:
+        generation = self.generations[index]
+        suffix = f"{index + 1}" + (f"r{generation}" if generation else "")
+        self.generations[index] += 1
         pid = os.fork()
         if pid:
-            children[pid] = (index, child_options)
+            self.children[pid] = (index, child_options)
             return
-        code = 0  # the child from here on
+        self.run_child(suffix, child_options)  # the child from here on; never returns
+
+    def run_child(self, suffix: str, child_options: ExecutorOptions) -> None:
+        code = 0
         try:
             # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
             # passes it on once (a second copy would interrupt the running job).
             os.setpgid(0, 0)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
-            child_options.worker_id = f"{options.worker_id}/{suffix}"
-            child_options.parent_pid = supervisor
+            child_options.worker_id = f"{self.options.worker_id}/{suffix}"
+            child_options.parent_pid = self.supervisor
             Executor(child_options).run()
         except BaseException:
             logger.exception("executor process %s crashed", suffix)
@@ -508,43 +579,8 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
             logging.shutdown()
             os._exit(code)
 
-    def forward(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
+    def forward(self, signum, frame) -> None:
+        self.stopping = True
+        for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    failed = 0
-    try:
-        for index in range(concurrency):
-            child_options = ExecutorOptions(**{**options.__dict__})
-            if options.max_jobs is not None:
-                # --max-jobs is the total: split it between the processes.
-                child_options.max_jobs = options.max_jobs // concurrency + (
-                    index < options.max_jobs % concurrency
-                )
-                if child_options.max_jobs == 0:
-                    continue
-            spawn(index, child_options)
-        while children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            index, child_options = children.pop(pid)
-            code = os.waitstatus_to_exitcode(status)
-            if code == 0:
-                continue
-            if stopping or options.once or options.max_jobs is not None:
-                failed += 1
-                continue
-            logger.error("executor process %d died (exit %s); starting another", index + 1, code)
-            time.sleep(1)  # no tight loop if something kills every process at once
-            if not stopping:
-                spawn(index, child_options)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 1 if failed else 0

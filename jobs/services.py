@@ -185,39 +185,20 @@ def _bulk_update(
     ids_changed: list[str] = []
     before = Counter()
     now = timezone.now()
+    update_batch = (
+        _update_batch_at_once if connection.vendor == "postgresql" else _update_batch_in_steps
+    )
     with transaction.atomic():
         for ids in _batches(user, jobs):
             matched += len(ids)
-            if connection.vendor == "postgresql":
-                rows = _update_batch_at_once(
-                    user, ids, changes, event, now, only_if, before_field, log_extra
-                )
-                row_ids = [row["id"] for row in rows]
-                changed += len(rows)
-                if before_field:
-                    before.update(row[f"before_{before_field}"] for row in rows)
-                if len(ids_changed) < audit.MAX_IDS:
-                    ids_changed.extend(row_ids)
-                if progress is not None and rows:
-                    progress(matched, changed)
+            rows = update_batch(user, ids, changes, event, now, only_if, before_field, log_extra)
+            if not rows:
                 continue
-            # Lock in id order: two bulk actions over overlapping rows then wait for each
-            # other instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
-            rows = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
-            if only_if is not None:
-                rows = rows.filter(only_if)
-            # Only ids (and the histogram's column) come back to Python; the log entries are
-            # copied by the database from the locked rows.
-            locked = list(rows.values_list("id", before_field or "id"))
-            if not locked:
-                continue
-            row_ids = [row[0] for row in locked]
-            _insert_logs(row_ids, event, now, worker=actor_name(user), **(log_extra or {}))
-            changed += Job.objects.filter(id__in=row_ids).update(**changes)
+            changed += len(rows)
             if before_field:
-                before.update(row[1] for row in locked)
+                before.update(value for _, value in rows)
             if len(ids_changed) < audit.MAX_IDS:
-                ids_changed.extend(row_ids)
+                ids_changed.extend(row_id for row_id, _ in rows)
             if progress is not None:
                 progress(matched, changed)
         skipped = (len(asked) if asked is not None else matched) - changed
@@ -239,7 +220,8 @@ def _bulk_update(
 
 def _update_batch_at_once(user, ids, changes, event, now, only_if, before_field, log_extra):
     """PostgreSQL: lock, update and log one batch in one statement (project.bulk); the log rows
-    copy the updated job, `log_extra` (e.g. set_retries' new retries) on top."""
+    copy the updated job, `log_extra` (e.g. set_retries' new retries) on top. Returns (id,
+    value before the change of `before_field`) per row changed."""
     log_columns = {
         "job_id": F("id"),
         "event": event,
@@ -249,7 +231,7 @@ def _update_batch_at_once(user, ids, changes, event, now, only_if, before_field,
         "worker": actor_name(user),
         **(log_extra or {}),
     }
-    return bulk.update_and_log(
+    rows = bulk.update_and_log(
         Job,
         ids,
         changes,
@@ -259,6 +241,27 @@ def _update_batch_at_once(user, ids, changes, event, now, only_if, before_field,
         before=(before_field,) if before_field else (),
         returning=("id",),
     )
+    before = f"before_{before_field}" if before_field else "id"
+    return [(row["id"], row[before]) for row in rows]
+
+
+def _update_batch_in_steps(user, ids, changes, event, now, only_if, before_field, log_extra):
+    """Elsewhere (SQLite): lock, log and update one batch in three statements. Like
+    _update_batch_at_once, returns (id, value before the change of `before_field`) per row
+    changed."""
+    # Lock in id order: two bulk actions over overlapping rows then wait for each other
+    # instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
+    rows = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
+    if only_if is not None:
+        rows = rows.filter(only_if)
+    # Only ids (and the histogram's column) come back to Python; the log entries are copied by
+    # the database from the locked rows.
+    locked = list(rows.values_list("id", before_field or "id"))
+    if locked:
+        row_ids = [row_id for row_id, _ in locked]
+        _insert_logs(row_ids, event, now, worker=actor_name(user), **(log_extra or {}))
+        Job.objects.filter(id__in=row_ids).update(**changes)
+    return locked
 
 
 # --- creating -------------------------------------------------------------------------------
