@@ -1,8 +1,9 @@
 """The job executor behind `manage.py runjobs`: claim, run outside the transaction, record.
 
-State changes go through jobs.services; this module only resolves and calls handlers, keeps
-the locks of running jobs alive, waits for work (LISTEN/NOTIFY on PostgreSQL, polling
-elsewhere), handles SIGTERM/SIGINT and runs several worker processes.
+The process loop: claims go through jobs.claims and each job runs through jobs.runner; this
+module keeps the locks of running jobs alive, writes quick successes in the background, waits
+for work (LISTEN/NOTIFY on PostgreSQL, polling elsewhere), handles SIGTERM/SIGINT and runs
+several worker processes.
 """
 
 import contextlib

@@ -1,8 +1,9 @@
-"""Every state transition of jobs and job definitions lives here.
+"""The operator transitions of jobs and job definitions: create, set retries, suspend and
+activate, priority, due dates, unlock, delete, scheduled suspension, timer recalculation.
 
-The Camunda REST face, the console, the job executor and management commands call these
-functions; nothing else writes to Job, JobDefinition or JobLog. Each function is one short
-transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
+The Camunda REST face, the console and management commands call these functions; the
+executor's own transitions (claim, complete, fail, release) are in jobs.claims. Each function
+is one short transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
 """
 
 import re
@@ -916,7 +917,9 @@ def delete(
 
 
 class JobExecutionFailed(Exception):
-    """Raised by execute_now when the job's handler raised; the failure is already recorded."""
+    """Raised by runner.execute_now when the job's handler raised; the failure is already
+    recorded. Here rather than in the runner: the REST face and the console catch it beside
+    the other operator errors."""
 
     def __init__(self, job_id: str, message: str):
         super().__init__(message)
