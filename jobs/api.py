@@ -19,9 +19,9 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import services
+from jobs import runner, services
 from jobs.filters import JobDefinitionFilter, JobFilter
-from jobs.models import Job
+from jobs.models import Job, JobDefinition
 from jobs.serializers import (
     BatchSerializer,
     CountSerializer,
@@ -192,7 +192,7 @@ def _job_query_parameters():
 @api_view(["GET", "POST"])
 @permission_classes([CanView])
 def job_list(request):
-    return _list(request, JobFilter, services.visible_jobs(request.user), JobSerializer)
+    return _list(request, JobFilter, Job.objects.visible_to(request.user), JobSerializer)
 
 
 @extend_schema(
@@ -213,7 +213,7 @@ def job_list(request):
 @api_view(["GET", "POST"])
 @permission_classes([CanView])
 def job_count(request):
-    return _count(request, JobFilter, services.visible_jobs(request.user))
+    return _count(request, JobFilter, Job.objects.visible_to(request.user))
 
 
 class JobDetail(APIView):
@@ -357,7 +357,7 @@ def job_priority(request, job_id):
 @permission_classes([CanOperate])
 def job_execute(request, job_id):
     try:
-        services.execute_now(request.user, job_id)
+        runner.execute_now(request.user, job_id)
     except services.JobExecutionFailed as failure:
         # Camunda answers 500 with the job's exception; the failure is already recorded.
         raise DomainError(
@@ -391,7 +391,7 @@ def job_retries_batch(request):
         raise InvalidRequest("'jobQuery' must be a job query object")
     if job_ids is None and job_query is None:
         raise InvalidRequest("Either jobIds or jobQuery has to be provided")
-    visible = services.visible_jobs(request.user)
+    visible = Job.objects.visible_to(request.user)
     condition = Q(pk__in=[])
     if job_ids:
         # As on the external task face: an unknown (or other tenant's) id is a 404 and nothing
@@ -588,7 +588,7 @@ def job_definition_list(request):
     return _list(
         request,
         JobDefinitionFilter,
-        services.visible_job_definitions(request.user),
+        JobDefinition.objects.visible_to(request.user),
         JobDefinitionSerializer,
     )
 
@@ -611,7 +611,7 @@ def job_definition_list(request):
 @api_view(["GET", "POST"])
 @permission_classes([CanView])
 def job_definition_count(request):
-    return _count(request, JobDefinitionFilter, services.visible_job_definitions(request.user))
+    return _count(request, JobDefinitionFilter, JobDefinition.objects.visible_to(request.user))
 
 
 @extend_schema(

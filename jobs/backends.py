@@ -22,7 +22,8 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 
-from jobs import services
+from jobs import claims
+from jobs.handlers import HandlerNotAllowed, payload_arguments, resolve_handler
 from jobs.models import Job, JobLog
 
 logger = logging.getLogger("jobs.executor")
@@ -44,7 +45,7 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
         payload = {"args": normalize_json(list(args)), "kwargs": normalize_json(dict(kwargs))}
-        job = services.enqueue_job(
+        job = claims.enqueue_job(
             task.module_path,
             payload,
             priority=task.priority,
@@ -62,7 +63,7 @@ class DatabaseBackend(BaseTaskBackend):
 
     def check(self, **kwargs):
         try:
-            services.default_retry_cycle()
+            claims.default_retry_cycle()
         except Exception as error:
             yield checks.Error(str(error), id="jobs.E001")
         if self.retries is not None and (not isinstance(self.retries, int) or self.retries < 0):
@@ -73,7 +74,6 @@ class DatabaseBackend(BaseTaskBackend):
 
 
 def _task_for(handler: str, job, alias: str) -> Task:
-    from jobs.executor import HandlerNotAllowed, resolve_handler
 
     try:
         target = resolve_handler(handler)
@@ -137,7 +137,6 @@ def build_result(task: Task, job: Job | None, logs: list[JobLog], alias: str, ru
             # Deleted before it ever succeeded.
             status = TaskResultStatus.FAILED
             finished_at = logs[-1].timestamp
-    from jobs.executor import payload_arguments
 
     args, kwargs = payload_arguments(payload)
     result = TaskResult(
@@ -216,12 +215,11 @@ def task_signal_wanted(signal, sender=None, level=logging.INFO) -> bool:
 
 
 def history_wanted(jobs) -> bool:
-    """Whether the log of claimed jobs is worth reading up front (services.attach_history):
+    """Whether the log of claimed jobs is worth reading up front (claims.attach_history):
     only when something builds their TaskResult, i.e. a wanted signal or a task taking a
     context. Without it, whoever still needs a result reads the log then."""
     if task_signal_wanted(task_started) or task_signal_wanted(task_finished):
         return True
-    from jobs.executor import resolve_handler
 
     for handler in {job.handler for job in jobs}:
         try:
@@ -237,7 +235,6 @@ def finished_signal_awaited(job: Job) -> bool:
     """Whether a task_finished receiver of the project's waits for this job's success: it may
     read the result back, so the success is written before the signal is sent. (Django's own
     receiver only logs; the executor sends it the signal after a deferred write.)"""
-    from jobs.executor import resolve_handler
 
     try:
         target = resolve_handler(job.handler)
@@ -251,7 +248,6 @@ def send_task_signal(job: Job, started: bool, outcome=None) -> None:
     """django.tasks' task_started / task_finished for a job whose handler is a task of this
     backend. Finished means finished for good: succeeded, or failed with no retries left.
     A receiver's error is logged; it never decides a job's outcome."""
-    from jobs.executor import HandlerNotAllowed, resolve_handler
 
     known = _LOOK_UP
     if started:

@@ -1,12 +1,12 @@
 """The job executor behind `manage.py runjobs`: claim, run outside the transaction, record.
 
-State changes go through jobs.services; this module only resolves and calls handlers, keeps
-the locks of running jobs alive, waits for work (LISTEN/NOTIFY on PostgreSQL, polling
-elsewhere), handles SIGTERM/SIGINT and runs several worker processes.
+The process loop: claims go through jobs.claims and each job runs through jobs.runner; this
+module keeps the locks of running jobs alive, writes quick successes in the background, waits
+for work (LISTEN/NOTIFY on PostgreSQL, polling elsewhere), handles SIGTERM/SIGINT and runs
+several worker processes.
 """
 
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -15,164 +15,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from inspect import iscoroutinefunction
 
-from asgiref.sync import async_to_sync
 from django import db
-from django.apps import apps
 from django.db import connection
-from django.tasks import Task, TaskContext
-from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
-from jobs import backends, services
+from jobs import backends, claims, runner
+from jobs.runner import JobInterrupted
 from project import metrics
 
 logger = logging.getLogger("jobs.executor")
 
 
-class JobInterrupted(BaseException):
-    """Raised inside a running handler by a second SIGTERM/SIGINT: stop now, release the job.
-
-    A BaseException so a handler's `except Exception` cannot swallow the shutdown."""
-
-
-class JobTimeout(TimeoutError):
-    """The handler ran longer than the executor's timeout; recorded as an ordinary failure."""
-
-
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Calling a handler
-
-
-def payload_arguments(payload) -> tuple[list, dict]:
-    """A job's payload as call arguments.
-
-    {"args": [...], "kwargs": {...}} (what the django.tasks backend writes) is spread; any other
-    object is passed as keyword arguments, a list as positional arguments, a scalar as the one
-    argument, and null or {} as none.
-    """
-    if payload is None:
-        return [], {}
-    if isinstance(payload, dict):
-        if payload and set(payload) <= {"args", "kwargs"}:
-            args = payload.get("args") or []
-            kwargs = payload.get("kwargs") or {}
-            return (list(args) if isinstance(args, list) else [args]), dict(kwargs)
-        return [], dict(payload)
-    if isinstance(payload, list):
-        return list(payload), {}
-    return [payload], {}
-
-
-class HandlerNotAllowed(Exception):
-    """The job names a callable the executor may not run."""
-
-
-def _within(module: str, prefixes) -> bool:
-    return any(module == prefix or module.startswith(f"{prefix}.") for prefix in prefixes if prefix)
-
-
-def resolve_handler(handler: str):
-    """The callable a job's handler path names, if the executor may run it.
-
-    Anyone who can create a job chooses its handler, so a handler is not "any dotted path"
-    (that would make `os.system` a job): it must be a django.tasks task defined in an
-    installed app, or a callable in a module listed in TASKYARD_EXECUTOR["HANDLER_MODULES"].
-    Nothing else is even imported."""
-    # Asked several times per job (run, signals); refusals raise and so are never cached.
-    return _resolve(handler, tuple(services.executor_setting("HANDLER_MODULES") or ()))
-
-
-@functools.lru_cache(maxsize=256)
-def _resolve(handler: str, handler_modules: tuple[str, ...]):
-    if not handler:
-        raise HandlerNotAllowed("The job has no handler")
-    module = handler.rpartition(".")[0]
-    plain_allowed = _within(module, handler_modules)
-    app_modules = [app.name for app in apps.get_app_configs()]
-    refusal = (
-        f"Handler {handler!r} is not allowed: job handlers are django.tasks tasks of an "
-        "installed app, or callables in a module listed in "
-        "TASKYARD_EXECUTOR['HANDLER_MODULES']"
-    )
-    if not plain_allowed and not _within(module, app_modules):
-        raise HandlerNotAllowed(refusal)
-    target = import_string(handler)
-    if isinstance(target, Task):
-        return target
-    if not plain_allowed:
-        raise HandlerNotAllowed(refusal)
-    if not callable(target):
-        raise HandlerNotAllowed(f"Handler {handler!r} is not callable")
-    return target
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float | None):
-    """Raise JobTimeout inside the block after `seconds` (SIGALRM: main thread, Unix only).
-
-    Elsewhere (e.g. a REST request thread running a job) the job simply has no time limit."""
-    usable = (
-        seconds
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
-        yield
-        return
-
-    def expire(signum, frame):
-        raise JobTimeout(f"Job timed out after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-_running = threading.local()
-
-
-def call_handler(job, *, timeout: float | None = None):
-    """Call the job's handler with its payload and return what it returns."""
-    target = resolve_handler(job.handler)
-    args, kwargs = payload_arguments(job.payload)
-    _running.in_handler = True
-    try:
-        with time_limit(timeout):
-            if isinstance(target, Task):
-                if target.takes_context:
-                    result = backends.task_result_for(
-                        job.id,
-                        target.get_backend().alias,
-                        running=True,
-                        job=job,
-                        logs=getattr(job, "history", None),
-                    )
-                    return target.call(TaskContext(task_result=result), *args, **kwargs)
-                return target.call(*args, **kwargs)
-            if iscoroutinefunction(target):
-                return async_to_sync(target)(*args, **kwargs)
-            return target(*args, **kwargs)
-    finally:
-        _running.in_handler = False
-
-
-def json_value(value):
-    """A return value as JSON for the log; what JSON cannot hold is kept as its repr()."""
-    try:
-        return normalize_json(value)
-    except (TypeError, ValueError):
-        logger.warning("Return value %r is not JSON; its repr() is logged instead", value)
-        return repr(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +63,7 @@ class LockRenewer(threading.Thread):
                 if not ids:
                     continue
                 try:
-                    held = services.extend_job_locks(ids, self.worker_id, lock_time=self.lock_time)
+                    held = claims.extend_job_locks(ids, self.worker_id, lock_time=self.lock_time)
                 except Exception:
                     logger.exception("Could not renew job locks of %s", self.worker_id)
                     continue
@@ -234,7 +89,7 @@ class LockRenewer(threading.Thread):
 
 class SuccessRecorder(threading.Thread):
     """Writes this executor's successes from its own thread and connection, all that have
-    arrived since its last write in one statement and one commit (services.complete_jobs).
+    arrived since its last write in one statement and one commit (claims.complete_jobs).
 
     A commit waits for the disk (1–2 ms, more on a busy machine): longer than a quick job
     takes. Written one by one, the executor ran its jobs at the disk's pace; here the next job
@@ -256,8 +111,8 @@ class SuccessRecorder(threading.Thread):
         self.stopping = False
         self.writing = False
 
-    def submit(self, job, rows: list[dict], outcome: services.JobOutcome):
-        """Take a success to write (services.run_claimed_job's `defer_success`)."""
+    def submit(self, job, rows: list[dict], outcome: claims.JobOutcome):
+        """Take a success to write (runner.run_claimed_job's `defer_success`)."""
         with self.changed:
             while len(self.pending) >= self.MAX_PENDING and self.is_alive():
                 self.changed.wait()
@@ -286,9 +141,7 @@ class SuccessRecorder(threading.Thread):
 
     def write(self, batch):
         try:
-            held = services.complete_jobs(
-                self.worker_id, [(job.id, rows) for job, rows, _ in batch]
-            )
+            held = claims.complete_jobs(self.worker_id, [(job.id, rows) for job, rows, _ in batch])
         except Exception:
             # As when a success cannot be written at once: the jobs' locks expire (they are no
             # longer renewed) and they run again. The recorder itself carries on.
@@ -337,7 +190,7 @@ class Waiter:
                 params.pop("cursor_factory", None)
                 params.pop("context", None)
                 self.listener = psycopg.connect(**params, autocommit=True)
-                self.listener.execute(f"LISTEN {services.JOBS_CHANNEL}")
+                self.listener.execute(f"LISTEN {claims.JOBS_CHANNEL}")
             except Exception:
                 logger.exception("LISTEN failed; falling back to polling")
                 self.listener = None
@@ -380,7 +233,7 @@ class ExecutorOptions:
     timeout: float | None = None
     max_jobs: int | None = None
     once: bool = False
-    retry_cycle: services.RetryCycle | None = None
+    retry_cycle: claims.RetryCycle | None = None
     # Jobs claimed per statement; the ones beyond the first wait in this process (see Executor).
     prefetch: int = 10
     # A pool child stops (gracefully) when the supervising process has gone away.
@@ -414,7 +267,7 @@ class Executor:
 
     # Signals: the first asks to stop after the running job; the second interrupts it.
     def request_stop(self, signum=None, frame=None):
-        if self.stopping.is_set() and getattr(_running, "in_handler", False):
+        if self.stopping.is_set() and runner.in_handler():
             logger.warning(
                 "%s: second signal, interrupting the running job", self.options.worker_id
             )
@@ -449,54 +302,18 @@ class Executor:
             self.recorder = SuccessRecorder(options.worker_id, renewer)
         # LISTEN before the first look for work, so a job enqueued in between still wakes us.
         waiter = None if options.once else Waiter(options.poll_interval, self.stopping)
-        limit = max(options.prefetch, 1)
         with self.signal_handlers():
             logger.info(
                 "%s: running jobs of %s, %d per claim",
                 options.worker_id,
                 ", ".join(options.queues) or "every queue",
-                limit,
+                max(options.prefetch, 1),
             )
             renewer.start()
             if self.recorder is not None:
                 self.recorder.start()
             try:
-                while not self.stopping.is_set():
-                    if options.parent_pid is not None and os.getppid() != options.parent_pid:
-                        logger.warning("%s: supervisor is gone, stopping", options.worker_id)
-                        break
-                    if options.max_jobs is not None:
-                        limit = min(limit, options.max_jobs - self.jobs_run)
-                        if limit <= 0:
-                            break
-                    polled = time.perf_counter()
-                    try:
-                        jobs = services.acquire_jobs(
-                            options.worker_id,
-                            lock_time=options.lock_time,
-                            limit=limit,
-                            queues=options.queues,
-                            start=1,
-                        )
-                        metrics.record_executor_poll(len(jobs), time.perf_counter() - polled)
-                        metrics.record_lock_expired(
-                            "job", sum(1 for job in jobs if job.previous_owner)
-                        )
-                        if jobs and backends.history_wanted(jobs):
-                            services.attach_history(jobs)
-                    except db.DatabaseError:
-                        # The database is away (restart, failover): keep the process and retry.
-                        logger.exception("%s: cannot claim jobs; retrying", options.worker_id)
-                        db.connections.close_all()
-                        self.stopping.wait(options.poll_interval)
-                        continue
-                    if not jobs:
-                        if options.once:
-                            break
-                        waiter.wait()
-                        continue
-                    # Slow jobs (a batch outlasting the window): claim one at a time then.
-                    limit = max(options.prefetch, 1) if self.run_batch(jobs, renewer) else 1
+                self.run_until_stopped(renewer, waiter)
             except JobInterrupted:
                 pass
             finally:
@@ -506,6 +323,53 @@ class Executor:
                 if waiter is not None:
                     waiter.close()
         return self.jobs_run
+
+    def run_until_stopped(self, renewer: "LockRenewer", waiter: "Waiter | None") -> None:
+        """Claim and run batches until stopped, out of jobs (`once`) or at `max_jobs`."""
+        options = self.options
+        limit = max(options.prefetch, 1)
+        while not self.stopping.is_set():
+            if options.parent_pid is not None and os.getppid() != options.parent_pid:
+                logger.warning("%s: supervisor is gone, stopping", options.worker_id)
+                return
+            if options.max_jobs is not None:
+                limit = min(limit, options.max_jobs - self.jobs_run)
+                if limit <= 0:
+                    return
+            jobs = self.claim(limit)
+            if jobs is None:
+                continue
+            if not jobs:
+                if options.once:
+                    return
+                waiter.wait()
+                continue
+            # Slow jobs (a batch outlasting the window): claim one at a time then.
+            limit = max(options.prefetch, 1) if self.run_batch(jobs, renewer) else 1
+
+    def claim(self, limit: int) -> list | None:
+        """Claim up to `limit` jobs, the first logged as started; None while the database is
+        away (restart, failover): the process stays and tries again after a poll interval."""
+        options = self.options
+        polled = time.perf_counter()
+        try:
+            jobs = claims.acquire_jobs(
+                options.worker_id,
+                lock_time=options.lock_time,
+                limit=limit,
+                queues=options.queues,
+                start=1,
+            )
+            metrics.record_executor_poll(len(jobs), time.perf_counter() - polled)
+            metrics.record_lock_expired("job", sum(1 for job in jobs if job.previous_owner))
+            if jobs and backends.history_wanted(jobs):
+                claims.attach_history(jobs)
+        except db.DatabaseError:
+            logger.exception("%s: cannot claim jobs; retrying", options.worker_id)
+            db.connections.close_all()
+            self.stopping.wait(options.poll_interval)
+            return None
+        return jobs
 
     def run_batch(self, jobs: list, renewer: LockRenewer) -> bool:
         """Run claimed jobs in order (the claim logged the first as started); give back the
@@ -528,7 +392,7 @@ class Executor:
                 if not started:
                     if self.stopping.is_set() or time.monotonic() > fresh_until:
                         return False
-                    services.log_started(job, self.options.worker_id)
+                    claims.log_started(job, self.options.worker_id)
                 pending.pop(0)
                 outcome = self.run_one(job, renewer, next_job)
                 started = outcome is not None and outcome.next_started is not None
@@ -540,7 +404,7 @@ class Executor:
         finally:
             if pending:
                 try:
-                    services.release_unstarted_jobs(pending, self.options.worker_id)
+                    claims.release_unstarted_jobs(pending, self.options.worker_id)
                 except db.DatabaseError:
                     # Their locks expire after the lock time; other executors run them then.
                     logger.exception("%s: cannot release unstarted jobs", self.options.worker_id)
@@ -550,7 +414,7 @@ class Executor:
         renewer.track(job.id)
         deferred = False
         try:
-            outcome = services.run_claimed_job(
+            outcome = runner.run_claimed_job(
                 job,
                 self.options.worker_id,
                 timeout=self.options.timeout,
@@ -578,7 +442,7 @@ class Executor:
         return outcome
 
 
-def log_outcome(outcome: services.JobOutcome, worker_id: str | None = None):
+def log_outcome(outcome: claims.JobOutcome, worker_id: str | None = None):
     """One line per job (logger "taskyard.executor"), and the job-run metrics."""
     detail = f" ({outcome.handler})"
     level = None
@@ -625,27 +489,87 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
         return 0
     # Connections must not be shared across fork: each child opens its own.
     db.connections.close_all()
-    supervisor = os.getpid()
-    children: dict[int, tuple[int, ExecutorOptions]] = {}
-    generations = [0] * concurrency
-    stopping = False
+    return Pool(options, concurrency).run()
 
-    def spawn(index: int, child_options: ExecutorOptions):
-        suffix = f"{index + 1}" + (f"r{generations[index]}" if generations[index] else "")
-        generations[index] += 1
+
+class Pool:
+    """The supervisor of run_pool's executor processes."""
+
+    def __init__(self, options: ExecutorOptions, concurrency: int):
+        self.options = options
+        self.concurrency = concurrency
+        self.supervisor = os.getpid()
+        self.children: dict[int, tuple[int, ExecutorOptions]] = {}
+        self.generations = [0] * concurrency
+        self.stopping = False
+
+    def run(self) -> int:
+        """Start the processes, replace those that die, and return 1 if any failed."""
+        previous = {
+            sig: signal.signal(sig, self.forward) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            for index in range(self.concurrency):
+                child_options = self.child_options(index)
+                if child_options.max_jobs != 0:
+                    self.spawn(index, child_options)
+            return 1 if self.supervise() else 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def child_options(self, index: int) -> ExecutorOptions:
+        options = self.options
+        child_options = ExecutorOptions(**{**options.__dict__})
+        if options.max_jobs is not None:
+            # --max-jobs is the total: split it between the processes.
+            child_options.max_jobs = options.max_jobs // self.concurrency + (
+                index < options.max_jobs % self.concurrency
+            )
+        return child_options
+
+    def supervise(self) -> int:
+        """Wait for the processes; returns how many failed while they were meant to stop."""
+        options = self.options
+        failed = 0
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            index, child_options = self.children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:
+                continue
+            if self.stopping or options.once or options.max_jobs is not None:
+                failed += 1
+                continue
+            logger.error("executor process %d died (exit %s); starting another", index + 1, code)
+            time.sleep(1)  # no tight loop if something kills every process at once
+            if not self.stopping:
+                self.spawn(index, child_options)
+        return failed
+
+    def spawn(self, index: int, child_options: ExecutorOptions) -> None:
+        generation = self.generations[index]
+        suffix = f"{index + 1}" + (f"r{generation}" if generation else "")
+        self.generations[index] += 1
         pid = os.fork()
         if pid:
-            children[pid] = (index, child_options)
+            self.children[pid] = (index, child_options)
             return
-        code = 0  # the child from here on
+        self.run_child(suffix, child_options)  # the child from here on; never returns
+
+    def run_child(self, suffix: str, child_options: ExecutorOptions) -> None:
+        code = 0
         try:
             # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
             # passes it on once (a second copy would interrupt the running job).
             os.setpgid(0, 0)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
-            child_options.worker_id = f"{options.worker_id}/{suffix}"
-            child_options.parent_pid = supervisor
+            child_options.worker_id = f"{self.options.worker_id}/{suffix}"
+            child_options.parent_pid = self.supervisor
             Executor(child_options).run()
         except BaseException:
             logger.exception("executor process %s crashed", suffix)
@@ -656,43 +580,8 @@ def run_pool(options: ExecutorOptions, concurrency: int) -> int:
             logging.shutdown()
             os._exit(code)
 
-    def forward(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
+    def forward(self, signum, frame) -> None:
+        self.stopping = True
+        for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    failed = 0
-    try:
-        for index in range(concurrency):
-            child_options = ExecutorOptions(**{**options.__dict__})
-            if options.max_jobs is not None:
-                # --max-jobs is the total: split it between the processes.
-                child_options.max_jobs = options.max_jobs // concurrency + (
-                    index < options.max_jobs % concurrency
-                )
-                if child_options.max_jobs == 0:
-                    continue
-            spawn(index, child_options)
-        while children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            index, child_options = children.pop(pid)
-            code = os.waitstatus_to_exitcode(status)
-            if code == 0:
-                continue
-            if stopping or options.once or options.max_jobs is not None:
-                failed += 1
-                continue
-            logger.error("executor process %d died (exit %s); starting another", index + 1, code)
-            time.sleep(1)  # no tight loop if something kills every process at once
-            if not stopping:
-                spawn(index, child_options)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 1 if failed else 0

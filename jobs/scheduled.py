@@ -6,6 +6,8 @@ we: the REST call creates a timer job whose handler is the task below.
 
 from django.tasks import task
 
+from jobs import services
+
 
 @task
 def apply_job_definition_suspension(
@@ -13,8 +15,6 @@ def apply_job_definition_suspension(
 ) -> dict:
     """(De)activate job definitions on behalf of the user who scheduled it, with that user's
     tenant scope at the time it runs. Answers how many definitions changed."""
-    from jobs import services
-
     result = services.apply_scheduled_suspension(
         job_definition_ids, suspended, include_jobs=include_jobs, requested_by=requested_by
     )

@@ -395,10 +395,10 @@ def progress(request):
 
 
 def _execute(request, job_id):
-    from jobs import services
+    from jobs import runner, services
 
     try:
-        services.execute_now(request.user, job_id, source="console")
+        runner.execute_now(request.user, job_id, source="console")
     except services.JobExecutionFailed as exc:
         raise ActionInputError(f"The job ran and failed: {exc.message}") from None
     return 1

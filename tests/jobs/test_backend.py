@@ -12,7 +12,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskRes
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from jobs import demo_handlers, services
+from jobs import claims, demo_handlers
 from jobs.backends import DatabaseBackend
 from jobs.models import Job, JobLog
 
@@ -251,7 +251,7 @@ def test_async_task_runs_to_completion():
 
 def test_result_of_a_job_with_an_allowed_plain_callable(settings):
     settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["os.path"]}
-    job = services.enqueue_job("os.path.join", {"args": ["a", "b"]})
+    job = claims.enqueue_job("os.path.join", {"args": ["a", "b"]})
     runjobs()
     result = default_task_backend.get_result(job.id)
     assert result.status == TaskResultStatus.SUCCESSFUL
@@ -260,6 +260,6 @@ def test_result_of_a_job_with_an_allowed_plain_callable(settings):
 
 
 def test_no_result_for_a_job_whose_handler_is_not_allowed():
-    job = services.enqueue_job("os.system", {"args": ["true"]})
+    job = claims.enqueue_job("os.system", {"args": ["true"]})
     with pytest.raises(TaskResultDoesNotExist, match="not allowed"):
         default_task_backend.get_result(job.id)

@@ -8,9 +8,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from jobs import services
+from jobs import claims, runner
+from jobs.claims import RetryCycle
 from jobs.models import Job, JobDefinition, JobLog
-from jobs.services import RetryCycle
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def metric(name, **labels):
 
 
 def make_job(handler=SEND_INVOICE, payload=None, **fields):
-    job = services.enqueue_job(
+    job = claims.enqueue_job(
         handler,
         {"args": ["INV-1"], "kwargs": {}} if payload is None else payload,
         priority=fields.pop("priority", 0),
@@ -265,8 +265,8 @@ def test_handler_running_past_the_timeout_fails_with_a_timeout_error():
         "os.system",  # not an installed app: never even imported
         "subprocess.run",
         "django.core.management.call_command",
-        "jobs.services.execute_job",  # an installed app, but a plain function, not a task
-        "jobs.executor.import_string",  # any callable reachable from an app module
+        "jobs.runner.execute_job",  # an installed app, but a plain function, not a task
+        "jobs.handlers.import_string",  # any callable reachable from an app module
     ],
 )
 def test_handlers_that_are_not_tasks_or_allowed_modules_are_refused(handler, tmp_path):
@@ -327,7 +327,7 @@ def test_return_value_json_cannot_hold_is_logged_as_its_repr(settings):
 
 def test_execute_runs_one_job_now_regardless_of_due_date():
     job = make_job(due_date=timezone.now() + timedelta(days=1))
-    outcome = services.execute_job(job.id, "api:alice")
+    outcome = runner.execute_job(job.id, "api:alice")
     assert outcome.succeeded
     assert outcome.return_value == {"invoice": "INV-1", "sent_to": "billing@example.com"}
     assert not Job.objects.filter(id=job.id).exists()
@@ -336,7 +336,7 @@ def test_execute_runs_one_job_now_regardless_of_due_date():
 
 def test_execute_failing_job_records_the_failure():
     job = make_job(ALWAYS_FAILS, {"args": ["no paper"]})
-    outcome = services.execute_job(job.id, "api:alice")
+    outcome = runner.execute_job(job.id, "api:alice")
     assert not outcome.succeeded
     assert outcome.exception_message == "no paper"
     job.refresh_from_db()
@@ -347,23 +347,23 @@ def test_execute_refuses_suspended_and_foreign_locked_jobs():
     suspended = make_job(suspended=True)
     in_a_minute = timezone.now() + timedelta(minutes=1)
     locked = make_job(lock_owner="other", lock_expiration_time=in_a_minute)
-    with pytest.raises(services.JobNotExecutable, match="suspended"):
-        services.execute_job(suspended.id, "api:alice")
-    with pytest.raises(services.JobNotExecutable, match="locked by other"):
-        services.execute_job(locked.id, "api:alice")
+    with pytest.raises(claims.JobNotExecutable, match="suspended"):
+        runner.execute_job(suspended.id, "api:alice")
+    with pytest.raises(claims.JobNotExecutable, match="locked by other"):
+        runner.execute_job(locked.id, "api:alice")
     with pytest.raises(Job.DoesNotExist):
-        services.execute_job("no-such-job", "api:alice")
+        runner.execute_job("no-such-job", "api:alice")
 
 
 def test_only_the_lock_holder_finishes_a_job_taken_over_after_expiry():
     job = make_job()
-    [claimed] = services.acquire_jobs("slow-executor", lock_time=timedelta(seconds=-1))
+    [claimed] = claims.acquire_jobs("slow-executor", lock_time=timedelta(seconds=-1))
     # Its lock expired while it ran; another executor claimed the job.
-    [again] = services.acquire_jobs("second-executor", lock_time=timedelta(minutes=5))
+    [again] = claims.acquire_jobs("second-executor", lock_time=timedelta(minutes=5))
     assert again.id == claimed.id
 
-    held = services.complete_job(claimed, "slow-executor", duration_ms=5, return_value=None)
-    outcome = services.fail_job(claimed, "slow-executor", message="late", stacktrace="")
+    held = claims.complete_job(claimed, "slow-executor", duration_ms=5, return_value=None)
+    outcome = claims.fail_job(claimed, "slow-executor", message="late", stacktrace="")
 
     assert held is False and outcome.held_lock is False
     job.refresh_from_db()
@@ -373,9 +373,9 @@ def test_only_the_lock_holder_finishes_a_job_taken_over_after_expiry():
 
 def test_acquire_claims_each_job_once():
     jobs = [make_job() for _ in range(5)]
-    first = services.acquire_jobs("a", lock_time=timedelta(minutes=1), limit=3)
-    second = services.acquire_jobs("b", lock_time=timedelta(minutes=1), limit=3)
-    third = services.acquire_jobs("c", lock_time=timedelta(minutes=1), limit=3)
+    first = claims.acquire_jobs("a", lock_time=timedelta(minutes=1), limit=3)
+    second = claims.acquire_jobs("b", lock_time=timedelta(minutes=1), limit=3)
+    third = claims.acquire_jobs("c", lock_time=timedelta(minutes=1), limit=3)
     claimed = [job.id for job in first + second + third]
     assert len(first) == 3 and len(second) == 2 and third == []
     assert sorted(claimed) == sorted(job.id for job in jobs)
@@ -384,9 +384,9 @@ def test_acquire_claims_each_job_once():
 def test_lock_renewal_extends_only_own_locks():
     mine = make_job()
     theirs = make_job(lock_owner="b", lock_expiration_time=timezone.now() + timedelta(seconds=5))
-    [claimed] = services.acquire_jobs("a", lock_time=timedelta(seconds=5))
+    [claimed] = claims.acquire_jobs("a", lock_time=timedelta(seconds=5))
     assert claimed.id == mine.id
-    renewed = services.extend_job_locks([mine.id, theirs.id], "a", lock_time=timedelta(hours=1))
+    renewed = claims.extend_job_locks([mine.id, theirs.id], "a", lock_time=timedelta(hours=1))
     assert renewed == 1
     mine.refresh_from_db()
     theirs.refresh_from_db()

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from jobs import executor, services
+from jobs import claims, executor
 from jobs.models import Job, JobLog
 
 SEND_INVOICE = "jobs.demo_handlers.send_invoice"  # a django.tasks task: signals are sent
@@ -24,7 +24,7 @@ def runjobs(*args):
 
 
 def enqueue(count, handler=SEND_INVOICE, **fields):
-    return [services.enqueue_job(handler, {"args": [f"INV-{n}"]}, **fields) for n in range(count)]
+    return [claims.enqueue_job(handler, {"args": [f"INV-{n}"]}, **fields) for n in range(count)]
 
 
 def events(job):
@@ -70,11 +70,11 @@ def test_jobs_of_a_batch_log_started_once_each_when_they_start():
 
 @pytest.mark.django_db
 def test_a_failure_in_a_batch_is_recorded_as_before_and_the_next_job_still_runs():
-    first = services.enqueue_job(SEND_INVOICE, {"args": ["INV-1"]}, priority=3)
-    failing = services.enqueue_job(
+    first = claims.enqueue_job(SEND_INVOICE, {"args": ["INV-1"]}, priority=3)
+    failing = claims.enqueue_job(
         "jobs.demo_handlers.always_fails", {"args": ["paper jam"]}, priority=2
     )
-    last = services.enqueue_job(SEND_INVOICE, {"args": ["INV-3"]}, priority=1)
+    last = claims.enqueue_job(SEND_INVOICE, {"args": ["INV-3"]}, priority=1)
 
     runjobs("--prefetch", "3")
 
@@ -87,7 +87,7 @@ def test_a_failure_in_a_batch_is_recorded_as_before_and_the_next_job_still_runs(
 
 @pytest.mark.django_db
 def test_shutdown_gives_back_claimed_jobs_it_has_not_started():
-    stopper = services.enqueue_job("tests.jobs.handlers.stop_executor", {}, priority=10)
+    stopper = claims.enqueue_job("tests.jobs.handlers.stop_executor", {}, priority=10)
     waiting = enqueue(3)
 
     options = executor.ExecutorOptions(prefetch=10, once=True, worker_id="leaving")
@@ -108,15 +108,15 @@ def test_shutdown_gives_back_claimed_jobs_it_has_not_started():
 def test_jobs_held_past_the_prefetch_window_are_given_back_and_claimed_again(monkeypatch):
     monkeypatch.setattr(executor, "PREFETCH_WINDOW", 0)
     jobs = enqueue(4)
-    claims = []
-    acquire = services.acquire_jobs
+    claimed_per_call = []
+    acquire = claims.acquire_jobs
 
     def counting_acquire(*args, **kwargs):
         claimed = acquire(*args, **kwargs)
-        claims.append(len(claimed))
+        claimed_per_call.append(len(claimed))
         return claimed
 
-    monkeypatch.setattr(services, "acquire_jobs", counting_acquire)
+    monkeypatch.setattr(claims, "acquire_jobs", counting_acquire)
 
     runjobs("--prefetch", "4")
 
@@ -124,20 +124,20 @@ def test_jobs_held_past_the_prefetch_window_are_given_back_and_claimed_again(mon
     for job in jobs:
         assert events(job) == ["created", "started", "succeeded"]
     # The first batch went stale after its first job; then one job per claim.
-    assert claims == [4, 1, 1, 1, 0]
+    assert claimed_per_call == [4, 1, 1, 1, 0]
 
 
 @pytest.mark.django_db
 def test_max_jobs_never_claims_more_than_it_will_run(monkeypatch):
     jobs = enqueue(5)
     limits = []
-    acquire = services.acquire_jobs
+    acquire = claims.acquire_jobs
 
     def recording_acquire(*args, **kwargs):
         limits.append(kwargs["limit"])
         return acquire(*args, **kwargs)
 
-    monkeypatch.setattr(services, "acquire_jobs", recording_acquire)
+    monkeypatch.setattr(claims, "acquire_jobs", recording_acquire)
 
     runjobs("--prefetch", "10", "--max-jobs", "2")
 
@@ -156,7 +156,7 @@ def test_concurrent_batch_claims_never_hand_a_job_to_two_executors():
     def executor_thread(name):
         try:
             mine = claimed.setdefault(name, [])
-            while batch := services.acquire_jobs(name, lock_time=timedelta(minutes=5), limit=10):
+            while batch := claims.acquire_jobs(name, lock_time=timedelta(minutes=5), limit=10):
                 mine.extend(job.id for job in batch)
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)

@@ -15,7 +15,7 @@ from django.tasks.signals import task_finished
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import backends, executor, services
+from jobs import backends, claims, executor
 from jobs.models import Job, JobLog
 
 SEND_INVOICE = "jobs.demo_handlers.send_invoice"
@@ -27,7 +27,7 @@ def runjobs(*args):
 
 
 def enqueue(count, handler=SEND_INVOICE):
-    return [services.enqueue_job(handler, {"args": [f"INV-{n}"]}) for n in range(count)]
+    return [claims.enqueue_job(handler, {"args": [f"INV-{n}"]}) for n in range(count)]
 
 
 def events(job_id):
@@ -36,7 +36,7 @@ def events(job_id):
 
 
 def claim(count, worker="w"):
-    return services.acquire_jobs(worker, lock_time=timedelta(minutes=5), limit=count)
+    return claims.acquire_jobs(worker, lock_time=timedelta(minutes=5), limit=count)
 
 
 @pytest.mark.django_db
@@ -45,12 +45,12 @@ def test_successes_of_several_jobs_are_one_statement_and_only_own_jobs_are_delet
     taken_over = jobs[2]
     Job.objects.filter(id=taken_over.id).update(lock_owner="another-executor")
     successes = [
-        (job.id, services.success_rows(job, "w", duration_ms=1.0, return_value={"n": n}))
+        (job.id, claims.success_rows(job, "w", duration_ms=1.0, return_value={"n": n}))
         for n, job in enumerate(jobs)
     ]
 
     with CaptureQueriesContext(connection) as queries:
-        done = services.complete_jobs("w", successes)
+        done = claims.complete_jobs("w", successes)
 
     assert done == {jobs[0].id, jobs[1].id}
     writes = [q for q in queries if not q["sql"].upper().startswith(TRANSACTION_CONTROL)]
@@ -115,9 +115,7 @@ def test_a_project_receiver_gets_its_signal_whatever_the_log_level(caplog):
 @pytest.mark.django_db
 def test_the_claim_compares_with_the_time_of_each_claim(monkeypatch):
     now = timezone.now()
-    timer = services.enqueue_job(
-        SEND_INVOICE, {"args": ["INV-T"]}, due_date=now + timedelta(hours=1)
-    )
+    timer = claims.enqueue_job(SEND_INVOICE, {"args": ["INV-T"]}, due_date=now + timedelta(hours=1))
 
     assert claim(5) == []  # compiles and keeps the claim statement
     monkeypatch.setattr(timezone, "now", lambda: now + timedelta(hours=2))
@@ -127,11 +125,11 @@ def test_the_claim_compares_with_the_time_of_each_claim(monkeypatch):
 @pytest.mark.django_db
 def test_the_claim_logs_expired_locks_and_the_start_of_the_first_job_it_returns():
     expired_at = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
-    low = services.enqueue_job(SEND_INVOICE, {}, priority=1)
-    high = services.enqueue_job(SEND_INVOICE, {}, priority=5)
+    low = claims.enqueue_job(SEND_INVOICE, {}, priority=1)
+    high = claims.enqueue_job(SEND_INVOICE, {}, priority=5)
     Job.objects.filter(id=low.id).update(lock_owner="crashed:1", lock_expiration_time=expired_at)
 
-    jobs = services.acquire_jobs("rescuer", lock_time=timedelta(minutes=5), limit=5, start=1)
+    jobs = claims.acquire_jobs("rescuer", lock_time=timedelta(minutes=5), limit=5, start=1)
 
     assert [job.id for job in jobs] == [high.id, low.id]
     assert events(high.id) == ["created", "started"]
@@ -147,7 +145,7 @@ def test_the_claim_logs_expired_locks_and_the_start_of_the_first_job_it_returns(
 def test_among_equal_jobs_the_one_logged_as_started_is_the_first_returned():
     enqueue(6)
 
-    jobs = services.acquire_jobs("w", lock_time=timedelta(minutes=5), limit=6, start=1)
+    jobs = claims.acquire_jobs("w", lock_time=timedelta(minutes=5), limit=6, start=1)
 
     started = JobLog.objects.filter(event="started").values_list("job_id", flat=True)
     assert list(started) == [jobs[0].id]
@@ -163,9 +161,9 @@ def test_a_success_the_recorder_cannot_write_is_left_to_run_again(monkeypatch, c
     def failing(worker_id, successes):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(services, "complete_jobs", failing)
-    outcome = services.JobOutcome(job.id, job.handler, True, 1.0, held_lock=None)
-    batch = [(job, services.success_rows(job, "w", duration_ms=1.0), outcome)]
+    monkeypatch.setattr(claims, "complete_jobs", failing)
+    outcome = claims.JobOutcome(job.id, job.handler, True, 1.0, held_lock=None)
+    batch = [(job, claims.success_rows(job, "w", duration_ms=1.0), outcome)]
     # From a thread of its own, as the recorder runs: it closes its connection after an error.
     writer = threading.Thread(target=recorder.write, args=(batch,))
     writer.start()
@@ -178,15 +176,15 @@ def test_a_success_the_recorder_cannot_write_is_left_to_run_again(monkeypatch, c
 
 @pytest.fixture
 def writes(monkeypatch):
-    """(thread name, number of successes) of each services.complete_jobs call."""
+    """(thread name, number of successes) of each claims.complete_jobs call."""
     seen = []
-    real = services.complete_jobs
+    real = claims.complete_jobs
 
     def recording(worker_id, successes):
         seen.append((threading.current_thread().name, len(successes)))
         return real(worker_id, successes)
 
-    monkeypatch.setattr(services, "complete_jobs", recording)
+    monkeypatch.setattr(claims, "complete_jobs", recording)
     return seen
 
 

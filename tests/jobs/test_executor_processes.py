@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from jobs import services
+from jobs import claims
 from jobs.models import Job, JobLog
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,7 +88,7 @@ def events(job_id):
 
 
 def enqueue(handler, priority=0, **kwargs):
-    return services.enqueue_job(
+    return claims.enqueue_job(
         f"jobs.demo_handlers.{handler}", {"kwargs": kwargs}, priority=priority
     )
 
@@ -177,7 +177,7 @@ def test_concurrent_executor_processes_run_every_job_once(executors, tmp_path):
     runs = tmp_path / "runs.txt"
     tokens = [f"job-{n}" for n in range(150)]
     for token in tokens:
-        services.enqueue_job("jobs.demo_handlers.record_run", [str(runs), token])
+        claims.enqueue_job("jobs.demo_handlers.record_run", [str(runs), token])
 
     finish(executors("--once", "--concurrency", "3"))
 

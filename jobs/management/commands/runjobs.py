@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import executor, services
+from jobs import claims, conf, executor
 
 
 class Command(BaseCommand):
@@ -15,6 +15,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
+        self.add_work_arguments(parser)
+        self.add_timing_arguments(parser)
+
+    def add_work_arguments(self, parser):
+        """Which jobs to run, how many at once, and when to stop."""
         parser.add_argument(
             "--concurrency",
             type=int,
@@ -49,6 +54,9 @@ class Command(BaseCommand):
             default=None,
             help="Exit after running this many jobs (in total over all processes).",
         )
+
+    def add_timing_arguments(self, parser):
+        """Locks, polling, time limits and retries; defaults from TASKYARD_EXECUTOR."""
         parser.add_argument(
             "--lock-time",
             default=None,
@@ -100,18 +108,18 @@ class Command(BaseCommand):
         def seconds(name, setting):
             value = options[name]
             if value is None:
-                value = services.executor_setting(setting)
-            return services.parse_seconds(value, f"--{name.replace('_', '-')}")
+                value = conf.executor_setting(setting)
+            return conf.parse_seconds(value, f"--{name.replace('_', '-')}")
 
         lock_time = seconds("lock_time", "LOCK_TIME")
         if not lock_time:
             raise ValueError("--lock-time must be more than 0")
         poll_interval = seconds("poll_interval", "POLL_INTERVAL") or 1.0
-        cycle_text = options["retry_cycle"] or services.executor_setting("RETRY_CYCLE")
-        retry_cycle = services.RetryCycle.parse(
+        cycle_text = options["retry_cycle"] or conf.executor_setting("RETRY_CYCLE")
+        retry_cycle = claims.RetryCycle.parse(
             cycle_text,
-            services.executor_setting("BACKOFF_FACTOR"),
-            services.executor_setting("MAX_RETRY_DELAY"),
+            conf.executor_setting("BACKOFF_FACTOR"),
+            conf.executor_setting("MAX_RETRY_DELAY"),
         )
         result = executor.ExecutorOptions(
             queues=[
@@ -126,7 +134,7 @@ class Command(BaseCommand):
             prefetch=(
                 options["prefetch"]
                 if options["prefetch"] is not None
-                else services.executor_setting("PREFETCH")
+                else conf.executor_setting("PREFETCH")
             ),
         )
         if options["worker_id"]:
