@@ -1,8 +1,11 @@
 """Camunda 7 REST resources /job and /job-definition, plus the /job/create producer extension.
 
-Views parse and validate Camunda's parameters, call one function of jobs.services and answer
-Camunda's shapes and statuses. Scoping (project.tenancy.scope) happens in the services' query
-helpers, so another tenant's job answers 404 exactly like a missing one.
+One ViewSet per resource (routed in jobs/api_urls.py): the GET list, the POST query, the count
+and the detail are its actions, and every Camunda operation is an `@action` with Camunda's
+`url_path`, so a resource's whole API reads in one class. Actions parse and validate Camunda's
+parameters, call one function of jobs.services and answer Camunda's shapes and statuses.
+Scoping happens in the QuerySet (`visible_to`), so another tenant's job answers 404 exactly
+like a missing one.
 """
 
 import re
@@ -14,10 +17,9 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from jobs import runner, services
 from jobs.filters import JobDefinitionFilter, JobFilter
@@ -39,7 +41,7 @@ from jobs.serializers import (
     SetJobRetriesRequest,
     SuspensionStateRequest,
 )
-from project.errors import DomainError, InvalidRequest, NotFound
+from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanDelete, CanOperate, CanView
 from project.rest.dates import parse_date
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
@@ -173,54 +175,69 @@ def _job_query_parameters():
     ]
 
 
-@extend_schema(
-    methods=["GET"],
-    summary="Get Jobs",
-    operation_id="getJobs",
-    tags=["Job"],
-    parameters=_job_query_parameters(),
-    responses={200: JobSerializer(many=True), **errors(400)},
-)
-@extend_schema(
-    methods=["POST"],
-    summary="Get Jobs (POST)",
-    operation_id="queryJobs",
-    tags=["Job"],
-    request=OpenApiTypes.OBJECT,
-    responses={200: JobSerializer(many=True), **errors(400)},
-)
-@api_view(["GET", "POST"])
-@permission_classes([CanView])
-def job_list(request):
-    return _list(request, JobFilter, Job.objects.visible_to(request.user), JobSerializer)
+class CamundaViewSet(viewsets.ViewSet):
+    """Reads need a viewer, each operation names its own permission; ids are path segments."""
 
-
-@extend_schema(
-    methods=["GET"],
-    summary="Get Job Count",
-    operation_id="getJobsCount",
-    tags=["Job"],
-    responses={200: CountSerializer, **errors(400)},
-)
-@extend_schema(
-    methods=["POST"],
-    summary="Get Job Count (POST)",
-    operation_id="queryJobsCount",
-    tags=["Job"],
-    request=OpenApiTypes.OBJECT,
-    responses={200: CountSerializer, **errors(400)},
-)
-@api_view(["GET", "POST"])
-@permission_classes([CanView])
-def job_count(request):
-    return _count(request, JobFilter, Job.objects.visible_to(request.user))
-
-
-class JobDetail(APIView):
-    """GET /job/{id} (viewers) and DELETE /job/{id} (admins)."""
+    # A Camunda id is any string without a slash: the detail route must not swallow
+    # "<id>/retries" (the router's default converter, `path`, would).
+    lookup_value_converter = "str"
+    read_actions = frozenset({"list", "query", "count", "retrieve"})
 
     def get_permissions(self):
-        return [CanDelete()] if self.request.method == "DELETE" else [CanView()]
+        if self.action == "destroy":
+            return [CanDelete()]
+        if self.action in self.read_actions or self.action is None:
+            return [CanView()]
+        return [CanOperate()]
+
+
+class JobViewSet(CamundaViewSet):
+    """Camunda's /job resource."""
+
+    lookup_url_kwarg = "job_id"
+    read_actions = CamundaViewSet.read_actions | {"stacktrace"}
+
+    def _jobs(self):
+        return Job.objects.visible_to(self.request.user)
+
+    @extend_schema(
+        summary="Get Jobs",
+        operation_id="getJobs",
+        tags=["Job"],
+        parameters=_job_query_parameters(),
+        responses={200: JobSerializer(many=True), **errors(400)},
+    )
+    def list(self, request):
+        return _list(request, JobFilter, self._jobs(), JobSerializer)
+
+    @extend_schema(
+        summary="Get Jobs (POST)",
+        operation_id="queryJobs",
+        tags=["Job"],
+        request=OpenApiTypes.OBJECT,
+        responses={200: JobSerializer(many=True), **errors(400)},
+    )
+    def query(self, request):
+        return _list(request, JobFilter, self._jobs(), JobSerializer)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Get Job Count",
+        operation_id="getJobsCount",
+        tags=["Job"],
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Get Job Count (POST)",
+        operation_id="queryJobsCount",
+        tags=["Job"],
+        request=OpenApiTypes.OBJECT,
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @action(detail=False, methods=["get", "post"])
+    def count(self, request):
+        return _count(request, JobFilter, self._jobs())
 
     @extend_schema(
         summary="Get Job",
@@ -228,7 +245,7 @@ class JobDetail(APIView):
         tags=["Job"],
         responses={200: JobSerializer, **errors(404)},
     )
-    def get(self, request, job_id):
+    def retrieve(self, request, job_id):
         return Response(JobSerializer(services.get_job(request.user, job_id)).data)
 
     @extend_schema(
@@ -237,150 +254,201 @@ class JobDetail(APIView):
         tags=["Job"],
         responses={204: None, **errors(404)},
     )
-    def delete(self, request, job_id):
+    def destroy(self, request, job_id):
         job = services.get_job(request.user, job_id)
         services.delete(request.user, [job.id])
         return _no_content()
 
+    @extend_schema(
+        summary="Get Exception Stacktrace",
+        operation_id="getStacktrace",
+        tags=["Job"],
+        responses={(200, "text/plain"): str, 204: None, **errors(404)},
+    )
+    @action(detail=True, methods=["get"])
+    def stacktrace(self, request, job_id):
+        job = services.get_job(request.user, job_id)
+        if job.exception_stacktrace is None:
+            # Camunda answers an empty 204 when the job never failed.
+            return HttpResponse(status=204)
+        return HttpResponse(job.exception_stacktrace, content_type="text/plain; charset=utf-8")
 
-@extend_schema(
-    summary="Get Exception Stacktrace",
-    operation_id="getStacktrace",
-    tags=["Job"],
-    responses={(200, "text/plain"): str, 204: None, **errors(404)},
-)
-@api_view(["GET"])
-@permission_classes([CanView])
-def job_stacktrace(request, job_id):
-    job = services.get_job(request.user, job_id)
-    if job.exception_stacktrace is None:
-        # Camunda answers an empty 204 when the job never failed.
-        return HttpResponse(status=204)
-    return HttpResponse(job.exception_stacktrace, content_type="text/plain; charset=utf-8")
+    @extend_schema(
+        summary="Set Job Retries",
+        operation_id="setJobRetries",
+        tags=["Job"],
+        request=RetriesRequest,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"])
+    def retries(self, request, job_id):
+        body = _only(json_body(request), {"retries", "dueDate"})
+        retries = _retries(body)
+        due_date = _date(body, "dueDate")
+        job = services.get_job(request.user, job_id)
+        services.set_retries(request.user, [job.id], retries, due_date=due_date)
+        return _no_content()
+
+    @extend_schema(
+        summary="Activate/Suspend Job By Id",
+        operation_id="updateJobSuspensionState",
+        tags=["Job"],
+        responses={204: None, **errors(400, 404)},
+        request=SuspensionStateRequest,
+    )
+    @action(detail=True, methods=["put"])
+    def suspended(self, request, job_id):
+        body = _only(json_body(request), {"suspended"})
+        suspended = _bool(body, "suspended", required=True)
+        job = services.get_job(request.user, job_id)
+        services.set_suspended(request.user, [job.id], suspended)
+        return _no_content()
+
+    @extend_schema(
+        summary="Set Job Due Date",
+        operation_id="setJobDuedate",
+        tags=["Job"],
+        request=DuedateRequest,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"])
+    def duedate(self, request, job_id):
+        body = _only(json_body(request), {"duedate", "cascade"})
+        due_date = _date(body, "duedate")
+        cascade = _bool(body, "cascade")
+        job = services.get_job(request.user, job_id)
+        services.set_due_date(request.user, [job.id], due_date, cascade=cascade)
+        return _no_content()
+
+    @extend_schema(
+        summary="Recalculate Job Due Date",
+        operation_id="recalculateDuedate",
+        tags=["Job"],
+        parameters=[OpenApiParameter("creationDateBased", OpenApiTypes.BOOL)],
+        request=None,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["post"], url_path="duedate/recalculate")
+    def recalculate_duedate(self, request, job_id):
+        value = request.query_params.get("creationDateBased")
+        based_on_creation = True if value in (None, "") else parse_bool(value, "creationDateBased")
+        services.recalculate_due_date(request.user, job_id, creation_date_based=based_on_creation)
+        return _no_content()
+
+    @extend_schema(
+        summary="Set Job Priority",
+        operation_id="setJobPriority",
+        tags=["Job"],
+        request=PriorityRequest,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"])
+    def priority(self, request, job_id):
+        body = _only(json_body(request), {"priority"})
+        priority = _int(body, "priority", java_type="long")
+        job = services.get_job(request.user, job_id)
+        services.set_priority(request.user, [job.id], priority)
+        return _no_content()
+
+    @extend_schema(
+        summary="Execute Job",
+        operation_id="executeJob",
+        tags=["Job"],
+        request=None,
+        responses={204: None, **errors(400, 404, 500)},
+    )
+    @action(detail=True, methods=["post"])
+    def execute(self, request, job_id):
+        try:
+            runner.execute_now(request.user, job_id)
+        except services.JobExecutionFailed as failure:
+            # Camunda answers 500 with the job's exception; the failure is already recorded.
+            raise DomainError(
+                failure.message, status_code=500, error_type="ProcessEngineException"
+            ) from None
+        return _no_content()
+
+    @extend_schema(
+        summary="Set Job Retries Async (POST)",
+        operation_id="setJobRetriesAsyncOperation",
+        tags=["Job"],
+        request=SetJobRetriesRequest,
+        responses={200: BatchSerializer, **errors(400)},
+    )
+    @action(detail=False, methods=["post"], url_path="retries", url_name="retries-batch")
+    def retries_batch(self, request):
+        """Camunda creates a batch; Taskyard applies it at once (set-based) and answers a
+        completed batch whose counts say how many jobs changed."""
+        body = _only(json_body(request), {"retries", "jobIds", "jobQuery", "dueDate"})
+        retries = _retries(body)
+        due_date = _date(body, "dueDate")
+        job_ids, job_query = _batch_selectors(body)
+        selection = _batch_selection(self._jobs(), job_ids, job_query)
+        result = services.set_retries(
+            request.user,
+            selection,
+            retries,
+            due_date=due_date,
+            filter={"jobIds": (job_ids or [])[:1000], "jobQuery": job_query},
+        )
+        # Camunda counts the jobs the batch was made for: those already at these retries too.
+        return Response(_completed_batch(result.changed + result.skipped, request.user))
+
+    @extend_schema(
+        summary="Activate/Suspend Jobs",
+        operation_id="updateSuspensionStateBy",
+        tags=["Job"],
+        request=JobSuspensionStateRequest,
+        responses={204: None, **errors(400)},
+    )
+    @action(detail=False, methods=["put"], url_path="suspended", url_name="suspended-by")
+    def suspended_by(self, request):
+        body = _only(
+            json_body(request), {*JOB_SELECTORS, "processDefinitionWithoutTenantId", "suspended"}
+        )
+        suspended = _bool(body, "suspended", required=True)
+        selection = services.jobs_selected_by(
+            **{field: _string(body, name) for name, field in JOB_SELECTORS.items()},
+            process_definition_without_tenant_id=_bool(body, "processDefinitionWithoutTenantId"),
+        )
+        services.set_suspended(
+            request.user,
+            selection,
+            suspended,
+            filter={name: body[name] for name in JOB_SELECTORS if body.get(name) is not None},
+        )
+        return _no_content()
+
+    @extend_schema(
+        summary="Create jobs (Taskyard extension, not part of Camunda's API)",
+        operation_id="createJobs",
+        tags=["Job"],
+        description="Takes one job or a list of jobs: handler (dotted path of a callable), "
+        "payload ({args, kwargs}), type (timer|message; timer when dueDate is set), dueDate, "
+        "retries (default 3), priority, queueName (the runjobs queue; default: default) and the "
+        "process fields. Answers the created jobs.",
+        request=CreateJobRequest,
+        responses={200: CreatedJobSerializer(many=True), **errors(400)},
+    )
+    @action(detail=False, methods=["post"], url_path="create")
+    def create_jobs(self, request):
+        data = request.data
+        if isinstance(data, list):
+            if not data:
+                raise InvalidRequest("The list of jobs to create is empty")
+            specs = [_job_spec(item, index) for index, item in enumerate(data)]
+        elif isinstance(data, Mapping) and data:
+            specs = [_job_spec(data, None)]
+        else:
+            raise InvalidRequest("The request body must be a job object or a list of job objects")
+        jobs = services.create_jobs(request.user, specs)
+        many = isinstance(data, list)
+        serializer = CreatedJobSerializer(jobs if many else jobs[0], many=many)
+        return Response(serializer.data, status=status.HTTP_200_OK)
 
 
-@extend_schema(
-    summary="Set Job Retries",
-    operation_id="setJobRetries",
-    tags=["Job"],
-    request=RetriesRequest,
-    responses={204: None, **errors(400, 404)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_retries(request, job_id):
-    body = _only(json_body(request), {"retries", "dueDate"})
-    retries = _retries(body)
-    due_date = _date(body, "dueDate")
-    job = services.get_job(request.user, job_id)
-    services.set_retries(request.user, [job.id], retries, due_date=due_date)
-    return _no_content()
-
-
-@extend_schema(
-    summary="Activate/Suspend Job By Id",
-    operation_id="updateJobSuspensionState",
-    tags=["Job"],
-    responses={204: None, **errors(400, 404)},
-    request=SuspensionStateRequest,
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_suspended(request, job_id):
-    body = _only(json_body(request), {"suspended"})
-    suspended = _bool(body, "suspended", required=True)
-    job = services.get_job(request.user, job_id)
-    services.set_suspended(request.user, [job.id], suspended)
-    return _no_content()
-
-
-@extend_schema(
-    summary="Set Job Due Date",
-    operation_id="setJobDuedate",
-    tags=["Job"],
-    request=DuedateRequest,
-    responses={204: None, **errors(400, 404)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_duedate(request, job_id):
-    body = _only(json_body(request), {"duedate", "cascade"})
-    due_date = _date(body, "duedate")
-    cascade = _bool(body, "cascade")
-    job = services.get_job(request.user, job_id)
-    services.set_due_date(request.user, [job.id], due_date, cascade=cascade)
-    return _no_content()
-
-
-@extend_schema(
-    summary="Recalculate Job Due Date",
-    operation_id="recalculateDuedate",
-    tags=["Job"],
-    parameters=[OpenApiParameter("creationDateBased", OpenApiTypes.BOOL)],
-    request=None,
-    responses={204: None, **errors(400, 404)},
-)
-@api_view(["POST"])
-@permission_classes([CanOperate])
-def job_duedate_recalculate(request, job_id):
-    value = request.query_params.get("creationDateBased")
-    creation_date_based = True if value in (None, "") else parse_bool(value, "creationDateBased")
-    services.recalculate_due_date(request.user, job_id, creation_date_based=creation_date_based)
-    return _no_content()
-
-
-@extend_schema(
-    summary="Set Job Priority",
-    operation_id="setJobPriority",
-    tags=["Job"],
-    request=PriorityRequest,
-    responses={204: None, **errors(400, 404)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_priority(request, job_id):
-    body = _only(json_body(request), {"priority"})
-    priority = _int(body, "priority", java_type="long")
-    job = services.get_job(request.user, job_id)
-    services.set_priority(request.user, [job.id], priority)
-    return _no_content()
-
-
-@extend_schema(
-    summary="Execute Job",
-    operation_id="executeJob",
-    tags=["Job"],
-    request=None,
-    responses={204: None, **errors(400, 404, 500)},
-)
-@api_view(["POST"])
-@permission_classes([CanOperate])
-def job_execute(request, job_id):
-    try:
-        runner.execute_now(request.user, job_id)
-    except services.JobExecutionFailed as failure:
-        # Camunda answers 500 with the job's exception; the failure is already recorded.
-        raise DomainError(
-            failure.message, status_code=500, error_type="ProcessEngineException"
-        ) from None
-    return _no_content()
-
-
-@extend_schema(
-    summary="Set Job Retries Async (POST)",
-    operation_id="setJobRetriesAsyncOperation",
-    tags=["Job"],
-    request=SetJobRetriesRequest,
-    responses={200: BatchSerializer, **errors(400)},
-)
-@api_view(["POST"])
-@permission_classes([CanOperate])
-def job_retries_batch(request):
-    """Camunda creates a batch; Taskyard applies it at once (set-based) and answers a
-    completed batch whose counts say how many jobs changed."""
-    body = _only(json_body(request), {"retries", "jobIds", "jobQuery", "dueDate"})
-    retries = _retries(body)
-    due_date = _date(body, "dueDate")
+def _batch_selectors(body: Mapping) -> tuple[list[str] | None, Mapping | None]:
+    """POST /job/retries: `jobIds` and/or `jobQuery`, at least one of them."""
     job_ids = body.get("jobIds")
     job_query = body.get("jobQuery")
     if job_ids is not None and (
@@ -391,7 +459,11 @@ def job_retries_batch(request):
         raise InvalidRequest("'jobQuery' must be a job query object")
     if job_ids is None and job_query is None:
         raise InvalidRequest("Either jobIds or jobQuery has to be provided")
-    visible = Job.objects.visible_to(request.user)
+    return job_ids, job_query
+
+
+def _batch_selection(visible, job_ids, job_query):
+    """The visible jobs named by `job_ids` or matched by `job_query`."""
     condition = Q(pk__in=[])
     if job_ids:
         # As on the external task face: an unknown (or other tenant's) id is a 404 and nothing
@@ -410,34 +482,27 @@ def job_retries_batch(request):
         condition |= Q(id__in=matched.values("id"))
     selection = visible.filter(condition)
     if not job_ids and not selection.exists():
-        raise DomainError("jobIds is empty", error_type="BadUserRequestException")
-    result = services.set_retries(
-        request.user,
-        selection,
-        retries,
-        due_date=due_date,
-        filter={"jobIds": (job_ids or [])[:1000], "jobQuery": job_query},
-    )
-    # Camunda counts the jobs the batch was made for: those already at these retries too.
-    total = result.changed + result.skipped
-    return Response(
-        BatchSerializer(
-            {
-                "id": str(uuid.uuid4()),
-                "type": "set-job-retries",
-                "totalJobs": total,
-                "jobsCreated": total,
-                "batchJobsPerSeed": services.BATCH_SIZE,
-                "invocationsPerBatchJob": 1,
-                "seedJobDefinitionId": None,
-                "monitorJobDefinitionId": None,
-                "batchJobDefinitionId": None,
-                "suspended": False,
-                "tenantId": None,
-                "createUserId": request.user.username,
-            }
-        ).data
-    )
+        raise BadUserRequest("jobIds is empty")
+    return selection
+
+
+def _completed_batch(total: int, user) -> dict:
+    return BatchSerializer(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "set-job-retries",
+            "totalJobs": total,
+            "jobsCreated": total,
+            "batchJobsPerSeed": services.BATCH_SIZE,
+            "invocationsPerBatchJob": 1,
+            "seedJobDefinitionId": None,
+            "monitorJobDefinitionId": None,
+            "batchJobDefinitionId": None,
+            "suspended": False,
+            "tenantId": None,
+            "createUserId": user.username,
+        }
+    ).data
 
 
 JOB_SELECTORS = {
@@ -448,35 +513,6 @@ JOB_SELECTORS = {
     "processDefinitionTenantId": "process_definition_tenant_id",
 }
 
-
-@extend_schema(
-    summary="Activate/Suspend Jobs",
-    operation_id="updateSuspensionStateBy",
-    tags=["Job"],
-    request=JobSuspensionStateRequest,
-    responses={204: None, **errors(400)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_suspended_by(request):
-    body = _only(
-        json_body(request), {*JOB_SELECTORS, "processDefinitionWithoutTenantId", "suspended"}
-    )
-    suspended = _bool(body, "suspended", required=True)
-    selection = services.jobs_selected_by(
-        **{field: _string(body, name) for name, field in JOB_SELECTORS.items()},
-        process_definition_without_tenant_id=_bool(body, "processDefinitionWithoutTenantId"),
-    )
-    services.set_suspended(
-        request.user,
-        selection,
-        suspended,
-        filter={name: body[name] for name in JOB_SELECTORS if body.get(name) is not None},
-    )
-    return _no_content()
-
-
-# --- POST /job/create: a producer extension, not part of Camunda's API ------------------------
 
 _HANDLER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 CREATE_FIELDS = {
@@ -534,129 +570,6 @@ def _job_spec(item, index: int) -> dict:
     return spec
 
 
-@extend_schema(
-    summary="Create jobs (Taskyard extension, not part of Camunda's API)",
-    operation_id="createJobs",
-    tags=["Job"],
-    description="Takes one job or a list of jobs: handler (dotted path of a callable), payload "
-    "({args, kwargs}), type (timer|message; timer when dueDate is set), dueDate, retries "
-    "(default 3), priority, queueName (the runjobs queue; default: default) and the process "
-    "fields. Answers the created jobs.",
-    request=CreateJobRequest,
-    responses={200: CreatedJobSerializer(many=True), **errors(400)},
-)
-@api_view(["POST"])
-@permission_classes([CanOperate])
-def job_create(request):
-    data = request.data
-    if isinstance(data, list):
-        if not data:
-            raise InvalidRequest("The list of jobs to create is empty")
-        specs = [_job_spec(item, index) for index, item in enumerate(data)]
-    elif isinstance(data, Mapping) and data:
-        specs = [_job_spec(data, None)]
-    else:
-        raise InvalidRequest("The request body must be a job object or a list of job objects")
-    jobs = services.create_jobs(request.user, specs)
-    many = isinstance(data, list)
-    serializer = CreatedJobSerializer(jobs if many else jobs[0], many=many)
-    return Response(serializer.data, status=status.HTTP_200_OK)
-
-
-# ---------------------------------------------------------------------------------------------
-# /job-definition
-
-
-@extend_schema(
-    methods=["GET"],
-    summary="Get Job Definitions",
-    operation_id="getJobDefinitions",
-    tags=["Job Definition"],
-    responses={200: JobDefinitionSerializer(many=True), **errors(400)},
-)
-@extend_schema(
-    methods=["POST"],
-    summary="Get Job Definitions (POST)",
-    operation_id="queryJobDefinitions",
-    tags=["Job Definition"],
-    request=OpenApiTypes.OBJECT,
-    responses={200: JobDefinitionSerializer(many=True), **errors(400)},
-)
-@api_view(["GET", "POST"])
-@permission_classes([CanView])
-def job_definition_list(request):
-    return _list(
-        request,
-        JobDefinitionFilter,
-        JobDefinition.objects.visible_to(request.user),
-        JobDefinitionSerializer,
-    )
-
-
-@extend_schema(
-    methods=["GET"],
-    summary="Get Job Definition Count",
-    operation_id="getJobDefinitionsCount",
-    tags=["Job Definition"],
-    responses={200: CountSerializer, **errors(400)},
-)
-@extend_schema(
-    methods=["POST"],
-    summary="Get Job Definition Count (POST)",
-    operation_id="queryJobDefinitionsCount",
-    tags=["Job Definition"],
-    request=OpenApiTypes.OBJECT,
-    responses={200: CountSerializer, **errors(400)},
-)
-@api_view(["GET", "POST"])
-@permission_classes([CanView])
-def job_definition_count(request):
-    return _count(request, JobDefinitionFilter, JobDefinition.objects.visible_to(request.user))
-
-
-@extend_schema(
-    summary="Get Job Definition",
-    operation_id="getJobDefinition",
-    tags=["Job Definition"],
-    responses={200: JobDefinitionSerializer, **errors(404)},
-)
-@api_view(["GET"])
-@permission_classes([CanView])
-def job_definition_detail(request, job_definition_id):
-    definition = services.get_job_definition(request.user, job_definition_id)
-    return Response(JobDefinitionSerializer(definition).data)
-
-
-@extend_schema(
-    summary="Activate/Suspend Job Definition By Id",
-    operation_id="updateSuspensionStateJobDefinition",
-    tags=["Job Definition"],
-    request=JobDefinitionSuspensionStateRequest,
-    responses={204: None, **errors(400, 404)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_definition_suspended(request, job_definition_id):
-    body = _only(json_body(request), {"suspended", "includeJobs", "executionDate"})
-    suspended = _bool(body, "suspended", required=True)
-    include_jobs = _bool(body, "includeJobs")
-    execution_date = _execution_date(body)
-    definition = services.get_job_definition(request.user, job_definition_id)
-    if execution_date is not None:
-        services.schedule_job_definitions_suspension(
-            request.user,
-            [definition.id],
-            suspended,
-            include_jobs=include_jobs,
-            execution_date=execution_date,
-        )
-    else:
-        services.set_job_definitions_suspended(
-            request.user, [definition.id], suspended, include_jobs=include_jobs
-        )
-    return _no_content()
-
-
 DEFINITION_SELECTORS = {
     "processDefinitionId": "process_definition_id",
     "processDefinitionKey": "process_definition_key",
@@ -664,80 +577,163 @@ DEFINITION_SELECTORS = {
 }
 
 
-@extend_schema(
-    summary="Activate/Suspend Job Definitions",
-    operation_id="updateSuspensionStateJobDefinitions",
-    tags=["Job Definition"],
-    request=JobDefinitionsSuspensionStateRequest,
-    responses={204: None, **errors(400)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_definition_suspended_by(request):
-    body = _only(
-        json_body(request),
-        {
-            *DEFINITION_SELECTORS,
-            "processDefinitionWithoutTenantId",
-            "suspended",
-            "includeJobs",
-            "executionDate",
-        },
+# ---------------------------------------------------------------------------------------------
+# /job-definition
+
+
+class JobDefinitionViewSet(CamundaViewSet):
+    """Camunda's /job-definition resource."""
+
+    lookup_url_kwarg = "job_definition_id"
+
+    def _definitions(self):
+        return JobDefinition.objects.visible_to(self.request.user)
+
+    @extend_schema(
+        summary="Get Job Definitions",
+        operation_id="getJobDefinitions",
+        tags=["Job Definition"],
+        responses={200: JobDefinitionSerializer(many=True), **errors(400)},
     )
-    suspended = _bool(body, "suspended", required=True)
-    include_jobs = _bool(body, "includeJobs")
-    execution_date = _execution_date(body)
-    selection = services.job_definitions_selected_by(
-        **{field: _string(body, name) for name, field in DEFINITION_SELECTORS.items()},
-        process_definition_without_tenant_id=_bool(body, "processDefinitionWithoutTenantId"),
+    def list(self, request):
+        return _list(request, JobDefinitionFilter, self._definitions(), JobDefinitionSerializer)
+
+    @extend_schema(
+        summary="Get Job Definitions (POST)",
+        operation_id="queryJobDefinitions",
+        tags=["Job Definition"],
+        request=OpenApiTypes.OBJECT,
+        responses={200: JobDefinitionSerializer(many=True), **errors(400)},
     )
-    selected = {name: body[name] for name in DEFINITION_SELECTORS if body.get(name) is not None}
+    def query(self, request):
+        return _list(request, JobDefinitionFilter, self._definitions(), JobDefinitionSerializer)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Get Job Definition Count",
+        operation_id="getJobDefinitionsCount",
+        tags=["Job Definition"],
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Get Job Definition Count (POST)",
+        operation_id="queryJobDefinitionsCount",
+        tags=["Job Definition"],
+        request=OpenApiTypes.OBJECT,
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @action(detail=False, methods=["get", "post"])
+    def count(self, request):
+        return _count(request, JobDefinitionFilter, self._definitions())
+
+    @extend_schema(
+        summary="Get Job Definition",
+        operation_id="getJobDefinition",
+        tags=["Job Definition"],
+        responses={200: JobDefinitionSerializer, **errors(404)},
+    )
+    def retrieve(self, request, job_definition_id):
+        definition = services.get_job_definition(request.user, job_definition_id)
+        return Response(JobDefinitionSerializer(definition).data)
+
+    @extend_schema(
+        summary="Activate/Suspend Job Definition By Id",
+        operation_id="updateSuspensionStateJobDefinition",
+        tags=["Job Definition"],
+        request=JobDefinitionSuspensionStateRequest,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"])
+    def suspended(self, request, job_definition_id):
+        body = _only(json_body(request), {"suspended", "includeJobs", "executionDate"})
+        change = _suspension_change(body)
+        definition = services.get_job_definition(request.user, job_definition_id)
+        _suspend_definitions(request.user, [definition.id], change)
+        return _no_content()
+
+    @extend_schema(
+        summary="Activate/Suspend Job Definitions",
+        operation_id="updateSuspensionStateJobDefinitions",
+        tags=["Job Definition"],
+        request=JobDefinitionsSuspensionStateRequest,
+        responses={204: None, **errors(400)},
+    )
+    @action(detail=False, methods=["put"], url_path="suspended", url_name="suspended-by")
+    def suspended_by(self, request):
+        body = _only(
+            json_body(request),
+            {
+                *DEFINITION_SELECTORS,
+                "processDefinitionWithoutTenantId",
+                "suspended",
+                "includeJobs",
+                "executionDate",
+            },
+        )
+        change = _suspension_change(body)
+        selection = services.job_definitions_selected_by(
+            **{field: _string(body, name) for name, field in DEFINITION_SELECTORS.items()},
+            process_definition_without_tenant_id=_bool(body, "processDefinitionWithoutTenantId"),
+        )
+        selected = {name: body[name] for name in DEFINITION_SELECTORS if body.get(name) is not None}
+        _suspend_definitions(request.user, selection, change, filter=selected)
+        return _no_content()
+
+    @extend_schema(
+        summary="Set Job Definition Priority by Id",
+        operation_id="setJobPriorityJobDefinition",
+        tags=["Job Definition"],
+        request=JobDefinitionPriorityRequest,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"], url_path="jobPriority", url_name="priority")
+    def job_priority(self, request, job_definition_id):
+        body = _only(json_body(request), {"priority", "includeJobs"})
+        priority = _int(body, "priority", java_type="long", required=False)
+        include_jobs = _bool(body, "includeJobs")
+        services.set_job_definition_priority(
+            request.user, job_definition_id, priority, include_jobs=include_jobs
+        )
+        return _no_content()
+
+    @extend_schema(
+        summary="Set Job Retries By Job Definition Id",
+        operation_id="setJobRetriesJobDefinition",
+        tags=["Job Definition"],
+        request=RetriesRequest,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"])
+    def retries(self, request, job_definition_id):
+        body = _only(json_body(request), {"retries"})
+        retries = _retries(body)
+        services.set_job_definition_retries(request.user, job_definition_id, retries)
+        return _no_content()
+
+
+def _suspension_change(body: Mapping) -> tuple[bool, bool, object]:
+    """(suspended, includeJobs, executionDate or None for now) of a suspension request."""
+    return (
+        _bool(body, "suspended", required=True),
+        _bool(body, "includeJobs"),
+        _execution_date(body),
+    )
+
+
+def _suspend_definitions(user, definitions, change, *, filter=None) -> None:
+    """Suspend or activate job definitions now, or at a future `executionDate`."""
+    suspended, include_jobs, execution_date = change
     if execution_date is not None:
         services.schedule_job_definitions_suspension(
-            request.user,
-            selection,
+            user,
+            definitions,
             suspended,
             include_jobs=include_jobs,
             execution_date=execution_date,
-            filter=selected,
+            filter=filter,
         )
     else:
         services.set_job_definitions_suspended(
-            request.user, selection, suspended, include_jobs=include_jobs, filter=selected
+            user, definitions, suspended, include_jobs=include_jobs, filter=filter
         )
-    return _no_content()
-
-
-@extend_schema(
-    summary="Set Job Definition Priority by Id",
-    operation_id="setJobPriorityJobDefinition",
-    tags=["Job Definition"],
-    request=JobDefinitionPriorityRequest,
-    responses={204: None, **errors(400, 404)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_definition_priority(request, job_definition_id):
-    body = _only(json_body(request), {"priority", "includeJobs"})
-    priority = _int(body, "priority", java_type="long", required=False)
-    include_jobs = _bool(body, "includeJobs")
-    services.set_job_definition_priority(
-        request.user, job_definition_id, priority, include_jobs=include_jobs
-    )
-    return _no_content()
-
-
-@extend_schema(
-    summary="Set Job Retries By Job Definition Id",
-    operation_id="setJobRetriesJobDefinition",
-    tags=["Job Definition"],
-    request=RetriesRequest,
-    responses={204: None, **errors(400, 404)},
-)
-@api_view(["PUT"])
-@permission_classes([CanOperate])
-def job_definition_retries(request, job_definition_id):
-    body = _only(json_body(request), {"retries"})
-    retries = _retries(body)
-    services.set_job_definition_retries(request.user, job_definition_id, retries)
-    return _no_content()
