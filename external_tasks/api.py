@@ -525,7 +525,8 @@ fetch_and_lock.initkwargs = {}
 def fetch_and_lock_now(request):
     """POST /external-task/fetchAndLock for a request that cannot wait (no asyncResponseTimeout,
     or a body that is a 400 anyway): project.asgi serves those through Django's WSGI handler on
-    a pooled thread (project.urls_nowait), and this is fetch_and_lock's first attempt there."""
+    a pooled thread (external_tasks.urls_nowait), and this is fetch_and_lock's first attempt
+    there."""
     started, seen = time.monotonic(), notify.current_mark()
     response = _start(request)
     if not getattr(response, "long_poll", None):

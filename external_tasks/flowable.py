@@ -37,6 +37,7 @@ from project import tenancy
 from project.errors import DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanView, CanWork
 from project.rest.dates import format_date, format_date_z, parse_date, parse_iso_duration
+from project.rest.errors import flatten
 from project.rest.paging import order_by
 from project.rest.parsers import has_nul, parse_bool, parse_int
 from project.schema import flowable_errors
@@ -60,7 +61,7 @@ def flowable_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         status, text = exc.status_code, exc.message
     elif isinstance(exc, exceptions.APIException):
-        status, text = exc.status_code, _flatten(exc.detail)
+        status, text = exc.status_code, flatten(exc.detail)
     else:
         return None
     response = Response(
@@ -69,14 +70,6 @@ def flowable_exception_handler(exc, context):
     if status == 401:
         response["WWW-Authenticate"] = 'Basic realm="taskyard"'
     return response
-
-
-def _flatten(detail) -> str:
-    if isinstance(detail, Mapping):
-        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
-    if isinstance(detail, list | tuple):
-        return "; ".join(_flatten(v) for v in detail)
-    return str(detail)
 
 
 class FlowableView(APIView):
