@@ -312,7 +312,7 @@ def _visible_task(user, task_id) -> ExternalTask:
     if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
         raise NotFound(f"Could not find external worker job with id {task_id!r}.")
     try:
-        return with_last_event(tenancy.scope(ExternalTask.objects.all(), user)).get(pk=task_id)
+        return with_last_event(ExternalTask.objects.visible_to(user)).get(pk=task_id)
     except ExternalTask.DoesNotExist:
         raise NotFound(f"Could not find external worker job with id '{task_id}'.") from None
 
@@ -384,7 +384,7 @@ def query_tasks(user, params, allowed: set[str]):
                 extra &= Q(pk__in=[])
             continue
         data[_FILTER_NAMES[name]] = value
-    visible = tenancy.scope(ExternalTask.objects.all(), user)
+    visible = ExternalTask.objects.visible_to(user)
     return with_last_event(ExternalTaskFilter(data, queryset=visible).filtered().filter(extra))
 
 
