@@ -8,12 +8,11 @@ class FaceRouter(SimpleRouter):
     task id may hold dots, as `<str:task_id>` always allowed), and POST on a collection bound
     to `collection_post` rather than DRF's `create`: on these faces it is a query (Camunda's
     POST /external-task) or an acquisition (the seed's POST /api/external-jobs), never the
-    creation of the resource."""
+    creation of the resource. `collection_get` names the GET on it: "list" for an array (the
+    schema documents one), another name for a page object such as the seed's."""
 
-    def __init__(self, collection_post: str = "query"):
+    def __init__(self, collection_post: str = "query", collection_get: str = "list"):
         collection, *others = SimpleRouter.routes
-        self.routes = [
-            collection._replace(mapping={"get": "list", "post": collection_post}),
-            *others,
-        ]
+        mapping = {"get": collection_get, "post": collection_post}
+        self.routes = [collection._replace(mapping=mapping), *others]
         super().__init__(trailing_slash=False, use_regex_path=False)
