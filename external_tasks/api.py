@@ -27,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from external_tasks import notify, services
+from external_tasks.fields import STRING_LIMITS
 from external_tasks.filters import SORT_KEYS, ExternalTaskFilter
 from external_tasks.models import ExternalTask
 from external_tasks.serializers import (
@@ -57,11 +58,6 @@ from project.schema import errors, filter_parameters, paging_parameters, sorting
 
 # ---------------------------------------------------------------------------------------------
 # Body value helpers: wrong JSON types are a 400 naming the field, never a 500.
-
-
-# Strings stored in columns of this size: longer ones would fail on PostgreSQL with a 500 and
-# be stored whole on SQLite, so both databases refuse them alike.
-STRING_LIMITS = {"workerId": 255, "errorCode": 255}
 
 
 def opt_str(body: Mapping, name: str, required: bool = False) -> str | None:
@@ -645,30 +641,26 @@ class ExternalTaskViewSet(viewsets.ViewSet):
     @_worker_action("Complete an external task", "completeExternalTaskResource", CompleteSerializer)
     @action(detail=True, methods=["post"], permission_classes=[CanWork])
     def complete(self, request, task_id):
-        body = json_body(request)
+        body = CompleteSerializer.read(request)
         services.complete(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            body.get("variables"),
-            body.get("localVariables"),
+            request.user, task_id, body["workerId"], body["variables"], body["localVariables"]
         )
         return no_content()
 
     @_worker_action("Report a failure of an external task", "handleFailure", FailureSerializer)
     @action(detail=True, methods=["post"], permission_classes=[CanWork])
     def failure(self, request, task_id):
-        body = json_body(request)
+        body = FailureSerializer.read(request)
         services.handle_failure(
             request.user,
             task_id,
-            opt_str(body, "workerId", required=True),
-            error_message=opt_str(body, "errorMessage"),
-            error_details=opt_str(body, "errorDetails"),
-            retries=opt_int(body, "retries", minimum=0),
-            retry_timeout_ms=opt_int(body, "retryTimeout", minimum=0, java_type="long"),
-            variables=body.get("variables"),
-            local_variables=body.get("localVariables"),
+            body["workerId"],
+            error_message=body["errorMessage"],
+            error_details=body["errorDetails"],
+            retries=body["retries"],
+            retry_timeout_ms=body["retryTimeout"],
+            variables=body["variables"],
+            local_variables=body["localVariables"],
         )
         return no_content()
 
@@ -679,39 +671,29 @@ class ExternalTaskViewSet(viewsets.ViewSet):
     )
     @action(detail=True, methods=["post"], url_path="bpmnError", permission_classes=[CanWork])
     def bpmn_error(self, request, task_id):
-        body = json_body(request)
+        body = BpmnErrorSerializer.read(request)
         services.handle_bpmn_error(
             request.user,
             task_id,
-            opt_str(body, "workerId", required=True),
-            opt_str(body, "errorCode", required=True),
-            opt_str(body, "errorMessage"),
-            body.get("variables"),
+            body["workerId"],
+            body["errorCode"],
+            body["errorMessage"],
+            body["variables"],
         )
         return no_content()
 
     @_worker_action("Extend the lock of an external task", "extendLock", ExtendLockSerializer)
     @action(detail=True, methods=["post"], url_path="extendLock", permission_classes=[CanWork])
     def extend_lock(self, request, task_id):
-        body = json_body(request)
-        services.extend_lock(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            opt_int(body, "newDuration", required=True, java_type="long"),
-        )
+        body = ExtendLockSerializer.read(request)
+        services.extend_lock(request.user, task_id, body["workerId"], body["newDuration"])
         return no_content()
 
     @_worker_action("Lock an external task for a worker", "lock", LockSerializer)
     @action(detail=True, methods=["post"], permission_classes=[CanWork])
     def lock(self, request, task_id):
-        body = json_body(request)
-        services.lock(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            opt_int(body, "lockDuration", required=True, java_type="long"),
-        )
+        body = LockSerializer.read(request)
+        services.lock(request.user, task_id, body["workerId"], body["lockDuration"])
         return no_content()
 
     # -- operators --------------------------------------------------------------------------
@@ -737,9 +719,9 @@ class ExternalTaskViewSet(viewsets.ViewSet):
     )
     @action(detail=True, methods=["put"], permission_classes=[CanOperate])
     def retries(self, request, task_id):
-        body = json_body(request)
+        body = RetriesSerializer.read(request)
         get_visible(request.user, task_id)
-        services.set_retries(request.user, task_id, opt_int(body, "retries", required=True))
+        services.set_retries(request.user, task_id, body["retries"])
         return no_content()
 
     @extend_schema(
@@ -751,10 +733,9 @@ class ExternalTaskViewSet(viewsets.ViewSet):
     )
     @action(detail=True, methods=["put"], permission_classes=[CanOperate])
     def priority(self, request, task_id):
-        body = json_body(request)
+        body = PrioritySerializer.read(request)
         get_visible(request.user, task_id)
-        priority = opt_int(body, "priority", required=True, java_type="long")
-        services.set_priority(request.user, task_id, priority)
+        services.set_priority(request.user, task_id, body["priority"])
         return no_content()
 
     @extend_schema(

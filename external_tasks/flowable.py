@@ -21,7 +21,6 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from external_tasks import services
-from external_tasks.api import STRING_LIMITS
 from external_tasks.filters import ExternalTaskFilter
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from external_tasks.serializers import (
@@ -36,7 +35,7 @@ from external_tasks.serializers import (
 from project import tenancy
 from project.errors import DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanView, CanWork
-from project.rest.dates import format_date, format_date_z, parse_date, parse_iso_duration
+from project.rest.dates import format_date, format_date_z, parse_date
 from project.rest.errors import flatten
 from project.rest.paging import order_by
 from project.rest.parsers import has_nul, parse_bool, parse_int
@@ -218,97 +217,46 @@ def _body(request) -> Mapping:
     return data
 
 
-def _string(body, name, required=False):
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            raise InvalidRequest(f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string")
-    limit = STRING_LIMITS.get(name)
-    if limit is not None and len(value) > limit:
-        raise InvalidRequest(f"{name} is longer than {limit} characters")
-    return value
-
-
-def _integer(body, name, default=None, minimum=None):
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer")
-    if minimum is not None and value < minimum:
-        raise InvalidRequest(f"{name} must be at least {minimum}")
-    return value
-
-
-def _duration_ms(body, name, required=False) -> int | None:
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            raise InvalidRequest(f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be an ISO 8601 duration such as PT10M")
-    duration = parse_iso_duration(value, name)
-    milliseconds = int(duration.total_seconds() * 1000)
-    if milliseconds < 0:
-        raise InvalidRequest(f"{name} must not be negative")
-    return milliseconds
-
-
-def acquire(request, body) -> list[ExternalTask]:
-    topic = _string(body, "topic", required=True)
-    duration = _duration_ms(body, "lockDuration", required=True)
-    if duration == 0:
+def acquire(request) -> list[ExternalTask]:
+    body = FlowableAcquireSerializer.read(request)
+    if body["lockDuration"] == 0:
         raise InvalidRequest("lockDuration must be greater than 0")
-    number = _integer(body, "numberOfTasks", default=1, minimum=1)
-    # Flowable retries acquisition this many times under optimistic-lock contention; SKIP
-    # LOCKED claims never conflict, so it is validated and otherwise has nothing to do.
-    _integer(body, "numberOfRetries", default=5, minimum=0)
-    worker_id = _string(body, "workerId", required=True)
-    scope_type = _string(body, "scopeType")
-    if scope_type not in (None, "bpmn"):
+    # numberOfRetries: Flowable retries acquisition this many times under optimistic-lock
+    # contention; SKIP LOCKED claims never conflict, so it is validated and otherwise unused.
+    if body["scopeType"] not in (None, "bpmn"):
         return []
-    tasks = services.fetch_and_lock(
-        request.user, worker_id, number, [services.TopicRequest(topic, duration)]
+    topic = services.TopicRequest(body["topic"], body["lockDuration"])
+    return services.fetch_and_lock(
+        request.user, body["workerId"], body["numberOfTasks"] or 1, [topic]
     )
-    return tasks
 
 
 def complete_job(request, task_id):
-    body = _body(request)
-    worker_id = _string(body, "workerId", required=True)
-    services.complete(request.user, task_id, worker_id, variables_in(body.get("variables")))
+    body = FlowableJobActionSerializer.read(request)
+    variables = variables_in(body["variables"])
+    services.complete(request.user, task_id, body["workerId"], variables)
     return Response(status=204)
 
 
 def bpmn_error_job(request, task_id):
-    body = _body(request)
-    worker_id = _string(body, "workerId", required=True)
+    body = FlowableJobActionSerializer.read(request)
+    variables = variables_in(body["variables"])
     services.handle_bpmn_error(
-        request.user,
-        task_id,
-        worker_id,
-        _string(body, "errorCode"),
-        None,
-        variables_in(body.get("variables")),
+        request.user, task_id, body["workerId"], body["errorCode"], None, variables
     )
     return Response(status=204)
 
 
 def fail_job(request, task_id):
-    body = _body(request)
-    worker_id = _string(body, "workerId", required=True)
+    body = FlowableJobActionSerializer.read(request)
     services.handle_failure(
         request.user,
         task_id,
-        worker_id,
-        error_message=_string(body, "errorMessage"),
-        error_details=_string(body, "errorDetails"),
-        retries=_integer(body, "retries", minimum=0),
-        retry_timeout_ms=_duration_ms(body, "retryTimeout"),
+        body["workerId"],
+        error_message=body["errorMessage"],
+        error_details=body["errorDetails"],
+        retries=body["retries"],
+        retry_timeout_ms=body["retryTimeout"],
     )
     return Response(status=204)
 
@@ -468,7 +416,7 @@ class FlowableViewSet(FlowableErrors, viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"], url_path="acquire/jobs", permission_classes=[CanWork])
     def acquire(self, request):
-        tasks = acquire(request, _body(request))
+        tasks = acquire(request)
         return Response(
             [flowable_job(t, request) | {"variables": variables_out(t.variables)} for t in tasks]
         )
@@ -532,7 +480,7 @@ class FlowableViewSet(FlowableErrors, viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"], url_path="unacquire/jobs", permission_classes=[CanWork])
     def unacquire(self, request):
-        services.release(request.user, _string(_body(request), "workerId", required=True))
+        services.release(request.user, WorkerIdSerializer.read(request)["workerId"])
         return Response(status=204)
 
     @extend_schema(
@@ -549,8 +497,7 @@ class FlowableViewSet(FlowableErrors, viewsets.ViewSet):
         permission_classes=[CanWork],
     )
     def unacquire_one(self, request, task_id):
-        worker_id = _string(_body(request), "workerId", required=True)
-        services.release(request.user, worker_id, task_id)
+        services.release(request.user, WorkerIdSerializer.read(request)["workerId"], task_id)
         return Response(status=204)
 
     @extend_schema(
@@ -647,7 +594,7 @@ class SeedViewSet(FlowableErrors, viewsets.ViewSet):
         responses={200: SeedJobPageSerializer, **flowable_errors(400)},
     )
     def acquire(self, request):
-        tasks = acquire(request, _body(request))
+        tasks = acquire(request)
         return Response(seed_page([seed_job(t) for t in tasks]))
 
     @_job_action("Complete an acquired job (seed API)", "seedCompleteExternalJob", SEED_TAGS)
