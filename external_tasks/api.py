@@ -21,10 +21,13 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from external_tasks import notify, services
+from external_tasks.fields import STRING_LIMITS
 from external_tasks.filters import SORT_KEYS, ExternalTaskFilter
 from external_tasks.models import ExternalTask
 from external_tasks.serializers import (
@@ -46,7 +49,6 @@ from external_tasks.serializers import (
     camunda_locked_task,
     camunda_task,
 )
-from project import tenancy
 from project.errors import InvalidRequest, NotFound
 from project.ids import new_id
 from project.rest.auth import CanOperate, CanView, CanWork
@@ -56,11 +58,6 @@ from project.schema import errors, filter_parameters, paging_parameters, sorting
 
 # ---------------------------------------------------------------------------------------------
 # Body value helpers: wrong JSON types are a 400 naming the field, never a 500.
-
-
-# Strings stored in columns of this size: longer ones would fail on PostgreSQL with a 500 and
-# be stored whole on SQLite, so both databases refuse them alike.
-STRING_LIMITS = {"workerId": 255, "errorCode": 255}
 
 
 def opt_str(body: Mapping, name: str, required: bool = False) -> str | None:
@@ -146,7 +143,7 @@ STRING_LIST = {"type": "array", "items": {"type": "string"}}
 
 def filtered_tasks(user, data: dict):
     """The user's visible tasks matching Camunda query data (already adapted to a dict)."""
-    visible = tenancy.scope(ExternalTask.objects.all(), user)
+    visible = ExternalTask.objects.visible_to(user)
     return ExternalTaskFilter(data, queryset=visible).filtered()
 
 
@@ -155,135 +152,13 @@ def _list(user, data, sorting, params):
     return Response([camunda_task(t) for t in page(queryset, params)])
 
 
-class ExternalTaskList(APIView):
-    permission_classes = [CanView]
-
-    @extend_schema(
-        summary="Get external tasks (GET /external-task)",
-        operation_id="getExternalTasks",
-        tags=["External Task"],
-        parameters=QUERY_PARAMETERS + sorting_parameters(SORT_KEYS) + paging_parameters(),
-        request=None,
-        responses={200: ExternalTaskSerializer(many=True), **errors(400)},
-    )
-    def get(self, request):
-        data = ExternalTaskFilter.data_from_query(request.query_params)
-        return _list(request.user, data, sorting_from_query(request.query_params), request.GET)
-
-    @extend_schema(
-        summary="Get external tasks (POST /external-task)",
-        operation_id="queryExternalTasks",
-        tags=["External Task"],
-        parameters=paging_parameters(),
-        request=ExternalTaskQuerySerializer,
-        responses={200: ExternalTaskSerializer(many=True), **errors(400)},
-    )
-    def post(self, request):
-        body = json_body(request)
-        data = ExternalTaskFilter.data_from_body(body)
-        return _list(request.user, data, sorting_from_body(body), request.GET)
-
-
-class ExternalTaskCount(APIView):
-    permission_classes = [CanView]
-
-    @extend_schema(
-        summary="Count external tasks (GET)",
-        operation_id="getExternalTasksCount",
-        tags=["External Task"],
-        parameters=QUERY_PARAMETERS,
-        request=None,
-        responses={200: CountSerializer, **errors(400)},
-    )
-    def get(self, request):
-        data = ExternalTaskFilter.data_from_query(request.query_params)
-        return Response({"count": filtered_tasks(request.user, data).count()})
-
-    @extend_schema(
-        summary="Count external tasks (POST)",
-        operation_id="queryExternalTasksCount",
-        tags=["External Task"],
-        request=ExternalTaskQuerySerializer,
-        responses={200: CountSerializer, **errors(400)},
-    )
-    def post(self, request):
-        data = ExternalTaskFilter.data_from_body(json_body(request))
-        return Response({"count": filtered_tasks(request.user, data).count()})
-
-
 def get_visible(user, task_id) -> ExternalTask:
     if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
         raise NotFound(f"External task with id {task_id!r} does not exist")
     try:
-        return tenancy.scope(ExternalTask.objects.all(), user).get(pk=task_id)
+        return ExternalTask.objects.visible_to(user).get(pk=task_id)
     except ExternalTask.DoesNotExist:
         raise NotFound(f"External task with id {task_id} does not exist") from None
-
-
-class ExternalTaskDetail(APIView):
-    permission_classes = [CanView]
-
-    @extend_schema(
-        summary="Get an external task",
-        operation_id="getExternalTask",
-        tags=["External Task"],
-        parameters=[
-            OpenApiParameter(
-                "task_id",
-                OpenApiTypes.STR,
-                OpenApiParameter.PATH,
-                # The fixed paths (count, create, …) route to other resources.
-                pattern="^(?!(?:" + "|".join(services.RESERVED_TASK_IDS) + ")$)[^/]+$",
-            )
-        ],
-        request=None,
-        responses={200: ExternalTaskSerializer, **errors(404)},
-    )
-    def get(self, request, task_id):
-        return Response(camunda_task(get_visible(request.user, task_id)))
-
-
-class ExternalTaskErrorDetails(APIView):
-    permission_classes = [CanView]
-
-    @extend_schema(
-        summary="Error details of an external task (text/plain)",
-        operation_id="getExternalTaskErrorDetails",
-        tags=["External Task"],
-        request=None,
-        responses={(200, "text/plain"): OpenApiTypes.STR, 204: None, **errors(404)},
-    )
-    def get(self, request, task_id):
-        task = get_visible(request.user, task_id)
-        if not task.error_details:
-            return HttpResponse(status=204)
-        return HttpResponse(task.error_details, content_type="text/plain; charset=utf-8")
-
-
-class TopicNames(APIView):
-    permission_classes = [CanView]
-
-    @extend_schema(
-        summary="Distinct topic names of external tasks",
-        operation_id="getTopicNames",
-        tags=["External Task"],
-        parameters=TOPIC_NAME_PARAMETERS,
-        request=None,
-        responses={200: STRING_LIST, **errors(400)},
-    )
-    def get(self, request):
-        data = {}
-        params = request.query_params
-        for ours, camunda in (
-            ("locked", "withLockedTasks"),
-            ("notLocked", "withUnlockedTasks"),
-            ("withRetriesLeft", "withRetriesLeft"),
-        ):
-            if camunda in params:
-                data[ours] = params[camunda]
-        queryset = filtered_tasks(request.user, data)
-        names = queryset.order_by("topic_name").values_list("topic_name", flat=True).distinct()
-        return Response(list(names))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,7 +369,12 @@ async def fetch_and_lock(request):
     """POST /external-task/fetchAndLock. Without tasks and with asyncResponseTimeout, waits in
     this event loop's dispatcher (external_tasks.notify), which claims for it when its topics
     are announced (LISTEN/NOTIFY, in-process) or its re-check finds expired locks, until tasks
-    are claimed or the timeout passes."""
+    are claimed or the timeout passes.
+
+    A plain async view, not an action of ExternalTaskViewSet: a waiting request must hold no
+    database connection and no worker thread, and DRF's views are sync (a ViewSet action would
+    hold its thread for the whole wait). Only its short first attempt runs through DRF
+    (FetchAndLockStart), for authentication, parsing, permissions and Camunda's errors."""
     started, seen = time.monotonic(), notify.current_mark()
     response = await _in_thread(_start_sync, request)(request)
     if not getattr(response, "long_poll", None):
@@ -525,7 +405,8 @@ fetch_and_lock.initkwargs = {}
 def fetch_and_lock_now(request):
     """POST /external-task/fetchAndLock for a request that cannot wait (no asyncResponseTimeout,
     or a body that is a 400 anyway): project.asgi serves those through Django's WSGI handler on
-    a pooled thread (project.urls_nowait), and this is fetch_and_lock's first attempt there."""
+    a pooled thread (external_tasks.urls_nowait), and this is fetch_and_lock's first attempt
+    there."""
     started, seen = time.monotonic(), notify.current_mark()
     response = _start(request)
     if not getattr(response, "long_poll", None):
@@ -537,186 +418,7 @@ def fetch_and_lock_now(request):
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker actions
-
-
-class TaskAction(APIView):
-    permission_classes = [CanWork]
-
-    def body(self, request) -> dict:
-        return json_body(request)
-
-
-class Complete(TaskAction):
-    @extend_schema(
-        summary="Complete an external task",
-        operation_id="completeExternalTaskResource",
-        tags=["External Task"],
-        request=CompleteSerializer,
-        responses={204: None, **errors(400, 404)},
-    )
-    def post(self, request, task_id):
-        body = self.body(request)
-        services.complete(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            body.get("variables"),
-            body.get("localVariables"),
-        )
-        return no_content()
-
-
-class Failure(TaskAction):
-    @extend_schema(
-        summary="Report a failure of an external task",
-        operation_id="handleFailure",
-        tags=["External Task"],
-        request=FailureSerializer,
-        responses={204: None, **errors(400, 404)},
-    )
-    def post(self, request, task_id):
-        body = self.body(request)
-        services.handle_failure(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            error_message=opt_str(body, "errorMessage"),
-            error_details=opt_str(body, "errorDetails"),
-            retries=opt_int(body, "retries", minimum=0),
-            retry_timeout_ms=opt_int(body, "retryTimeout", minimum=0, java_type="long"),
-            variables=body.get("variables"),
-            local_variables=body.get("localVariables"),
-        )
-        return no_content()
-
-
-class BpmnError(TaskAction):
-    @extend_schema(
-        summary="Report a BPMN error for an external task",
-        operation_id="handleExternalTaskBpmnError",
-        tags=["External Task"],
-        request=BpmnErrorSerializer,
-        responses={204: None, **errors(400, 404)},
-    )
-    def post(self, request, task_id):
-        body = self.body(request)
-        services.handle_bpmn_error(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            opt_str(body, "errorCode", required=True),
-            opt_str(body, "errorMessage"),
-            body.get("variables"),
-        )
-        return no_content()
-
-
-class ExtendLock(TaskAction):
-    @extend_schema(
-        summary="Extend the lock of an external task",
-        operation_id="extendLock",
-        tags=["External Task"],
-        request=ExtendLockSerializer,
-        responses={204: None, **errors(400, 404)},
-    )
-    def post(self, request, task_id):
-        body = self.body(request)
-        services.extend_lock(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            opt_int(body, "newDuration", required=True, java_type="long"),
-        )
-        return no_content()
-
-
-class Lock(TaskAction):
-    @extend_schema(
-        summary="Lock an external task for a worker",
-        operation_id="lock",
-        tags=["External Task"],
-        request=LockSerializer,
-        responses={204: None, **errors(400, 404)},
-    )
-    def post(self, request, task_id):
-        body = self.body(request)
-        services.lock(
-            request.user,
-            task_id,
-            opt_str(body, "workerId", required=True),
-            opt_int(body, "lockDuration", required=True, java_type="long"),
-        )
-        return no_content()
-
-
-class Create(TaskAction):
-    """Taskyard extension, not part of Camunda: producers create external tasks."""
-
-    @extend_schema(
-        summary="Create external tasks (Taskyard extension)",
-        operation_id="createExternalTasks",
-        tags=["External Task"],
-        request=CreateTaskSerializer(many=True),
-        responses={200: LockedExternalTaskSerializer(many=True), **errors(400)},
-    )
-    def post(self, request):
-        tasks = services.create(request.user, request.data)
-        return Response([camunda_locked_task(t, None, True) for t in tasks], status=200)
-
-
-# ---------------------------------------------------------------------------------------------
-# Operator actions
-
-
-class Unlock(APIView):
-    permission_classes = [CanOperate]
-
-    @extend_schema(
-        summary="Unlock an external task",
-        operation_id="unlock",
-        tags=["External Task"],
-        request=None,
-        responses={204: None, **errors(404)},
-    )
-    def post(self, request, task_id):
-        services.unlock(request.user, task_id)
-        return no_content()
-
-
-class Retries(APIView):
-    permission_classes = [CanOperate]
-
-    @extend_schema(
-        summary="Set retries of an external task",
-        operation_id="setExternalTaskResourceRetries",
-        tags=["External Task"],
-        request=RetriesSerializer,
-        responses={204: None, **errors(400, 404)},
-    )
-    def put(self, request, task_id):
-        body = json_body(request)
-        get_visible(request.user, task_id)
-        services.set_retries(request.user, task_id, opt_int(body, "retries", required=True))
-        return no_content()
-
-
-class Priority(APIView):
-    permission_classes = [CanOperate]
-
-    @extend_schema(
-        summary="Set the priority of an external task",
-        operation_id="setExternalTaskResourcePriority",
-        tags=["External Task"],
-        request=PrioritySerializer,
-        responses={204: None, **errors(400, 404)},
-    )
-    def put(self, request, task_id):
-        body = json_body(request)
-        get_visible(request.user, task_id)
-        priority = opt_int(body, "priority", required=True, java_type="long")
-        services.set_priority(request.user, task_id, priority)
-        return no_content()
+# Bulk retries
 
 
 def bulk_retries(request):
@@ -747,7 +449,7 @@ def bulk_retries(request):
             "externalTaskIds, processInstanceIds or externalTaskQuery has to be provided"
         )
     user = request.user
-    visible = tenancy.scope(ExternalTask.objects.all(), user)
+    visible = ExternalTask.objects.visible_to(user)
     condition = Q(pk__in=[])
     if ids:
         found = set(visible.filter(pk__in=ids).values_list("pk", flat=True))
@@ -766,8 +468,275 @@ def bulk_retries(request):
         )
 
 
-class BulkRetries(APIView):
-    permission_classes = [CanOperate]
+# ---------------------------------------------------------------------------------------------
+# The resource: /engine-rest/external-task and everything under it (but fetchAndLock, above)
+
+
+def batch_answer(result, user) -> dict:
+    """Camunda's BatchDto for a set-based update that finished within the request: the batch is
+    complete on return. Camunda counts the tasks the batch was made for, those already at the
+    requested values too."""
+    total = result.changed + result.skipped
+    return {
+        "id": new_id(),
+        "type": "set-external-task-retries",
+        "totalJobs": total,
+        "jobsCreated": total,
+        "batchJobsPerSeed": 100,
+        "invocationsPerBatchJob": 1,
+        "seedJobDefinitionId": None,
+        "monitorJobDefinitionId": None,
+        "batchJobDefinitionId": None,
+        "suspended": False,
+        "tenantId": None,
+        "createUserId": user.username,
+    }
+
+
+def _worker_action(summary: str, operation_id: str, body):
+    """The schema of a lock holder's POST on one task: a body, 204, or 400/404."""
+    return extend_schema(
+        summary=summary,
+        operation_id=operation_id,
+        tags=["External Task"],
+        request=body,
+        responses={204: None, **errors(400, 404)},
+    )
+
+
+TASK_ID_PARAMETER = OpenApiParameter(
+    "task_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    # The fixed paths (count, create, …) route to other resources.
+    pattern="^(?!(?:" + "|".join(services.RESERVED_TASK_IDS) + ")$)[^/]+$",
+)
+
+
+class ExternalTaskViewSet(viewsets.ViewSet):
+    """Camunda's external-task resource: queries for viewers, the lock holder's operations for
+    workers, retries and priority for operators. Each action reads its body, calls one function
+    of external_tasks.services and answers Camunda's JSON (errors: project.rest.errors)."""
+
+    permission_classes = [CanView]
+    lookup_url_kwarg = "task_id"
+    lookup_value_converter = "str"
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="Get external tasks (GET /external-task)",
+        operation_id="getExternalTasks",
+        tags=["External Task"],
+        parameters=QUERY_PARAMETERS + sorting_parameters(SORT_KEYS) + paging_parameters(),
+        request=None,
+        responses={200: ExternalTaskSerializer(many=True), **errors(400)},
+    )
+    def list(self, request):
+        data = ExternalTaskFilter.data_from_query(request.query_params)
+        return _list(request.user, data, sorting_from_query(request.query_params), request.GET)
+
+    @extend_schema(
+        summary="Get external tasks (POST /external-task)",
+        operation_id="queryExternalTasks",
+        tags=["External Task"],
+        parameters=paging_parameters(),
+        request=ExternalTaskQuerySerializer,
+        responses={200: ExternalTaskSerializer(many=True), **errors(400)},
+    )
+    def query(self, request):
+        body = json_body(request)
+        data = ExternalTaskFilter.data_from_body(body)
+        return _list(request.user, data, sorting_from_body(body), request.GET)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Count external tasks (GET)",
+        operation_id="getExternalTasksCount",
+        tags=["External Task"],
+        parameters=QUERY_PARAMETERS,
+        request=None,
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Count external tasks (POST)",
+        operation_id="queryExternalTasksCount",
+        tags=["External Task"],
+        request=ExternalTaskQuerySerializer,
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @action(detail=False, methods=["get", "post"])
+    def count(self, request):
+        if request.method == "GET":
+            data = ExternalTaskFilter.data_from_query(request.query_params)
+        else:
+            data = ExternalTaskFilter.data_from_body(json_body(request))
+        return Response({"count": filtered_tasks(request.user, data).count()})
+
+    @extend_schema(
+        summary="Distinct topic names of external tasks",
+        operation_id="getTopicNames",
+        tags=["External Task"],
+        parameters=TOPIC_NAME_PARAMETERS,
+        request=None,
+        responses={200: STRING_LIST, **errors(400)},
+    )
+    @action(detail=False, methods=["get"], url_path="topic-names")
+    def topic_names(self, request):
+        params = request.query_params
+        data = {
+            ours: params[camunda]
+            for ours, camunda in (
+                ("locked", "withLockedTasks"),
+                ("notLocked", "withUnlockedTasks"),
+                ("withRetriesLeft", "withRetriesLeft"),
+            )
+            if camunda in params
+        }
+        queryset = filtered_tasks(request.user, data)
+        names = queryset.order_by("topic_name").values_list("topic_name", flat=True).distinct()
+        return Response(list(names))
+
+    @extend_schema(
+        summary="Get an external task",
+        operation_id="getExternalTask",
+        tags=["External Task"],
+        parameters=[TASK_ID_PARAMETER],
+        request=None,
+        responses={200: ExternalTaskSerializer, **errors(404)},
+    )
+    def retrieve(self, request, task_id):
+        return Response(camunda_task(get_visible(request.user, task_id)))
+
+    @extend_schema(
+        summary="Error details of an external task (text/plain)",
+        operation_id="getExternalTaskErrorDetails",
+        tags=["External Task"],
+        request=None,
+        responses={(200, "text/plain"): OpenApiTypes.STR, 204: None, **errors(404)},
+    )
+    @action(detail=True, methods=["get"], url_path="errorDetails")
+    def error_details(self, request, task_id):
+        task = get_visible(request.user, task_id)
+        if not task.error_details:
+            return HttpResponse(status=204)
+        return HttpResponse(task.error_details, content_type="text/plain; charset=utf-8")
+
+    # -- producers and workers ------------------------------------------------------------
+
+    @extend_schema(
+        summary="Create external tasks (Taskyard extension)",
+        operation_id="createExternalTasks",
+        tags=["External Task"],
+        request=CreateTaskSerializer(many=True),
+        responses={200: LockedExternalTaskSerializer(many=True), **errors(400)},
+    )
+    @action(detail=False, methods=["post"], url_path="create", permission_classes=[CanWork])
+    def create_tasks(self, request):
+        """Taskyard extension, not part of Camunda: producers create external tasks."""
+        tasks = services.create(request.user, request.data)
+        return Response([camunda_locked_task(t, None, True) for t in tasks], status=200)
+
+    @_worker_action("Complete an external task", "completeExternalTaskResource", CompleteSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[CanWork])
+    def complete(self, request, task_id):
+        body = CompleteSerializer.read(request)
+        services.complete(
+            request.user, task_id, body["workerId"], body["variables"], body["localVariables"]
+        )
+        return no_content()
+
+    @_worker_action("Report a failure of an external task", "handleFailure", FailureSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[CanWork])
+    def failure(self, request, task_id):
+        body = FailureSerializer.read(request)
+        services.handle_failure(
+            request.user,
+            task_id,
+            body["workerId"],
+            error_message=body["errorMessage"],
+            error_details=body["errorDetails"],
+            retries=body["retries"],
+            retry_timeout_ms=body["retryTimeout"],
+            variables=body["variables"],
+            local_variables=body["localVariables"],
+        )
+        return no_content()
+
+    @_worker_action(
+        "Report a BPMN error for an external task",
+        "handleExternalTaskBpmnError",
+        BpmnErrorSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="bpmnError", permission_classes=[CanWork])
+    def bpmn_error(self, request, task_id):
+        body = BpmnErrorSerializer.read(request)
+        services.handle_bpmn_error(
+            request.user,
+            task_id,
+            body["workerId"],
+            body["errorCode"],
+            body["errorMessage"],
+            body["variables"],
+        )
+        return no_content()
+
+    @_worker_action("Extend the lock of an external task", "extendLock", ExtendLockSerializer)
+    @action(detail=True, methods=["post"], url_path="extendLock", permission_classes=[CanWork])
+    def extend_lock(self, request, task_id):
+        body = ExtendLockSerializer.read(request)
+        services.extend_lock(request.user, task_id, body["workerId"], body["newDuration"])
+        return no_content()
+
+    @_worker_action("Lock an external task for a worker", "lock", LockSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[CanWork])
+    def lock(self, request, task_id):
+        body = LockSerializer.read(request)
+        services.lock(request.user, task_id, body["workerId"], body["lockDuration"])
+        return no_content()
+
+    # -- operators --------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="Unlock an external task",
+        operation_id="unlock",
+        tags=["External Task"],
+        request=None,
+        responses={204: None, **errors(404)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanOperate])
+    def unlock(self, request, task_id):
+        services.unlock(request.user, task_id)
+        return no_content()
+
+    @extend_schema(
+        summary="Set retries of an external task",
+        operation_id="setExternalTaskResourceRetries",
+        tags=["External Task"],
+        request=RetriesSerializer,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"], permission_classes=[CanOperate])
+    def retries(self, request, task_id):
+        body = RetriesSerializer.read(request)
+        get_visible(request.user, task_id)
+        services.set_retries(request.user, task_id, body["retries"])
+        return no_content()
+
+    @extend_schema(
+        summary="Set the priority of an external task",
+        operation_id="setExternalTaskResourcePriority",
+        tags=["External Task"],
+        request=PrioritySerializer,
+        responses={204: None, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["put"], permission_classes=[CanOperate])
+    def priority(self, request, task_id):
+        body = PrioritySerializer.read(request)
+        get_visible(request.user, task_id)
+        services.set_priority(request.user, task_id, body["priority"])
+        return no_content()
 
     @extend_schema(
         summary="Set retries of many external tasks",
@@ -776,13 +745,10 @@ class BulkRetries(APIView):
         request=SetRetriesSerializer,
         responses={204: None, **errors(400, 404)},
     )
-    def put(self, request):
+    @action(detail=False, methods=["put"], url_path="retries", permission_classes=[CanOperate])
+    def bulk_retries(self, request):
         bulk_retries(request)
         return no_content()
-
-
-class BulkRetriesAsync(APIView):
-    permission_classes = [CanOperate]
 
     @extend_schema(
         summary="Set retries of many external tasks (batch)",
@@ -791,24 +757,8 @@ class BulkRetriesAsync(APIView):
         request=SetRetriesSerializer,
         responses={200: BatchSerializer, **errors(400, 404)},
     )
-    def post(self, request):
-        # Set-based updates finish within the request, so the batch is complete on return.
-        # Camunda counts the tasks the batch was made for: those already at these retries too.
-        result = bulk_retries(request)
-        total = result.changed + result.skipped
-        return Response(
-            {
-                "id": new_id(),
-                "type": "set-external-task-retries",
-                "totalJobs": total,
-                "jobsCreated": total,
-                "batchJobsPerSeed": 100,
-                "invocationsPerBatchJob": 1,
-                "seedJobDefinitionId": None,
-                "monitorJobDefinitionId": None,
-                "batchJobDefinitionId": None,
-                "suspended": False,
-                "tenantId": None,
-                "createUserId": request.user.username,
-            }
-        )
+    @action(
+        detail=False, methods=["post"], url_path="retries-async", permission_classes=[CanOperate]
+    )
+    def bulk_retries_async(self, request):
+        return Response(batch_answer(bulk_retries(request), request.user))

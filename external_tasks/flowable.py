@@ -16,12 +16,11 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions
+from rest_framework import exceptions, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from external_tasks import services
-from external_tasks.api import STRING_LIMITS
 from external_tasks.filters import ExternalTaskFilter
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from external_tasks.serializers import (
@@ -36,7 +35,8 @@ from external_tasks.serializers import (
 from project import tenancy
 from project.errors import DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanView, CanWork
-from project.rest.dates import format_date, format_date_z, parse_date, parse_iso_duration
+from project.rest.dates import format_date, format_date_z, parse_date
+from project.rest.errors import flatten
 from project.rest.paging import order_by
 from project.rest.parsers import has_nul, parse_bool, parse_int
 from project.schema import flowable_errors
@@ -60,7 +60,7 @@ def flowable_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         status, text = exc.status_code, exc.message
     elif isinstance(exc, exceptions.APIException):
-        status, text = exc.status_code, _flatten(exc.detail)
+        status, text = exc.status_code, flatten(exc.detail)
     else:
         return None
     response = Response(
@@ -71,15 +71,9 @@ def flowable_exception_handler(exc, context):
     return response
 
 
-def _flatten(detail) -> str:
-    if isinstance(detail, Mapping):
-        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
-    if isinstance(detail, list | tuple):
-        return "; ".join(_flatten(v) for v in detail)
-    return str(detail)
+class FlowableErrors:
+    """Answers errors in Flowable's format instead of Camunda's (the project's default)."""
 
-
-class FlowableView(APIView):
     def get_exception_handler(self):
         return flowable_exception_handler
 
@@ -223,95 +217,47 @@ def _body(request) -> Mapping:
     return data
 
 
-def _string(body, name, required=False):
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            raise InvalidRequest(f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string")
-    limit = STRING_LIMITS.get(name)
-    if limit is not None and len(value) > limit:
-        raise InvalidRequest(f"{name} is longer than {limit} characters")
-    return value
-
-
-def _integer(body, name, default=None, minimum=None):
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer")
-    if minimum is not None and value < minimum:
-        raise InvalidRequest(f"{name} must be at least {minimum}")
-    return value
-
-
-def _duration_ms(body, name, required=False) -> int | None:
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            raise InvalidRequest(f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be an ISO 8601 duration such as PT10M")
-    duration = parse_iso_duration(value, name)
-    milliseconds = int(duration.total_seconds() * 1000)
-    if milliseconds < 0:
-        raise InvalidRequest(f"{name} must not be negative")
-    return milliseconds
-
-
-def acquire(request, body) -> list[ExternalTask]:
-    topic = _string(body, "topic", required=True)
-    duration = _duration_ms(body, "lockDuration", required=True)
-    if duration == 0:
+def acquire(request) -> list[ExternalTask]:
+    body = FlowableAcquireSerializer.read(request)
+    if body["lockDuration"] == 0:
         raise InvalidRequest("lockDuration must be greater than 0")
-    number = _integer(body, "numberOfTasks", default=1, minimum=1)
-    # Flowable retries acquisition this many times under optimistic-lock contention; SKIP
-    # LOCKED claims never conflict, so it is validated and otherwise has nothing to do.
-    _integer(body, "numberOfRetries", default=5, minimum=0)
-    worker_id = _string(body, "workerId", required=True)
-    scope_type = _string(body, "scopeType")
-    if scope_type not in (None, "bpmn"):
+    # numberOfRetries: Flowable retries acquisition this many times under optimistic-lock
+    # contention; SKIP LOCKED claims never conflict, so it is validated and otherwise unused.
+    if body["scopeType"] not in (None, "bpmn"):
         return []
-    tasks = services.fetch_and_lock(
-        request.user, worker_id, number, [services.TopicRequest(topic, duration)]
+    topic = services.TopicRequest(body["topic"], body["lockDuration"])
+    return services.fetch_and_lock(
+        request.user, body["workerId"], body["numberOfTasks"] or 1, [topic]
     )
-    return tasks
 
 
-def _task_action(request, task_id, action):
-    body = _body(request)
-    worker_id = _string(body, "workerId", required=True)
-    if action == "complete":
-        services.complete(request.user, task_id, worker_id, variables_in(body.get("variables")))
-    elif action == "bpmnError":
-        services.handle_bpmn_error(
-            request.user,
-            task_id,
-            worker_id,
-            _string(body, "errorCode"),
-            None,
-            variables_in(body.get("variables")),
-        )
-    elif action == "fail":
-        services.handle_failure(
-            request.user,
-            task_id,
-            worker_id,
-            error_message=_string(body, "errorMessage"),
-            error_details=_string(body, "errorDetails"),
-            retries=_integer(body, "retries", minimum=0),
-            retry_timeout_ms=_duration_ms(body, "retryTimeout"),
-        )
-    elif action == "cmmnTerminate":
-        variables_in(body.get("variables"))
-        task = _visible_task(request.user, task_id)
-        raise InvalidRequest(
-            f"External worker job {task.id} is a BPMN job; cmmnTerminate applies only to CMMN jobs"
-        )
+def complete_job(request, task_id):
+    body = FlowableJobActionSerializer.read(request)
+    variables = variables_in(body["variables"])
+    services.complete(request.user, task_id, body["workerId"], variables)
+    return Response(status=204)
+
+
+def bpmn_error_job(request, task_id):
+    body = FlowableJobActionSerializer.read(request)
+    variables = variables_in(body["variables"])
+    services.handle_bpmn_error(
+        request.user, task_id, body["workerId"], body["errorCode"], None, variables
+    )
+    return Response(status=204)
+
+
+def fail_job(request, task_id):
+    body = FlowableJobActionSerializer.read(request)
+    services.handle_failure(
+        request.user,
+        task_id,
+        body["workerId"],
+        error_message=body["errorMessage"],
+        error_details=body["errorDetails"],
+        retries=body["retries"],
+        retry_timeout_ms=body["retryTimeout"],
+    )
     return Response(status=204)
 
 
@@ -319,7 +265,7 @@ def _visible_task(user, task_id) -> ExternalTask:
     if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
         raise NotFound(f"Could not find external worker job with id {task_id!r}.")
     try:
-        return with_last_event(tenancy.scope(ExternalTask.objects.all(), user)).get(pk=task_id)
+        return with_last_event(ExternalTask.objects.visible_to(user)).get(pk=task_id)
     except ExternalTask.DoesNotExist:
         raise NotFound(f"Could not find external worker job with id '{task_id}'.") from None
 
@@ -391,71 +337,8 @@ def query_tasks(user, params, allowed: set[str]):
                 extra &= Q(pk__in=[])
             continue
         data[_FILTER_NAMES[name]] = value
-    visible = tenancy.scope(ExternalTask.objects.all(), user)
+    visible = ExternalTask.objects.visible_to(user)
     return with_last_event(ExternalTaskFilter(data, queryset=visible).filtered().filter(extra))
-
-
-# ---------------------------------------------------------------------------------------------
-# Flowable face: /external-job-api/
-
-
-class FlowableAcquire(FlowableView):
-    permission_classes = [CanWork]
-
-    @extend_schema(
-        summary="Acquire external worker jobs (Flowable)",
-        operation_id="flowableAcquireJobs",
-        tags=["Flowable external worker"],
-        request=FlowableAcquireSerializer,
-        responses={200: FlowableAcquiredJobSerializer(many=True), **flowable_errors(400)},
-    )
-    def post(self, request):
-        tasks = acquire(request, _body(request))
-        return Response(
-            [flowable_job(t, request) | {"variables": variables_out(t.variables)} for t in tasks]
-        )
-
-
-class FlowableJobAction(FlowableView):
-    permission_classes = [CanWork]
-    action = ""
-
-    @extend_schema(
-        summary="Complete, fail or end an acquired job (Flowable)",
-        tags=["Flowable external worker"],
-        request=FlowableJobActionSerializer,
-        responses={204: None, **flowable_errors(400, 404)},
-    )
-    def post(self, request, task_id):
-        return _task_action(request, task_id, self.action)
-
-
-class FlowableUnacquire(FlowableView):
-    permission_classes = [CanWork]
-
-    @extend_schema(
-        summary="Give back all jobs a worker holds (Flowable)",
-        operation_id="flowableUnacquireJobs",
-        tags=["Flowable external worker"],
-        request=WorkerIdSerializer,
-        responses={204: None, **flowable_errors(400)},
-    )
-    def post(self, request, task_id=None):
-        body = _body(request)
-        services.release(request.user, _string(body, "workerId", required=True), task_id)
-        return Response(status=204)
-
-
-class FlowableUnacquireOne(FlowableUnacquire):
-    @extend_schema(
-        summary="Give back one acquired job (Flowable)",
-        operation_id="flowableUnacquireJob",
-        tags=["Flowable external worker"],
-        request=WorkerIdSerializer,
-        responses={204: None, **flowable_errors(400, 404)},
-    )
-    def post(self, request, task_id=None):
-        return super().post(request, task_id)
 
 
 def _query_parameters(names) -> list[OpenApiParameter]:
@@ -478,66 +361,6 @@ FLOWABLE_LIST_PARAMETERS = [
 ]
 
 
-class FlowableJobList(FlowableView):
-    permission_classes = [CanView]
-    params = FLOWABLE_PARAMS
-
-    @extend_schema(
-        summary="List external worker jobs (Flowable)",
-        operation_id="flowableListJobs",
-        tags=["Flowable external worker"],
-        parameters=FLOWABLE_LIST_PARAMETERS,
-        request=None,
-        responses={200: FlowableJobPageSerializer, **flowable_errors(400)},
-    )
-    def get(self, request):
-        params = request.query_params
-        queryset = query_tasks(request.user, params, self.params)
-        sort = params.get("sort") or "id"
-        order = params.get("order") or "asc"
-        if sort not in SORT_FIELDS:
-            raise InvalidRequest(
-                f"Value for param 'sort' is not valid, '{sort}' is not a valid property"
-            )
-        if order not in {"asc", "desc"}:
-            raise InvalidRequest(
-                f"Value for param 'order' is not valid : '{order}', must be 'asc' or 'desc'"
-            )
-        # Nulls sort as the smallest value on every database, as on the Camunda face.
-        ordering = order_by([{"sortBy": sort, "sortOrder": order}], SORT_FIELDS)
-        start = parse_int(params.get("start") or 0, "start", minimum=0)
-        size = parse_int(params.get("size") or 10, "size", minimum=0)
-        total = queryset.count()
-        rows = list(queryset.order_by(*ordering)[start : start + size])
-        return Response(
-            {
-                "data": [flowable_job(t, request) for t in rows],
-                "total": total,
-                "start": start,
-                "sort": sort,
-                "order": order,
-                "size": len(rows),
-            }
-        )
-
-
-class FlowableJobDetail(FlowableView):
-    permission_classes = [CanView]
-
-    @extend_schema(
-        summary="Get one external worker job (Flowable)",
-        operation_id="flowableGetJob",
-        tags=["Flowable external worker"],
-        request=None,
-        responses={200: FlowableJobSerializer, **flowable_errors(404)},
-    )
-    def get(self, request, task_id):
-        return Response(flowable_job(_visible_task(request.user, task_id), request))
-
-
-# ---------------------------------------------------------------------------------------------
-# Seed face: /api/external-jobs
-
 SEED_PARAMS = {
     "id",
     "executionId",
@@ -559,19 +382,203 @@ SEED_LIST_PARAMETERS = [
 ]
 
 
-class SeedJobs(FlowableView):
+# ---------------------------------------------------------------------------------------------
+# Flowable face: /external-job-api/
+
+
+def _job_action(summary: str, operation_id: str, tags: list[str]):
+    """The schema of a lock holder's POST on one acquired job: a body, 204, or 400/404."""
+    return extend_schema(
+        summary=summary,
+        operation_id=operation_id,
+        tags=tags,
+        request=FlowableJobActionSerializer,
+        responses={204: None, **flowable_errors(400, 404)},
+    )
+
+
+FLOWABLE_TAGS = ["Flowable external worker"]
+
+
+class FlowableViewSet(FlowableErrors, viewsets.ViewSet):
+    """Flowable's external worker API. Its paths do not nest under one collection (acquire/jobs,
+    unacquire/jobs, jobs), so the ViewSet is routed without a prefix and each action carries
+    its whole path."""
+
+    permission_classes = [CanView]
+
+    @extend_schema(
+        summary="Acquire external worker jobs (Flowable)",
+        operation_id="flowableAcquireJobs",
+        tags=FLOWABLE_TAGS,
+        request=FlowableAcquireSerializer,
+        responses={200: FlowableAcquiredJobSerializer(many=True), **flowable_errors(400)},
+    )
+    @action(detail=False, methods=["post"], url_path="acquire/jobs", permission_classes=[CanWork])
+    def acquire(self, request):
+        tasks = acquire(request)
+        return Response(
+            [flowable_job(t, request) | {"variables": variables_out(t.variables)} for t in tasks]
+        )
+
+    @_job_action("Complete an acquired job (Flowable)", "flowableCompleteJob", FLOWABLE_TAGS)
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="acquire/jobs/<str:task_id>/complete",
+        permission_classes=[CanWork],
+    )
+    def complete(self, request, task_id):
+        return complete_job(request, task_id)
+
+    @_job_action(
+        "Raise a BPMN error for an acquired job (Flowable)", "flowableBpmnErrorJob", FLOWABLE_TAGS
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="acquire/jobs/<str:task_id>/bpmnError",
+        permission_classes=[CanWork],
+    )
+    def bpmn_error(self, request, task_id):
+        return bpmn_error_job(request, task_id)
+
+    @_job_action("Fail an acquired job (Flowable)", "flowableFailJob", FLOWABLE_TAGS)
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="acquire/jobs/<str:task_id>/fail",
+        permission_classes=[CanWork],
+    )
+    def fail(self, request, task_id):
+        return fail_job(request, task_id)
+
+    @_job_action(
+        "End an acquired CMMN job (Flowable; Taskyard's jobs are all BPMN: 400)",
+        "flowableCmmnTerminateJob",
+        FLOWABLE_TAGS,
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="acquire/jobs/<str:task_id>/cmmnTerminate",
+        permission_classes=[CanWork],
+    )
+    def cmmn_terminate(self, request, task_id):
+        variables_in(_body(request).get("variables"))
+        task = _visible_task(request.user, task_id)
+        raise InvalidRequest(
+            f"External worker job {task.id} is a BPMN job; cmmnTerminate applies only to CMMN jobs"
+        )
+
+    @extend_schema(
+        summary="Give back all jobs a worker holds (Flowable)",
+        operation_id="flowableUnacquireJobs",
+        tags=FLOWABLE_TAGS,
+        request=WorkerIdSerializer,
+        responses={204: None, **flowable_errors(400)},
+    )
+    @action(detail=False, methods=["post"], url_path="unacquire/jobs", permission_classes=[CanWork])
+    def unacquire(self, request):
+        services.release(request.user, WorkerIdSerializer.read(request)["workerId"])
+        return Response(status=204)
+
+    @extend_schema(
+        summary="Give back one acquired job (Flowable)",
+        operation_id="flowableUnacquireJob",
+        tags=FLOWABLE_TAGS,
+        request=WorkerIdSerializer,
+        responses={204: None, **flowable_errors(400, 404)},
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="unacquire/jobs/<str:task_id>",
+        permission_classes=[CanWork],
+    )
+    def unacquire_one(self, request, task_id):
+        services.release(request.user, WorkerIdSerializer.read(request)["workerId"], task_id)
+        return Response(status=204)
+
+    @extend_schema(
+        summary="List external worker jobs (Flowable)",
+        operation_id="flowableListJobs",
+        tags=FLOWABLE_TAGS,
+        parameters=FLOWABLE_LIST_PARAMETERS,
+        request=None,
+        responses={200: FlowableJobPageSerializer, **flowable_errors(400)},
+    )
+    @action(detail=False, methods=["get"], url_path="jobs")
+    def jobs(self, request):
+        return Response(flowable_page(request))
+
+    @extend_schema(
+        summary="Get one external worker job (Flowable)",
+        operation_id="flowableGetJob",
+        tags=FLOWABLE_TAGS,
+        request=None,
+        responses={200: FlowableJobSerializer, **flowable_errors(404)},
+    )
+    @action(detail=False, methods=["get"], url_path="jobs/<str:task_id>")
+    def job(self, request, task_id):
+        return Response(flowable_job(_visible_task(request.user, task_id), request))
+
+
+def flowable_page(request) -> dict:
+    """Flowable's DataResponse for GET /jobs: filters, sort and order, start and size."""
+    params = request.query_params
+    queryset = query_tasks(request.user, params, FLOWABLE_PARAMS)
+    sort = params.get("sort") or "id"
+    order = params.get("order") or "asc"
+    if sort not in SORT_FIELDS:
+        raise InvalidRequest(
+            f"Value for param 'sort' is not valid, '{sort}' is not a valid property"
+        )
+    if order not in {"asc", "desc"}:
+        raise InvalidRequest(
+            f"Value for param 'order' is not valid : '{order}', must be 'asc' or 'desc'"
+        )
+    # Nulls sort as the smallest value on every database, as on the Camunda face.
+    ordering = order_by([{"sortBy": sort, "sortOrder": order}], SORT_FIELDS)
+    start = parse_int(params.get("start") or 0, "start", minimum=0)
+    size = parse_int(params.get("size") or 10, "size", minimum=0)
+    total = queryset.count()
+    rows = list(queryset.order_by(*ordering)[start : start + size])
+    return {
+        "data": [flowable_job(t, request) for t in rows],
+        "total": total,
+        "start": start,
+        "sort": sort,
+        "order": order,
+        "size": len(rows),
+    }
+
+
+SEED_TAGS = ["External jobs (seed)"]
+
+
+class SeedViewSet(FlowableErrors, viewsets.ViewSet):
+    """The seed's "acquire external worker jobs" API: GET lists, POST acquires, and the lock
+    holder completes, fails or raises a BPMN error. Errors in Flowable's format."""
+
+    permission_classes = [CanView]
+    lookup_url_kwarg = "task_id"
+    lookup_value_converter = "str"
+
     def get_permissions(self):
-        return [CanWork()] if self.request.method == "POST" else [CanView()]
+        # POST on the collection (bound by FaceRouter, so not an @action with its own
+        # permission_classes) acquires: a worker's call.
+        return [CanWork()] if self.action == "acquire" else super().get_permissions()
 
     @extend_schema(
         summary="List external worker jobs (seed API)",
         operation_id="seedListExternalJobs",
-        tags=["External jobs (seed)"],
+        tags=SEED_TAGS,
         parameters=SEED_LIST_PARAMETERS,
         request=None,
         responses={200: SeedJobPageSerializer, **flowable_errors(400)},
     )
-    def get(self, request):
+    def page(self, request):
         params = request.query_params
         queryset = query_tasks(request.user, params, SEED_PARAMS)
         offset = parse_int(params.get("offset") or 0, "offset", minimum=0)
@@ -582,24 +589,27 @@ class SeedJobs(FlowableView):
     @extend_schema(
         summary="Acquire external worker jobs (seed API)",
         operation_id="seedAcquireExternalJobs",
-        tags=["External jobs (seed)"],
+        tags=SEED_TAGS,
         request=FlowableAcquireSerializer,
         responses={200: SeedJobPageSerializer, **flowable_errors(400)},
     )
-    def post(self, request):
-        tasks = acquire(request, _body(request))
+    def acquire(self, request):
+        tasks = acquire(request)
         return Response(seed_page([seed_job(t) for t in tasks]))
 
+    @_job_action("Complete an acquired job (seed API)", "seedCompleteExternalJob", SEED_TAGS)
+    @action(detail=True, methods=["post"], permission_classes=[CanWork])
+    def complete(self, request, task_id):
+        return complete_job(request, task_id)
 
-class SeedJobAction(FlowableView):
-    permission_classes = [CanWork]
-    action = ""
+    @_job_action("Fail an acquired job (seed API)", "seedFailExternalJob", SEED_TAGS)
+    @action(detail=True, methods=["post"], permission_classes=[CanWork])
+    def fail(self, request, task_id):
+        return fail_job(request, task_id)
 
-    @extend_schema(
-        summary="Complete, fail or raise a BPMN error (seed API)",
-        tags=["External jobs (seed)"],
-        request=FlowableJobActionSerializer,
-        responses={204: None, **flowable_errors(400, 404)},
+    @_job_action(
+        "Raise a BPMN error for an acquired job (seed API)", "seedBpmnErrorExternalJob", SEED_TAGS
     )
-    def post(self, request, task_id):
-        return _task_action(request, task_id, self.action)
+    @action(detail=True, methods=["post"], url_path="bpmnError", permission_classes=[CanWork])
+    def bpmn_error(self, request, task_id):
+        return bpmn_error_job(request, task_id)

@@ -37,8 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
+
+from external_tasks.models import ExternalTask
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +83,11 @@ def release_connection() -> None:
 def fetchable_topics(topics, since) -> tuple:
     """(now, the topics among `topics` with a fetchable task). With `since`, only tasks whose
     lock or retry timeout ran out after it: what no announcement reports."""
-    from external_tasks.models import FETCHABLE, ExternalTask
-
     now = timezone.now()
-    due = Q(lock_expiration_time__lte=now)
-    if since is None:
-        due |= Q(lock_expiration_time__isnull=True)
-    else:
-        due &= Q(lock_expiration_time__gt=since)
-    found = (
-        ExternalTask.objects.filter(FETCHABLE, due, topic_name__in=sorted(topics))
-        .order_by()
-        .values_list("topic_name", flat=True)
-        .distinct()
-    )
+    fetchable = ExternalTask.objects.fetchable(now).filter(topic_name__in=sorted(topics))
+    if since is not None:
+        fetchable = fetchable.filter(lock_expiration_time__gt=since)
+    found = fetchable.order_by().values_list("topic_name", flat=True).distinct()
     return now, set(found)
 
 

@@ -3,6 +3,14 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from external_tasks.fields import (
+    BodySerializer,
+    IsoDuration,
+    JavaInteger,
+    PassedDict,
+    PassedList,
+    Text,
+)
 from project.rest.dates import format_date
 from project.schema import CamundaDateField
 from project.variables import to_response
@@ -45,7 +53,7 @@ def camunda_locked_task(task, variable_names=None, include_extension_properties=
 
 # ---------------------------------------------------------------------------------------------
 # OpenAPI descriptions of the bodies above and of the request bodies. The functions above build
-# the answers; these serializers only document them (the fuzz test in tests/security checks
+# the answers; these serializers document them (the fuzz test in tests/security checks
 # every answer against them).
 
 
@@ -127,7 +135,8 @@ class BatchSerializer(serializers.Serializer):
     createUserId = _text()  # noqa: N815
 
 
-# Request bodies (Camunda's DTO names). Nothing here validates: the views do, answering 400.
+# Request bodies (Camunda's DTO names). The BodySerializers validate as well as document; the
+# fetchAndLock, bulk-retries and create bodies are still read by their views (see api.py).
 
 
 @extend_schema_serializer(component_name="SortingDto")
@@ -218,67 +227,62 @@ class FetchExternalTasksSerializer(serializers.Serializer):
 
 
 @extend_schema_serializer(component_name="CompleteExternalTaskDto")
-class CompleteSerializer(serializers.Serializer):
+class CompleteSerializer(BodySerializer):
     """Camunda's CompleteExternalTaskDto."""
 
-    workerId = serializers.CharField()  # noqa: N815
-    variables = serializers.DictField(child=VariableValueSerializer(), required=False)
-    localVariables = serializers.DictField(  # noqa: N815
-        child=VariableValueSerializer(), required=False
-    )
+    workerId = Text(required=True)  # noqa: N815
+    variables = PassedDict(child=VariableValueSerializer())
+    localVariables = PassedDict(child=VariableValueSerializer())  # noqa: N815
 
 
 @extend_schema_serializer(component_name="ExternalTaskFailureDto")
-class FailureSerializer(serializers.Serializer):
+class FailureSerializer(BodySerializer):
     """Camunda's ExternalTaskFailureDto."""
 
-    workerId = serializers.CharField()  # noqa: N815
-    errorMessage = serializers.CharField(required=False, allow_null=True)  # noqa: N815
-    errorDetails = serializers.CharField(required=False, allow_null=True)  # noqa: N815
-    retries = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    retryTimeout = serializers.IntegerField(  # noqa: N815
-        required=False, allow_null=True, min_value=0
-    )
-    variables = serializers.DictField(child=VariableValueSerializer(), required=False)
-    localVariables = serializers.DictField(  # noqa: N815
-        child=VariableValueSerializer(), required=False
-    )
+    workerId = Text(required=True)  # noqa: N815
+    errorMessage = Text()  # noqa: N815
+    errorDetails = Text()  # noqa: N815
+    retries = JavaInteger(min_value=0)
+    retryTimeout = JavaInteger("long", min_value=0)  # noqa: N815
+    variables = PassedDict(child=VariableValueSerializer())
+    localVariables = PassedDict(child=VariableValueSerializer())  # noqa: N815
 
 
 @extend_schema_serializer(component_name="ExternalTaskBpmnError")
-class BpmnErrorSerializer(serializers.Serializer):
+class BpmnErrorSerializer(BodySerializer):
     """Camunda's ExternalTaskBpmnError."""
 
-    workerId = serializers.CharField()  # noqa: N815
-    errorCode = serializers.CharField()  # noqa: N815
-    errorMessage = serializers.CharField(required=False, allow_null=True)  # noqa: N815
-    variables = serializers.DictField(child=VariableValueSerializer(), required=False)
+    workerId = Text(required=True)  # noqa: N815
+    errorCode = Text(required=True)  # noqa: N815
+    errorMessage = Text()  # noqa: N815
+    variables = PassedDict(child=VariableValueSerializer())
 
 
 @extend_schema_serializer(component_name="ExtendLockOnExternalTaskDto")
-class ExtendLockSerializer(serializers.Serializer):
+class ExtendLockSerializer(BodySerializer):
     """Camunda's ExtendLockOnExternalTaskDto."""
 
-    workerId = serializers.CharField()  # noqa: N815
-    newDuration = serializers.IntegerField()  # noqa: N815
+    workerId = Text(required=True)  # noqa: N815
+    newDuration = JavaInteger("long", required=True)  # noqa: N815
 
 
 @extend_schema_serializer(component_name="LockExternalTaskDto")
-class LockSerializer(serializers.Serializer):
+class LockSerializer(BodySerializer):
     """Camunda's LockExternalTaskDto."""
 
-    workerId = serializers.CharField()  # noqa: N815
-    lockDuration = serializers.IntegerField()  # noqa: N815
+    workerId = Text(required=True)  # noqa: N815
+    lockDuration = JavaInteger("long", required=True)  # noqa: N815
 
 
 @extend_schema_serializer(component_name="RetriesDto")
-class RetriesSerializer(serializers.Serializer):
-    retries = serializers.IntegerField(min_value=0)
+class RetriesSerializer(BodySerializer):
+    # A negative value is the service's to refuse, in Camunda's words.
+    retries = JavaInteger(required=True)
 
 
 @extend_schema_serializer(component_name="PriorityDto")
-class PrioritySerializer(serializers.Serializer):
-    priority = serializers.IntegerField()
+class PrioritySerializer(BodySerializer):
+    priority = JavaInteger("long", required=True)
 
 
 @extend_schema_serializer(component_name="SetRetriesForExternalTasksDto")
@@ -375,35 +379,42 @@ class FlowableJobPageSerializer(serializers.Serializer):
 
 
 @extend_schema_serializer(component_name="AcquireExternalWorkerJobRequest")
-class FlowableAcquireSerializer(serializers.Serializer):
+class FlowableAcquireSerializer(BodySerializer):
     """Flowable's AcquireExternalWorkerJobRequest (the seed face takes the same body)."""
 
-    topic = serializers.CharField()
-    lockDuration = serializers.CharField(help_text="ISO 8601 duration, e.g. PT10M")  # noqa: N815
-    numberOfTasks = serializers.IntegerField(required=False, min_value=1)  # noqa: N815
-    numberOfRetries = serializers.IntegerField(required=False, min_value=0)  # noqa: N815
-    workerId = serializers.CharField()  # noqa: N815
-    scopeType = serializers.CharField(required=False, allow_null=True)  # noqa: N815
+    quote_names = False
+    blank_is_missing = True
+
+    topic = Text(required=True)
+    lockDuration = IsoDuration(required=True)  # noqa: N815
+    numberOfTasks = JavaInteger(min_value=1)  # noqa: N815
+    numberOfRetries = JavaInteger(min_value=0)  # noqa: N815
+    workerId = Text(required=True)  # noqa: N815
+    scopeType = Text()  # noqa: N815
 
 
 @extend_schema_serializer(component_name="ExternalWorkerJobActionRequest")
-class FlowableJobActionSerializer(serializers.Serializer):
+class FlowableJobActionSerializer(BodySerializer):
     """The body of complete, bpmnError, cmmnTerminate and fail (fields by action)."""
 
-    workerId = serializers.CharField()  # noqa: N815
-    variables = FlowableVariableSerializer(many=True, required=False)
-    errorCode = serializers.CharField(required=False, allow_null=True)  # noqa: N815
-    errorMessage = serializers.CharField(required=False, allow_null=True)  # noqa: N815
-    errorDetails = serializers.CharField(required=False, allow_null=True)  # noqa: N815
-    retries = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    retryTimeout = serializers.CharField(  # noqa: N815
-        required=False, allow_null=True, help_text="ISO 8601 duration, e.g. PT10M"
-    )
+    quote_names = False
+    blank_is_missing = True
+
+    workerId = Text(required=True)  # noqa: N815
+    variables = PassedList(child=FlowableVariableSerializer())
+    errorCode = Text()  # noqa: N815
+    errorMessage = Text()  # noqa: N815
+    errorDetails = Text()  # noqa: N815
+    retries = JavaInteger(min_value=0)
+    retryTimeout = IsoDuration()  # noqa: N815
 
 
 @extend_schema_serializer(component_name="ExternalWorkerJobUnacquireRequest")
-class WorkerIdSerializer(serializers.Serializer):
-    workerId = serializers.CharField()  # noqa: N815
+class WorkerIdSerializer(BodySerializer):
+    quote_names = False
+    blank_is_missing = True
+
+    workerId = Text(required=True)  # noqa: N815
 
 
 @extend_schema_serializer(component_name="SeedLinks")

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
-from external_tasks.models import FETCHABLE, ExternalTask, ExternalTaskLog
+from external_tasks.models import ExternalTask, ExternalTaskLog
 from project import audit, bulk, metrics, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, InvalidRequest, NotFound
@@ -143,16 +143,12 @@ _LOG_COPIED = (
 )
 
 
-def _visible(user) -> QuerySet:
-    return tenancy.scope(ExternalTask.objects.all(), user)
-
-
 def _get_locked_for_update(user, task_id: str) -> ExternalTask:
     """The task row, locked for this transaction; other tenants' tasks look absent."""
     if has_nul(task_id):  # no such id can exist, and PostgreSQL would refuse the query
         raise NotFound(f"External task with id {task_id!r} does not exist")
     try:
-        return _visible(user).select_for_update().get(pk=task_id)
+        return ExternalTask.objects.visible_to(user).select_for_update().get(pk=task_id)
     except ExternalTask.DoesNotExist:
         raise NotFound(f"External task with id {task_id} does not exist") from None
 
@@ -203,7 +199,7 @@ def _json_safe(value):
 
 def _target_queryset(user, target) -> tuple[QuerySet, list[str] | None]:
     """(scoped queryset, requested ids or None) for an id, a list of ids or a queryset."""
-    visible = _visible(user)
+    visible = ExternalTask.objects.visible_to(user)
     if isinstance(target, QuerySet):
         return tenancy.scope(target, user), None
     ids = [target] if isinstance(target, str) else [str(i) for i in target]
@@ -238,8 +234,8 @@ def _bulk(
     topics: set | None = None,
 ) -> BulkResult:
     """Apply `changes` (a dict for UPDATE) to the target rows in batches: one SELECT … FOR
-    UPDATE and one UPDATE (or DELETE) per batch, log entries via bulk_create, one audit entry.
-    `topics`, when given, collects the topic names of the changed rows."""
+    UPDATE and one UPDATE (or DELETE) per batch, log entries copied by the database, one audit
+    entry. `topics`, when given, collects the topic names of the changed rows."""
     queryset, ids = _target_queryset(user, target)
     with transaction.atomic():
         # In id order, so two bulk actions over overlapping rows lock them in the same order
@@ -248,41 +244,13 @@ def _bulk(
         if strict:
             _check_all_found(ids, all_ids)
         requested = len(ids) if ids is not None else len(all_ids)
-        count = 0
-        single_before = None
-        now = timezone.now()
+        change = _BatchChange(changes, event, log_kwargs, only_if, delete, topics, timezone.now())
+        count, single_before = 0, None
         for start in range(0, len(all_ids), BATCH_SIZE):
-            batch = all_ids[start : start + BATCH_SIZE]
-            rows = ExternalTask.objects.filter(pk__in=batch)
-            if only_if is not None:
-                rows = rows.filter(only_if)
-            if not delete and connection.vendor == "postgresql":
-                changed = _update_batch_at_once(batch, changes, only_if, event, now, log_kwargs)
-                if not changed:
-                    continue
-                if topics is not None:
-                    topics.update(row["topic_name"] for row in changed)
-                if requested == 1 and changes:
-                    single_before = {k: _json_safe(changed[0][f"before_{k}"]) for k in changes}
-                count += len(changed)
-                continue
-            # Only ids (and, for a single task, the audit's before values) come back to
-            # Python; the log entries are copied by the database from the locked rows.
-            wanted = ["pk", *changes] + (["topic_name"] if topics is not None else [])
-            locked = list(rows.select_for_update().order_by("pk").values(*wanted))
-            if not locked:
-                continue
-            if topics is not None:
-                topics.update(row["topic_name"] for row in locked)
-            if requested == 1:
-                single_before = {k: _json_safe(locked[0][k]) for k in changes} if changes else None
-            locked_ids = [row["pk"] for row in locked]
-            _insert_logs(locked_ids, event, now, **(log_kwargs or {}))
-            if delete:
-                ExternalTask.objects.filter(pk__in=locked_ids).delete()
-            else:
-                ExternalTask.objects.filter(pk__in=locked_ids).update(**changes)
-            count += len(locked)
+            changed, before = change.apply(all_ids[start : start + BATCH_SIZE], requested == 1)
+            count += changed
+            single_before = before if before is not None else single_before
+        skipped = max(requested - count, 0)
         audit.record(
             user,
             TARGET_TYPE,
@@ -290,13 +258,64 @@ def _bulk(
             ids=ids if ids is not None else all_ids,
             filter=filter,
             count=count,
-            skipped=max(requested - count, 0),
+            skipped=skipped,
             before=single_before,
             after=after,
             source=source,
             reason=reason,
         )
-    return BulkResult(count, max(requested - count, 0))
+    return BulkResult(count, skipped)
+
+
+@dataclass
+class _BatchChange:
+    """One bulk action's change, applied to one batch of ids at a time (inside its
+    transaction): update or delete the rows that `only_if` admits and log each of them."""
+
+    changes: dict
+    event: str
+    log_kwargs: dict | None
+    only_if: Q | None
+    delete: bool
+    topics: set | None
+    now: datetime  # one timestamp for every log entry of the action
+
+    def apply(self, batch: list, single: bool) -> tuple[int, dict | None]:
+        """(rows changed, for a single requested task its values before the change)."""
+        now = self.now
+        if not self.delete and connection.vendor == "postgresql":
+            changed = _update_batch_at_once(
+                batch, self.changes, self.only_if, self.event, now, self.log_kwargs
+            )
+            self._collect_topics(changed)
+            before = None
+            if changed and single and self.changes:
+                before = {k: _json_safe(changed[0][f"before_{k}"]) for k in self.changes}
+            return len(changed), before
+        # Only ids (and, for a single task, the audit's before values) come back to Python;
+        # the log entries are copied by the database from the locked rows.
+        rows = ExternalTask.objects.filter(pk__in=batch)
+        if self.only_if is not None:
+            rows = rows.filter(self.only_if)
+        wanted = ["pk", *self.changes] + (["topic_name"] if self.topics is not None else [])
+        locked = list(rows.select_for_update().order_by("pk").values(*wanted))
+        if not locked:
+            return 0, None
+        self._collect_topics(locked)
+        before = None
+        if single and self.changes:
+            before = {k: _json_safe(locked[0][k]) for k in self.changes}
+        locked_ids = [row["pk"] for row in locked]
+        _insert_logs(locked_ids, self.event, now, **(self.log_kwargs or {}))
+        if self.delete:
+            ExternalTask.objects.filter(pk__in=locked_ids).delete()
+        else:
+            ExternalTask.objects.filter(pk__in=locked_ids).update(**self.changes)
+        return len(locked), before
+
+    def _collect_topics(self, rows):
+        if self.topics is not None:
+            self.topics.update(row["topic_name"] for row in rows)
 
 
 def _update_batch_at_once(ids, changes, only_if, event, now, log_kwargs) -> list[dict]:
@@ -431,10 +450,6 @@ def create(user, specs, *, source: str = "api") -> list[ExternalTask]:
 # Workers
 
 
-def _fetchable(now: datetime) -> Q:
-    return FETCHABLE & (Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=now))
-
-
 def _compile_where(q: Q) -> tuple[str, list]:
     return bulk.where_of(ExternalTask.objects.filter(q))
 
@@ -458,20 +473,46 @@ def fetch_and_lock(
     if not topics or max_tasks <= 0:
         return []
     now = timezone.now()
+    ordering = _claim_order(use_priority, sort_create_time)
+    sql, params = _claim_sql(user, worker_id, max_tasks, topics, ordering, now)
+    if connection.vendor == "postgresql":
+        # Claim and "locked" log entries in one statement: no transaction round trips.
+        insert, insert_params = _log_insert_sql(
+            "claimed", {"event": Event.LOCKED, "timestamp": now, "worker_id": worker_id}
+        )
+        sql = f"WITH claimed AS ({sql}), logged AS ({insert}) SELECT * FROM claimed"
+        tasks = list(ExternalTask.objects.raw(sql, [*params, *insert_params]))
+    else:
+        with transaction.atomic():
+            tasks = list(ExternalTask.objects.raw(sql, params))
+            ExternalTaskLog.objects.bulk_create(
+                [_log(t, Event.LOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
+            )
+    metrics.record_fetched([t.topic_name for t in tasks], worker_id=worker_id)
+    # RETURNING gives rows in no particular order; answer them in claim order.
+    tasks.sort(key=lambda t: t.id)
+    tasks.sort(key=lambda t: t.create_time, reverse=sort_create_time == "desc")
+    if use_priority:
+        tasks.sort(key=lambda t: t.priority, reverse=True)
+    return tasks
+
+
+def _claim_order(use_priority: bool, sort_create_time: str | None) -> list[str]:
+    ordering = ["-priority"] if use_priority else []
+    ordering.append("-create_time" if sort_create_time == "desc" else "create_time")
+    return [*ordering, "id"]
+
+
+def _claim_sql(user, worker_id, max_tasks, topics, ordering, now) -> tuple[str, list]:
+    """(sql, params) of the claim: UPDATE … SET the worker and each task's lock expiration
+    WHERE id IN (the first `max_tasks` fetchable, visible tasks of `topics`) RETURNING *."""
     condition = Q(pk__in=[])
     for topic in topics:
         condition |= topic.condition()
-    ordering = []
-    if use_priority:
-        ordering.append("-priority")
-    if sort_create_time == "desc":
-        ordering.append("-create_time")
-    else:
-        ordering.append("create_time")
-    ordering.append("id")
     table = connection.ops.quote_name(ExternalTask._meta.db_table)
     inner = (
-        tenancy.scope(ExternalTask.objects.filter(_fetchable(now)), user)
+        ExternalTask.objects.fetchable(now)
+        .visible_to(user)
         .filter(condition)
         .order_by(*ordering)
         .values("pk")[:max_tasks]
@@ -493,27 +534,7 @@ def fetch_and_lock(
         f"lock_expiration_time = CASE {' '.join(case_sql)} END "
         f"WHERE id IN ({inner_sql}) RETURNING *"
     )
-    params = [worker_id, *case_params, *inner_params]
-    if connection.vendor == "postgresql":
-        # Claim and "locked" log entries in one statement: no transaction round trips.
-        insert, insert_params = _log_insert_sql(
-            "claimed", {"event": Event.LOCKED, "timestamp": now, "worker_id": worker_id}
-        )
-        sql = f"WITH claimed AS ({sql}), logged AS ({insert}) SELECT * FROM claimed"
-        tasks = list(ExternalTask.objects.raw(sql, [*params, *insert_params]))
-    else:
-        with transaction.atomic():
-            tasks = list(ExternalTask.objects.raw(sql, params))
-            ExternalTaskLog.objects.bulk_create(
-                [_log(t, Event.LOCKED, worker_id=worker_id, timestamp=now) for t in tasks]
-            )
-    metrics.record_fetched([t.topic_name for t in tasks], worker_id=worker_id)
-    # RETURNING gives rows in no particular order; answer them in claim order.
-    tasks.sort(key=lambda t: t.id)
-    tasks.sort(key=lambda t: t.create_time, reverse=sort_create_time == "desc")
-    if use_priority:
-        tasks.sort(key=lambda t: t.priority, reverse=True)
-    return tasks
+    return sql, [worker_id, *case_params, *inner_params]
 
 
 def lock(user, task_id: str, worker_id: str, lock_duration_ms: int) -> ExternalTask:
@@ -642,6 +663,13 @@ def complete(user, task_id: str, worker_id: str, variables=None, local_variables
     metrics.record_task_outcome(topic, "completed", task_id=task_id, worker_id=worker_id)
 
 
+def _check_failure_values(retries: int | None, retry_timeout_ms: int | None) -> None:
+    if retries is not None and retries < 0:
+        raise InvalidRequest("retries must be greater than or equal to 0")
+    if retry_timeout_ms is not None and retry_timeout_ms < 0:
+        raise InvalidRequest("retryTimeout must be greater than or equal to 0")
+
+
 def handle_failure(
     user,
     task_id: str,
@@ -656,16 +684,13 @@ def handle_failure(
 ) -> ExternalTask:
     """The lock holder reports a failure. As in Camunda, the task stays locked for
     `retryTimeout` ms (then it is fetchable again); retries 0 makes it an incident."""
-    # retries None (Flowable's "absent") means one less than now, never below 0; a task that
-    # never failed starts from DEFAULT_RETRIES, Flowable's default for new jobs.
-    if retries is not None and retries < 0:
-        raise InvalidRequest("retries must be greater than or equal to 0")
-    if retry_timeout_ms is not None and retry_timeout_ms < 0:
-        raise InvalidRequest("retryTimeout must be greater than or equal to 0")
+    _check_failure_values(retries, retry_timeout_ms)
     now = timezone.now()
     with transaction.atomic():
         task = _get_locked_for_update(user, task_id)
         _check_lock_holder(task, worker_id, "fail", now)
+        # retries None (Flowable's "absent") means one less than now, never below 0; a task
+        # that never failed starts from DEFAULT_RETRIES, Flowable's default for new jobs.
         if retries is None:
             retries = max((task.retries if task.retries is not None else DEFAULT_RETRIES) - 1, 0)
         task.variables = _merge_variables(task, variables, local_variables)
@@ -760,7 +785,7 @@ def release(user, worker_id: str, task_id: str | None = None) -> int:
             tasks = [task]
         else:
             tasks = list(
-                _visible(user)
+                ExternalTask.objects.visible_to(user)
                 .filter(worker_id=worker_id, lock_expiration_time__gt=now)
                 .select_for_update()
             )

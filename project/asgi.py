@@ -16,8 +16,8 @@ thread. Most fetches cannot wait, though: those without asyncResponseTimeout (or
 0), and those whose body is no JSON object (a 400 either way). For them this module reads the
 body (it is replayed to Django), checks it, and sends the request through the WSGI handler
 like any other, with a scope key (no header can set one) that makes the request resolve to the
-sync view `fetch_and_lock_now` (project.urls_nowait): the same first attempt, the same answer,
-half the cost. When in doubt (a body too large to check on the event loop, a charset or
+sync view `fetch_and_lock_now` (external_tasks.urls_nowait): the same first attempt, the same
+answer, half the cost. When in doubt (a body too large to check on the event loop, a charset or
 parse the check does not share with the view) the request goes the ASGI way, which is always
 right.
 
@@ -51,7 +51,7 @@ LONG_POLL_PATHS = frozenset({FETCH_AND_LOCK})
 # The scope key that sends a fetchAndLock which cannot wait to the sync view. a2wsgi passes the
 # scope on as environ["asgi.scope"]; headers only ever become HTTP_* environ keys.
 NO_WAIT = "taskyard.fetch_no_wait"
-NO_WAIT_URLCONF = "project.urls_nowait"
+NO_WAIT_URLCONF = "external_tasks.urls_nowait"
 # fetchAndLock bodies are a few hundred bytes; parsing a large one on the event loop would stall
 # every waiting request, so larger ones go the ASGI way unchecked.
 CHECK_BYTES = 64 * 1024
@@ -59,7 +59,7 @@ CHECK_BYTES = 64 * 1024
 
 class Request(WSGIRequest):
     """Django's WSGI request; a fetchAndLock the router found cannot wait resolves in
-    project.urls_nowait (BaseHandler honours request.urlconf)."""
+    external_tasks.urls_nowait (BaseHandler honours request.urlconf)."""
 
     def __init__(self, environ):
         super().__init__(environ)

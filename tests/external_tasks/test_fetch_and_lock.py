@@ -10,7 +10,11 @@ from tests.external_tasks.conftest import URL, fetch_body, make_task
 FETCH = URL + "/fetchAndLock"
 
 
-@pytest.fixture(autouse=True, params=["project.urls", "project.urls_nowait"], ids=["async", "sync"])
+@pytest.fixture(
+    autouse=True,
+    params=["project.urls", "external_tasks.urls_nowait"],
+    ids=["async", "sync"],
+)
 def fetch_view(request, settings):
     """Every test here runs against both views: the async one, and the sync one project.asgi
     sends the requests that cannot wait to (a waiting request that reached it waits too)."""

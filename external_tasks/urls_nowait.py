@@ -1,6 +1,7 @@
 """The URLs of a fetchAndLock request that cannot wait: project.asgi sends it through Django's
-WSGI handler with this urlconf, which maps the path to the sync view; every other pattern is
-project.urls' own, so reversing URLs and error handlers work as usual."""
+WSGI handler with this urlconf (named there by its dotted path, so project imports no app),
+which maps the path to the sync view; every other pattern is project.urls' own, so reversing
+URLs and error handlers work as usual."""
 
 from django.urls import path
 
