@@ -1,7 +1,7 @@
 from django.urls import path
 
 from external_tasks import api
-from external_tasks.routers import FaceRouter
+from project.rest.routers import FaceRouter
 
 router = FaceRouter()
 router.register("external-task", api.ExternalTaskViewSet, basename="camunda-external-task")

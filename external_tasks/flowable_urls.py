@@ -1,5 +1,5 @@
 from external_tasks import flowable
-from external_tasks.routers import FaceRouter
+from project.rest.routers import FaceRouter
 
 # Mounted at external-job-api/. Without a prefix: each action of the ViewSet carries its path.
 router = FaceRouter()

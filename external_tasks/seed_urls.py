@@ -1,5 +1,5 @@
 from external_tasks import flowable
-from external_tasks.routers import FaceRouter
+from project.rest.routers import FaceRouter
 
 # Mounted at api/: the collection is api/external-jobs itself; its GET answers a page object
 # (not an array), its POST acquires.
