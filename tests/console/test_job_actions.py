@@ -125,9 +125,9 @@ def test_viewer_job_action_posts_are_forbidden(viewer_client, action):
 def test_all_matching_confirmation_counts_exactly_beyond_the_display_bound(
     operator_client, monkeypatch
 ):
-    from project import console
+    from console import tables
 
-    monkeypatch.setattr(console, "COUNT_LIMIT", 2)
+    monkeypatch.setattr(tables, "COUNT_LIMIT", 2)
     for _ in range(5):
         make_job(retries=0)
     html = operator_client.get("/jobs/?noRetriesLeft=true").content.decode()

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from project import console
+from console import tables
 from tests.console.conftest import HTMX, ago, later, make_job, make_task
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +99,7 @@ def test_status_filter_matches_the_badges(operator_client):
     ]:
         response = operator_client.get(f"/jobs/?status={status}")
         assert row_ids(response) == [job.pk], status
-        label = console.job_status(job).label
+        label = job.status_at().label
         assert f">{label}</span>" in response.content.decode()
 
 
@@ -142,7 +142,7 @@ def test_bad_page_size_is_reported(operator_client):
 
 
 def test_count_is_bounded_not_a_full_count(operator_client, monkeypatch):
-    monkeypatch.setattr(console, "COUNT_LIMIT", 4)
+    monkeypatch.setattr(tables, "COUNT_LIMIT", 4)
     for _ in range(6):
         make_job()
     response = operator_client.get("/jobs/")
