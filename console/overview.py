@@ -6,10 +6,11 @@ from django.core.cache import cache
 from django.db.models import Count, F, Max, Min, Q
 from django.db.models.functions import TruncHour
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
 from console.access import viewer_required
-from console.resources import RESOURCES
+from console.resources import EXTERNAL_TASKS, RESOURCES
 from console.tables import bounded_count, count_label
 from external_tasks.models import FAILED as FAILED_TASK
 from external_tasks.models import FETCHABLE as FETCHABLE_TASK
@@ -176,7 +177,12 @@ def _chart(user, now):
 @viewer_required
 def topics(request):
     data, counted_at = _cached(request, "topics", lambda: _topics_data(request.user))
-    context = {"nav_section": "topics", "counted_at": counted_at, **data}
+    context = {
+        "nav_section": "topics",
+        "counted_at": counted_at,
+        "tasks_url": reverse(EXTERNAL_TASKS.list_url),
+        **data,
+    }
     return render(request, "console/topics.html", context)
 
 

@@ -13,7 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from console.access import operator_required, viewer_required
 from console.failures import failure_groups
-from console.resources import RESOURCES
+from console.resources import JOBS, RESOURCES
 from console.tables import Table, plain_params, querystring, whole_number
 from jobs import services as job_services
 from jobs.models import JobDefinition
@@ -100,9 +100,10 @@ def job_definition_action(request, definition_id):
         raise Http404("No such job definition")
     action = request.POST.get("action")
     include_jobs = request.POST.get("include_jobs") == "true"
-    back = request.POST.get("next") or reverse("job-list") + f"?jobDefinitionId={definition.pk}"
+    jobs_url = reverse(JOBS.list_url)
+    back = request.POST.get("next") or jobs_url + f"?jobDefinitionId={definition.pk}"
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("job-list")
+        back = jobs_url
     if action not in ("suspend", "activate", "set_priority"):
         return HttpResponseBadRequest("Unknown action")
     try:
