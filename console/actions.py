@@ -383,10 +383,11 @@ def failure_action(request):
             reason="",
         )
         result = spec.run(request.user, group_rows(request.user, group), values, **options)
-    except (ActionInputError, DomainError) as exc:
-        message = str(exc) if isinstance(exc, ActionInputError) else exc.message
-        prefix = "" if isinstance(exc, ActionInputError) else f"{spec.label} failed: "
-        messages.error(request, prefix + message)
+    except ActionInputError as exc:
+        messages.error(request, str(exc))
+        return _finish(request, back)
+    except DomainError as exc:
+        messages.error(request, f"{spec.label} failed: {exc.message}")
         return _finish(request, back)
     skipped = max(group["count"] - result.changed, result.skipped, 0)
     text = _result_text(resource, spec, values, result.changed, skipped)
