@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "project",
     "jobs",
     "external_tasks",
+    "console",
 ]
 
 MIDDLEWARE = [

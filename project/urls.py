@@ -27,9 +27,7 @@ urlpatterns = [
     # Health, metrics and other operations endpoints.
     path("", include("project.ops_urls")),
     # The console.
-    path("", include("project.console_urls")),
-    path("jobs/", include("jobs.urls")),
-    path("external-tasks/", include("external_tasks.urls")),
+    path("", include("console.urls")),
 ]
 
 handler500 = "project.errors.server_error"

@@ -125,9 +125,9 @@ def test_viewer_job_action_posts_are_forbidden(viewer_client, action):
 def test_all_matching_confirmation_counts_exactly_beyond_the_display_bound(
     operator_client, monkeypatch
 ):
-    from project import console
+    from console import tables
 
-    monkeypatch.setattr(console, "COUNT_LIMIT", 2)
+    monkeypatch.setattr(tables, "COUNT_LIMIT", 2)
     for _ in range(5):
         make_job(retries=0)
     html = operator_client.get("/jobs/?noRetriesLeft=true").content.decode()
@@ -248,3 +248,21 @@ def test_row_menu_acts_on_its_row_only(operator_client):
 def test_row_menu_is_absent_for_viewers(viewer_client):
     make_job()
     assert "row_action" not in viewer_client.get("/jobs/").content.decode()
+
+
+def test_reason_reaches_the_audit_entry_of_a_bulk_job_action(operator_client):
+    """The reason is handed to the service call, so it lands in the entry of this action (not
+    in whichever entry happened to be written last)."""
+    make_job(retries=0, process_definition_key="orders")
+    make_job(retries=0, process_definition_key="orders")
+    act(
+        operator_client,
+        action="set_retries",
+        retries="2",
+        scope="matching",
+        query="processDefinitionKey=orders",
+        reason="ticket OPS-7",
+    )
+    entry = AuditEntry.objects.get()
+    assert entry.action == "job.set_retries" and entry.count == 2
+    assert entry.after["reason"] == "ticket OPS-7"

@@ -3,11 +3,11 @@
 import pytest
 from django.test import Client
 
+from console.failures import normalize_message
 from external_tasks.models import ExternalTaskLog
 from jobs.models import JobLog
 from project.audit import record
 from project.models import AuditEntry
-from project.views import normalize_message
 from tests.console.conftest import HTMX, ago, later, make_job, make_task
 
 pytestmark = pytest.mark.django_db

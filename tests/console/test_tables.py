@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from project import console
+from console import tables
+from jobs.models import JobDefinition
 from tests.console.conftest import HTMX, ago, later, make_job, make_task
 
 pytestmark = pytest.mark.django_db
@@ -99,8 +100,28 @@ def test_status_filter_matches_the_badges(operator_client):
     ]:
         response = operator_client.get(f"/jobs/?status={status}")
         assert row_ids(response) == [job.pk], status
-        label = console.job_status(job).label
+        label = job.status_at().label
         assert f">{label}</span>" in response.content.decode()
+
+
+def test_job_of_a_suspended_job_definition_shows_suspended_everywhere(operator_client):
+    """The executor skips jobs of a suspended job definition; the console says so alike: the
+    badge, the status filter, the overview tile and the detail page (issue 19's defect: they
+    used to show "Due")."""
+    definition = JobDefinition.objects.create(suspended=True, tenant_id="acme")
+    job = make_job(job_definition=definition, due_date=ago(minutes=1))
+    assert row_ids(operator_client.get("/jobs/?status=suspended")) == [job.pk]
+    assert row_ids(operator_client.get("/jobs/?status=due")) == []
+    html = operator_client.get("/jobs/").content.decode()
+    assert (
+        f'data-id="{job.pk}"' in html and ">Suspended</span>" in html and ">Due</span>" not in html
+    )
+    detail = operator_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'class="badge suspended" title="will not run until activated' in detail
+    overview = operator_client.get("/").content.decode()
+    suspended_tile = '<span class="n">1</span><span class="l"><span class="badge suspended">'
+    assert suspended_tile in overview
+    assert '<span class="n">0</span><span class="l"><span class="badge due">' in overview
 
 
 def test_unknown_status_is_an_error(operator_client):
@@ -142,7 +163,7 @@ def test_bad_page_size_is_reported(operator_client):
 
 
 def test_count_is_bounded_not_a_full_count(operator_client, monkeypatch):
-    monkeypatch.setattr(console, "COUNT_LIMIT", 4)
+    monkeypatch.setattr(tables, "COUNT_LIMIT", 4)
     for _ in range(6):
         make_job()
     response = operator_client.get("/jobs/")

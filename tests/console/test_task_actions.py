@@ -245,7 +245,7 @@ def test_actions_need_the_csrf_token(operator_user):
 
 
 def test_failure_group_one_click_set_retries(operator_client):
-    from project.views import failure_groups
+    from console.failures import failure_groups
 
     a = make_task(retries=0, error_message="address 1 not found", topic_name="geo")
     b = make_task(retries=0, error_message="address 2 not found", topic_name="geo")

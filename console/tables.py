@@ -1,9 +1,11 @@
-"""The console's table machinery, shared by the job and external task pages.
+"""The console's table machinery, shared by every resource's list page (console.resources).
 
 A table page is driven entirely by its query string: the FilterSet's own parameters (the same
 FilterSet the REST API uses, fed through `data_from_query`), plus four console keys — `q`
-(free-text search), `status` (the badge words), `sort` (`-created,priority`) and `page`/`size`.
-Everything here is computed from `request.GET`, so any view is a shareable link.
+(free-text search), `status` (the badge words of the app's status table), `sort`
+(`-created,priority`) and `page`/`size`. A Table is built from those parameters and the user,
+never from a request, so a list page, an export and an action on "all matching" rows read the
+same rows from the same words — and any view is a shareable link.
 """
 
 import re
@@ -11,11 +13,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import django_filters
-from django.db.models import F, Q
+from django.db.models import F
+from django.http import QueryDict
 from django.utils import timezone
 
 from project import filters as shared_filters
-from project import tenancy
 from project.errors import InvalidRequest
 from project.rest.paging import nulls_smallest, window
 
@@ -27,109 +29,6 @@ COUNT_LIMIT = 10_000
 # Offset paging beyond this point gets slow on big tables; narrower filters are the answer there.
 MAX_PAGE = 2_000
 CONSOLE_KEYS = ("q", "status", "sort", "page", "size")
-
-
-# ---------------------------------------------------------------------------------------------
-# Status: the badge words and the matching queryset filters, with one precedence order so the
-# badge a row shows and the status filter that finds it always agree.
-
-
-@dataclass(frozen=True)
-class Status:
-    key: str
-    label: str
-    help: str
-
-
-JOB_STATUSES = (
-    Status("failed", "Failed", "no retries left"),
-    Status("suspended", "Suspended", "will not run until activated"),
-    Status("locked", "Locked", "running: an executor holds a live lock"),
-    Status("expired", "Expired lock", "the lock owner's lock ran out"),
-    Status("retrying", "Retrying", "failed before, retries left"),
-    Status("due", "Due", "will run as soon as an executor is free"),
-    Status("waiting", "Waiting", "due date in the future"),
-)
-TASK_STATUSES = (
-    Status("failed", "Failed", "no retries left"),
-    Status("suspended", "Suspended", "not fetched until activated"),
-    Status("locked", "Locked", "a worker holds a live lock"),
-    Status("retrying", "Retrying", "failed before, retries left"),
-    Status("expired", "Expired lock", "the worker's lock ran out"),
-    Status("waiting", "Waiting", "waiting for a worker to fetch it"),
-)
-
-
-def _job_conditions(now):
-    return {
-        "failed": Q(retries=0),
-        "suspended": Q(suspended=True),
-        "locked": Q(lock_expiration_time__gt=now),
-        "expired": Q(lock_owner__isnull=False),
-        "retrying": Q(exception_message__isnull=False),
-        "due": Q(due_date__isnull=True) | Q(due_date__lte=now),
-        "waiting": Q(due_date__gt=now),
-    }
-
-
-def _task_conditions(now):
-    from external_tasks.models import FAILED as FAILED_TASK
-
-    return {
-        "failed": FAILED_TASK,
-        "suspended": Q(suspended=True),
-        "locked": Q(lock_expiration_time__gt=now),
-        "retrying": Q(error_message__isnull=False),
-        "expired": Q(worker_id__isnull=False),
-        "waiting": Q(pk__isnull=False),
-    }
-
-
-def status_q(kind: str, key: str, now=None) -> Q:
-    """The filter for one status: its own condition and none of the higher-precedence ones."""
-    now = now or timezone.now()
-    statuses = JOB_STATUSES if kind == "job" else TASK_STATUSES
-    conditions = _job_conditions(now) if kind == "job" else _task_conditions(now)
-    q = Q()
-    for status in statuses:
-        if status.key == key:
-            return q & conditions[key]
-        q &= ~conditions[status.key]
-    raise KeyError(key)
-
-
-def job_status(job, now=None) -> Status:
-    now = now or timezone.now()
-    by_key = {s.key: s for s in JOB_STATUSES}
-    if job.retries == 0:
-        return by_key["failed"]
-    if job.suspended:
-        return by_key["suspended"]
-    if job.lock_expiration_time and job.lock_expiration_time > now:
-        return by_key["locked"]
-    if job.lock_owner:
-        return by_key["expired"]
-    if job.exception_message is not None:
-        return by_key["retrying"]
-    if job.due_date is None or job.due_date <= now:
-        return by_key["due"]
-    return by_key["waiting"]
-
-
-def task_status(task, now=None) -> Status:
-    now = now or timezone.now()
-    by_key = {s.key: s for s in TASK_STATUSES}
-    if task.retries == 0:
-        return by_key["failed"]
-    if task.suspended:
-        return by_key["suspended"]
-    if task.lock_expiration_time and task.lock_expiration_time > now:
-        return by_key["locked"]
-    if task.error_message is not None:
-        return by_key["retrying"]
-    if task.worker_id:
-        return by_key["expired"]
-    return by_key["waiting"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +44,14 @@ def bounded_count(queryset, limit: int | None = None) -> tuple[int, bool]:
 
 def count_label(n: int, exact: bool) -> str:
     return f"{n:,}" if exact else f"{n:,}+"
+
+
+def whole_number(value, default: int) -> int:
+    """A query parameter as an int: `default` when absent, -1 (out of every range) when bad."""
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return -1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,17 +115,6 @@ class Column:
     numeric: bool = False
 
 
-@dataclass
-class TableConfig:
-    kind: str  # "job" or "task"
-    filterset_class: type
-    columns: list
-    default_sort: str
-    search: callable  # (queryset, text) -> queryset
-    inline: tuple = ()  # FilterSet parameters shown inline; the rest go to "More filters"
-    hidden: tuple = ()  # parameters not offered as controls
-
-
 class TableError(Exception):
     pass
 
@@ -272,39 +168,51 @@ def sort_text(sort: list[tuple[str, str]]) -> str:
 
 
 class Table:
-    """Everything a table page shows, computed from the request's query string."""
+    """Everything a table page shows, computed from its query parameters and the user.
 
-    def __init__(self, request, queryset, config: TableConfig):
-        self.request = request
-        self.config = config
-        self.params = plain_params(request.GET)
+    `resource` is the kind's description (console.resources.Resource): its FilterSet, columns,
+    search and status table. `path` is the list page the links point at."""
+
+    def __init__(self, query: QueryDict, user, resource, path: str, queryset=None):
+        self.resource = resource
+        self.path = path
+        self.statuses = resource.statuses
+        self.params = plain_params(query)
         self.errors: list[str] = []
-        fs_class = config.filterset_class
-        scoped = tenancy.scope(queryset, request.user)
-        self.filterset = fs_class(fs_class.data_from_query(request.GET), queryset=scoped)
+        scoped = queryset if queryset is not None else resource.visible(user)
+        fs_class = resource.filterset_class
+        self.filterset = fs_class(fs_class.data_from_query(query), queryset=scoped)
         self.valid = self.filterset.is_valid()
-        self.q = (request.GET.get("q") or "").strip()
-        self.status = request.GET.get("status") or ""
-        statuses = JOB_STATUSES if config.kind == "job" else TASK_STATUSES
-        self.statuses = statuses
-        if self.status and self.status not in {s.key for s in statuses}:
+        self.q = (query.get("q") or "").strip()
+        self.status = query.get("status") or ""
+        if self.status and self.status not in self.statuses:
             self.errors.append(f"Unknown status '{self.status}'")
+        self.sort = self._parse_sort(self.params.get("sort", ""))
+        self.size = self._parse_size(query.get("size"))
+        self.page = self._parse_page(query.get("page"))
+        self.ok = self.valid and not self.errors
+
+    def _parse_sort(self, text):
+        columns, default = self.resource.columns, self.resource.default_sort
         try:
-            self.sort = parse_sort(self.params.get("sort", ""), config.columns, config.default_sort)
+            return parse_sort(text, columns, default)
         except TableError as error:
             self.errors.append(str(error))
-            self.sort = parse_sort(config.default_sort, config.columns, config.default_sort)
-        self.size = _int(request.GET.get("size"), DEFAULT_PAGE_SIZE)
-        if self.size not in PAGE_SIZES:
-            self.errors.append(f"Page size must be one of {', '.join(map(str, PAGE_SIZES))}")
-            self.size = DEFAULT_PAGE_SIZE
-        self.page = _int(request.GET.get("page"), 1)
-        if self.page < 1 or self.page > MAX_PAGE:
-            self.errors.append(
-                f"Page must be between 1 and {MAX_PAGE:,}: narrow the filter instead"
-            )
-            self.page = 1
-        self.ok = self.valid and not self.errors
+            return parse_sort(default, columns, default)
+
+    def _parse_size(self, text):
+        size = whole_number(text, DEFAULT_PAGE_SIZE)
+        if size in PAGE_SIZES:
+            return size
+        self.errors.append(f"Page size must be one of {', '.join(map(str, PAGE_SIZES))}")
+        return DEFAULT_PAGE_SIZE
+
+    def _parse_page(self, text):
+        page = whole_number(text, 1)
+        if 1 <= page <= MAX_PAGE:
+            return page
+        self.errors.append(f"Page must be between 1 and {MAX_PAGE:,}: narrow the filter instead")
+        return 1
 
     # -- the rows ------------------------------------------------------------------------
 
@@ -319,16 +227,16 @@ class Table:
             self.ok = False
             return self.filterset.queryset.none()
         if self.status:
-            qs = qs.filter(status_q(self.config.kind, self.status))
+            qs = qs.in_state(self.status)
         if self.q:
-            qs = self.config.search(qs, self.q)
+            qs = self.resource.search(qs, self.q)
         return qs
 
     def ordering(self):
         """ORDER BY as the REST API sorts (project.rest.paging.order_by): nulls are the smallest
         value, and ties go by id in the direction of the last key, the order the sort indexes
         (project.indexes) hold, so an index serves every sortable column both ways."""
-        fields = {c.key: c.field for c in self.config.columns if c.field}
+        fields = {c.key: c.field for c in self.resource.columns if c.field}
         expressions = [
             nulls_smallest(F(fields[key]), direction == "desc") for key, direction in self.sort
         ]
@@ -341,7 +249,9 @@ class Table:
         qs = self.matching()
         start = (self.page - 1) * self.size
         # One row more than the page tells whether a next page exists without counting.
-        rows = list(window(qs.order_by(*self.ordering()), start, self.size + 1))
+        # Each row carries its status key from the app's status table (one CASE in the SELECT).
+        ordered = qs.with_status(timezone.now()).order_by(*self.ordering())
+        rows = list(window(ordered, start, self.size + 1))
         self.has_next = len(rows) > self.size
         self.rows = rows[: self.size]
         if self.ok:
@@ -359,7 +269,7 @@ class Table:
         return count_label(self.count, self.count_exact)
 
     def url(self, **changes) -> str:
-        return self.request.path + querystring(self.params, **changes)
+        return self.path + querystring(self.params, **changes)
 
     @property
     def filter_query(self) -> str:
@@ -382,9 +292,9 @@ class Table:
 
     def controls(self):
         form_errors = self.filterset.form.errors if not self.valid else {}
-        hidden = set(self.config.hidden)
+        hidden = set(self.resource.hidden)
         result = []
-        for name, f in self.config.filterset_class.base_filters.items():
+        for name, f in self.resource.filterset_class.base_filters.items():
             if name in hidden:
                 continue
             value = self.params.get(name, "")
@@ -403,13 +313,13 @@ class Table:
 
     @property
     def inline_controls(self):
-        inline = list(self.config.inline)
+        inline = list(self.resource.inline)
         by_name = {c.name: c for c in self.controls()}
         return [by_name[n] for n in inline if n in by_name]
 
     @property
     def more_controls(self):
-        inline = set(self.config.inline)
+        inline = set(self.resource.inline)
         return [c for c in self.controls() if c.name not in inline]
 
     @property
@@ -424,7 +334,7 @@ class Table:
                 label = "Search"
             elif key == "status":
                 label = "Status"
-                shown = {s.key: s.label for s in self.statuses}.get(value, value)
+                shown = self.statuses[value].label if value in self.statuses else value
             else:
                 label = humanize_name(key)
             text = label if shown == "true" and key != "q" else f"{label}: {shown}"
@@ -439,7 +349,7 @@ class Table:
         current = dict(self.sort)
         position = {k: i + 1 for i, (k, _) in enumerate(self.sort)}
         result = []
-        for column in self.config.columns:
+        for column in self.resource.columns:
             header = {"column": column, "sortable": bool(column.field)}
             if column.field:
                 direction = current.get(column.key)
@@ -480,51 +390,3 @@ class Table:
 
     def size_options(self):
         return [{"value": s, "selected": s == self.size} for s in PAGE_SIZES]
-
-
-def _int(value, default: int) -> int:
-    try:
-        return int(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return -1
-
-
-def audit_entries_for(target_types, row_id: str, limit: int = 100):
-    """Audit entries that name this row among their ids (bulk actions included)."""
-    from django.db.models import TextField
-    from django.db.models.functions import Cast
-
-    from project.models import AuditEntry
-
-    # JSON containment differs between databases; the JSON text contains '"<id>"' on both.
-    return (
-        AuditEntry.objects.filter(target_type__in=target_types)
-        .annotate(ids_text=Cast("target_ids", TextField()))
-        .filter(ids_text__contains=f'"{row_id}"')[:limit]
-    )
-
-
-def viewer_required(view):
-    """Console pages are for viewers, operators and admins; worker accounts only use the
-    worker endpoints, so they get a 403 page here."""
-    from functools import wraps
-
-    from django.shortcuts import render
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not tenancy.can_view(request.user):
-            return render(
-                request,
-                "error.html",
-                {
-                    "status": 403,
-                    "title": "Forbidden",
-                    "message": "This account may not use the console (worker accounts only "
-                    "fetch and complete work through the API).",
-                },
-                status=403,
-            )
-        return view(request, *args, **kwargs)
-
-    return wrapped

@@ -7,10 +7,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from external_tasks.models import FAILED as FAILED_TASK
-from external_tasks.models import ExternalTask
-from jobs.models import Job
-from project import console, tenancy
+from console.resources import RESOURCES
+from console.tables import bounded_count, count_label
+from project import tenancy
 
 register = template.Library()
 
@@ -19,24 +18,26 @@ NAV_COUNT_LIMIT = 999
 
 @register.simple_tag
 def nav_counts(user):
-    """Failed work beside the navigation links; bounded, served by the partial failed indexes."""
+    """Failed rows of each resource beside the navigation links; bounded, served by the
+    partial failed indexes."""
     try:
-        jobs, jobs_exact = console.bounded_count(
-            tenancy.scope(Job.objects.filter(retries=0), user), NAV_COUNT_LIMIT
-        )
-        tasks, tasks_exact = console.bounded_count(
-            tenancy.scope(ExternalTask.objects.filter(FAILED_TASK), user), NAV_COUNT_LIMIT
-        )
+        counted = [
+            (resource, *bounded_count(resource.failed(user), NAV_COUNT_LIMIT))
+            for resource in RESOURCES.values()
+        ]
     except DatabaseError:
-        return {}
-    total = jobs + tasks
+        # The navigation still renders when the counts cannot be read (a page of its own
+        # reports the error); it just shows no numbers.
+        counted = [(resource, 0, True) for resource in RESOURCES.values()]
+    total = sum(n for _, n, _ in counted)
     return {
-        "failed_jobs": jobs,
-        "failed_jobs_label": console.count_label(jobs, jobs_exact),
-        "failed_tasks": tasks,
-        "failed_tasks_label": console.count_label(tasks, tasks_exact),
+        "resources": [
+            {"resource": resource, "failed": n, "failed_label": count_label(n, exact)}
+            for resource, n, exact in counted
+        ],
         "failed_total": total,
-        "failed_total_label": console.count_label(total, jobs_exact and tasks_exact),
+        "failed_total_label": count_label(total, all(exact for _, _, exact in counted)),
+        "failed_total_title": "failed " + " and ".join(r.plural for r in RESOURCES.values()),
     }
 
 
@@ -69,20 +70,15 @@ def exact_time(value):
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-def _badge(status):
+@register.filter
+def badge(status, statuses=None):
+    """A status badge: `status` is a Status of an app's table, or a row's status key (the
+    `with_status()` annotation) looked up in `statuses`."""
+    if statuses is not None and not hasattr(status, "label"):
+        status = statuses[status]
     return format_html(
         '<span class="badge {}" title="{}">{}</span>', status.key, status.help, status.label
     )
-
-
-@register.filter
-def job_badge(job):
-    return _badge(console.job_status(job))
-
-
-@register.filter
-def task_badge(task):
-    return _badge(console.task_status(task))
 
 
 @register.filter

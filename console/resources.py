@@ -1,0 +1,439 @@
+"""The kinds of row the console shows, each described once: jobs and external tasks.
+
+A Resource is the only place the console learns about a kind: its model and scoping, its
+FilterSet and free-text search, its status table (the app's STATUSES), the columns, the
+actions mapped to the app's service functions, the export fields, its URL names and its
+templates. Views, tables, actions and template tags read these descriptions; a new kind or a
+new column is one edit here (and its partials), not a switch on "job" or "task" elsewhere.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+
+from external_tasks import services as task_services
+from external_tasks.filters import ExternalTaskFilter
+from external_tasks.models import STATUSES as TASK_STATUSES
+from external_tasks.models import ExternalTask, ExternalTaskLog
+from jobs import runner as job_runner
+from jobs import services as job_services
+from jobs.filters import JobFilter
+from jobs.models import STATUSES as JOB_STATUSES
+from jobs.models import Job, JobLog
+from project import tenancy
+from project.bulk import BulkResult
+from project.states import StatusTable
+
+HISTORY_ROWS = 200
+
+
+class ActionInputError(Exception):
+    """The operator's input for an action cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the name in `sort=` and in the header
+    label: str
+    field: str | None = None  # model field to sort on; None = not sortable
+    numeric: bool = False
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    key: str
+    label: str
+    # The service call: run(user, target, values, **options) -> BulkResult, where target is a
+    # list of ids or a queryset and options are source, filter, reason (and progress).
+    run: Callable[..., BulkResult]
+    admin: bool = False  # only admins (delete)
+    danger: bool = False
+    bulk: bool = True  # offered on selected / matching rows, not only on one row
+    # Bulk changes commit together; running a job must not: its failure is recorded by the
+    # executor's path and has to survive the error the console then reports.
+    atomic: bool = True
+
+    @property
+    def value(self) -> str | None:
+        """The input the action needs from the operator: retries / priority / due_date."""
+        return ACTION_INPUTS.get(self.key)
+
+
+ACTION_INPUTS = {"set_retries": "retries", "set_priority": "priority", "set_due_date": "due_date"}
+
+
+@dataclass(frozen=True)
+class Templates:
+    row: str  # the cells of one table row
+    actions: str  # the detail page's action forms
+    facts: str  # the detail page's body while the row exists
+    gone: str  # the detail page's body once the row finished or was deleted
+    history: str  # the attempt history table
+    extra: str = "console/_nothing.html"  # shown after the body, row or no row
+    hit: str = ""  # one row of the global search results
+
+
+@dataclass(frozen=True)
+class Resource:
+    key: str  # in URLs and forms: ?kind=job, the failure groups' kind
+    noun: str  # "external task"
+    plural: str
+    model: type
+    statuses: StatusTable
+    filterset_class: type
+    search: Callable  # (queryset, text) -> queryset
+    columns: tuple[Column, ...]
+    actions: tuple[ActionSpec, ...]
+    export_fields: tuple[str, ...]
+    target_type: str  # audit entries' target_type
+    list_url: str
+    detail_url: str
+    action_url: str
+    export_url: str
+    templates: Templates
+    history: Callable  # (user, row_id) -> list of log entries, newest first
+    detail_extras: Callable  # (row or None, history) -> extra detail-page context
+    search_hint: str
+    empty_hint: str
+    history_hint: str
+    # Where a failure comes from (the handler of a job, the topic of a task), its message
+    # field, and the list parameter that finds one source.
+    source_field: str
+    source_label: str
+    message_field: str
+    source_param: str
+    holder_field: str  # who holds a row's lock: a job's lock owner, a task's worker
+    # The log that records finished work: (model, event of a success, event of a failure).
+    outcome_log: tuple
+    default_sort: str = "-created"
+    inline: tuple[str, ...] = ()  # FilterSet parameters shown inline; the rest under "More"
+    hidden: tuple[str, ...] = ()  # parameters not offered as controls
+    list_defer: tuple[str, ...] = ()  # big fields the table never shows
+    detail_related: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)  # extra keyword arguments of every service call
+    reports_progress: bool = False  # the bulk services take a `progress` callback
+    retries_take_due_date: bool = False  # set retries may also move the due date
+
+    @property
+    def nav_section(self) -> str:
+        return self.key
+
+    def visible(self, user):
+        """The rows `user` may see (the app's one scoping entry point)."""
+        return self.model.objects.visible_to(user)
+
+    def failed(self, user):
+        return self.visible(user).failed()
+
+    def list_queryset(self, user):
+        return self.visible(user).defer(*self.list_defer)
+
+    def get(self, user, row_id):
+        rows = self.visible(user).select_related(*self.detail_related)
+        return rows.filter(pk=row_id).first()
+
+    def action(self, key: str | None) -> ActionSpec | None:
+        return next((a for a in self.actions if a.key == key), None)
+
+    @property
+    def bulk_actions(self) -> list[ActionSpec]:
+        return [a for a in self.actions if a.bulk]
+
+    def service_options(self, *, source, filter, reason, progress=None) -> dict:
+        options = {"source": source, "filter": filter, "reason": reason, **self.options}
+        if self.reports_progress and progress is not None:
+            options["progress"] = progress
+        return options
+
+
+# ---------------------------------------------------------------------------------------------
+# Free-text search: an exact identifier (indexed lookups) if one matches, else a substring of
+# the handler/topic or the message (a scan, so only when no identifier matched).
+
+
+def search_jobs(queryset, text):
+    exact = queryset.filter(
+        Q(id=text)
+        | Q(process_instance_id=text)
+        | Q(execution_id=text)
+        | Q(activity_id=text)
+        | Q(process_definition_key=text)
+        | Q(job_definition_id=text)
+    )
+    if exact.exists():
+        return exact
+    return queryset.filter(
+        Q(handler__icontains=text) | Q(exception_message__icontains=text) | Q(lock_owner=text)
+    )
+
+
+def search_tasks(queryset, text):
+    exact = queryset.filter(
+        Q(id=text)
+        | Q(process_instance_id=text)
+        | Q(execution_id=text)
+        | Q(business_key=text)
+        | Q(activity_id=text)
+        | Q(worker_id=text)
+        | Q(topic_name=text)
+        | Q(process_definition_key=text)
+    )
+    if exact.exists():
+        return exact
+    return queryset.filter(Q(topic_name__icontains=text) | Q(error_message__icontains=text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions: each maps the console's parsed values onto one service function.
+
+
+def _execute_job(user, target, values, *, source, reason, **_ignored) -> BulkResult:
+    try:
+        job_runner.execute_now(user, target[0], source=source, reason=reason)
+    except job_services.JobExecutionFailed as exc:
+        raise ActionInputError(f"The job ran and failed: {exc.message}") from None
+    return BulkResult(changed=1)
+
+
+def _set_retries_with_due_date(service):
+    def run(user, target, values, **options):
+        due = {"due_date": values["due_date"]} if values.get("due_date") else {}
+        return service(user, target, values["retries"], **due, **options)
+
+    return run
+
+
+def _with_value(service, name):
+    def run(user, target, values, **options):
+        return service(user, target, values.get(name), **options)
+
+    return run
+
+
+def _plain(service):
+    def run(user, target, values, **options):
+        return service(user, target, **options)
+
+    return run
+
+
+JOB_ACTIONS = (
+    ActionSpec("set_retries", "Set retries", _set_retries_with_due_date(job_services.set_retries)),
+    ActionSpec("suspend", "Suspend", _plain(job_services.suspend)),
+    ActionSpec("activate", "Activate", _plain(job_services.activate)),
+    ActionSpec("set_priority", "Set priority", _with_value(job_services.set_priority, "priority")),
+    ActionSpec("set_due_date", "Set due date", _with_value(job_services.set_due_date, "due_date")),
+    ActionSpec("unlock", "Unlock", _plain(job_services.unlock)),
+    ActionSpec("execute", "Execute now", _execute_job, bulk=False, atomic=False),
+    ActionSpec("delete", "Delete", _plain(job_services.delete), admin=True, danger=True),
+)
+TASK_ACTIONS = (
+    ActionSpec("set_retries", "Set retries", _with_value(task_services.set_retries, "retries")),
+    ActionSpec("suspend", "Suspend", _plain(task_services.suspend)),
+    ActionSpec("activate", "Activate", _plain(task_services.activate)),
+    ActionSpec("set_priority", "Set priority", _with_value(task_services.set_priority, "priority")),
+    ActionSpec("unlock", "Unlock", _plain(task_services.unlock)),
+    ActionSpec("delete", "Delete", _plain(task_services.delete), admin=True, danger=True),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detail pages: the history and the kind's own extras.
+
+
+def job_history(user, job_id):
+    logs = tenancy.scope(JobLog.objects.filter(job_id=job_id), user)
+    return list(logs.order_by("-timestamp", "-id")[:HISTORY_ROWS])
+
+
+def task_history(user, task_id):
+    logs = tenancy.scope(ExternalTaskLog.objects.filter(task_id=task_id), user)
+    return list(logs.order_by("-timestamp", "-id")[:HISTORY_ROWS])
+
+
+def job_extras(job, history) -> dict:
+    return {"payload_json": json.dumps(job.payload, indent=2, default=str) if job else ""}
+
+
+def task_extras(task, history) -> dict:
+    outcome = next((h for h in history if h.event == ExternalTaskLog.Event.COMPLETED), None)
+    variables = task.variables if task else (outcome.variables if outcome else {})
+    return {
+        "outcome": outcome,
+        "variables": variable_rows(variables),
+        "extension_json": json.dumps(task.extension_properties, indent=2) if task else "",
+    }
+
+
+def variable_rows(variables):
+    """Camunda typed variables as rows of (name, type, value text, value info)."""
+    rows = []
+    for name, variable in sorted((variables or {}).items()):
+        if isinstance(variable, dict):
+            value = variable.get("value")
+            kind = variable.get("type") or "?"
+            info = variable.get("valueInfo") or {}
+        else:
+            value, kind, info = variable, "?", {}
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+        rows.append({"name": name, "type": kind, "value": text, "info": info})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The two descriptions. Sortable columns are exactly the ones backed by an index (see the
+# models' Meta.indexes).
+
+JOBS = Resource(
+    key="job",
+    noun="job",
+    plural="jobs",
+    model=Job,
+    statuses=JOB_STATUSES,
+    filterset_class=JobFilter,
+    search=search_jobs,
+    columns=(
+        Column("id", "ID", "id"),
+        Column("status", "Status"),
+        Column("handler", "Handler"),
+        Column("retries", "Retries", "retries", numeric=True),
+        Column("priority", "Priority", "priority", numeric=True),
+        Column("due", "Due", "due_date"),
+        Column("created", "Created", "create_time"),
+        Column("message", "Exception"),
+        Column("process", "Process instance", "process_instance_id"),
+        Column("activity", "Activity", "activity_id"),
+        Column("lock", "Lock expires", "lock_expiration_time"),
+        Column("tenant", "Tenant", "tenant_id"),
+    ),
+    actions=JOB_ACTIONS,
+    export_fields=(
+        "id",
+        "type",
+        "handler",
+        "retries",
+        "priority",
+        "due_date",
+        "create_time",
+        "suspended",
+        "exception_message",
+        "failed_activity_id",
+        "lock_owner",
+        "lock_expiration_time",
+        "process_instance_id",
+        "execution_id",
+        "process_definition_id",
+        "process_definition_key",
+        "activity_id",
+        "job_definition_id",
+        "tenant_id",
+    ),
+    target_type="job",
+    list_url="job-list",
+    detail_url="job-detail",
+    action_url="job-action",
+    export_url="job-export",
+    templates=Templates(
+        row="console/job/row.html",
+        actions="console/job/actions.html",
+        facts="console/job/facts.html",
+        gone="console/job/gone.html",
+        history="console/job/history.html",
+        hit="console/job/hit.html",
+    ),
+    history=job_history,
+    detail_extras=job_extras,
+    search_hint="id, process instance, activity, handler, exception…",
+    empty_hint="Jobs appear here when producers enqueue work.",
+    history_hint="Runs, failures and operator actions are logged here.",
+    source_field="handler",
+    source_label="handler",
+    message_field="exception_message",
+    source_param="q",
+    holder_field="lock_owner",
+    outcome_log=(JobLog, JobLog.Event.SUCCEEDED, JobLog.Event.FAILED),
+    inline=("processDefinitionKey", "activityId", "tenantIdIn", "withException", "noRetriesLeft"),
+    list_defer=("exception_stacktrace", "payload"),
+    detail_related=("job_definition",),
+    reports_progress=True,
+    retries_take_due_date=True,
+)
+
+EXTERNAL_TASKS = Resource(
+    key="task",
+    noun="external task",
+    plural="external tasks",
+    model=ExternalTask,
+    statuses=TASK_STATUSES,
+    filterset_class=ExternalTaskFilter,
+    search=search_tasks,
+    columns=(
+        Column("id", "ID", "id"),
+        Column("status", "Status"),
+        Column("topic", "Topic", "topic_name"),
+        # Not sortable: no index on retries (every retries update would pay for one).
+        Column("retries", "Retries", numeric=True),
+        Column("priority", "Priority", "priority", numeric=True),
+        Column("created", "Created", "create_time"),
+        Column("worker", "Worker", "worker_id"),
+        Column("lock", "Lock expires", "lock_expiration_time"),
+        Column("message", "Error"),
+        Column("process", "Process instance", "process_instance_id"),
+        Column("business_key", "Business key", "business_key"),
+        Column("activity", "Activity", "activity_id"),
+        Column("tenant", "Tenant", "tenant_id"),
+    ),
+    actions=TASK_ACTIONS,
+    export_fields=(
+        "id",
+        "topic_name",
+        "worker_id",
+        "lock_expiration_time",
+        "retries",
+        "priority",
+        "suspended",
+        "error_message",
+        "create_time",
+        "business_key",
+        "activity_id",
+        "activity_instance_id",
+        "execution_id",
+        "process_instance_id",
+        "process_definition_id",
+        "process_definition_key",
+        "tenant_id",
+    ),
+    target_type="external_task",
+    list_url="external-task-list",
+    detail_url="external-task-detail",
+    action_url="external-task-action",
+    export_url="external-task-export",
+    templates=Templates(
+        row="console/task/row.html",
+        actions="console/task/actions.html",
+        facts="console/task/facts.html",
+        gone="console/task/gone.html",
+        history="console/task/history.html",
+        extra="console/task/variables.html",
+        hit="console/task/hit.html",
+    ),
+    history=task_history,
+    detail_extras=task_extras,
+    search_hint="id, process instance, business key, topic, worker, error…",
+    empty_hint="External tasks appear here when producers create them.",
+    history_hint="Fetches, failures, completions and operator actions are logged here.",
+    source_field="topic_name",
+    source_label="topic",
+    message_field="error_message",
+    source_param="topicName",
+    holder_field="worker_id",
+    outcome_log=(ExternalTaskLog, ExternalTaskLog.Event.COMPLETED, ExternalTaskLog.Event.FAILED),
+    inline=("topicName", "workerId", "tenantIdIn", "locked", "noRetriesLeft"),
+    list_defer=("error_details", "variables", "extension_properties"),
+    # The console reports rows that changed meanwhile as skipped instead of failing the action.
+    options={"strict": False},
+)
+
+RESOURCES = {resource.key: resource for resource in (JOBS, EXTERNAL_TASKS)}

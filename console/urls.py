@@ -1,0 +1,35 @@
+"""The console's URLs: the cross-resource pages, then each resource's list, actions, export
+and detail under its own prefix (the paths bookmarks and tests use)."""
+
+from django.urls import path
+
+from console import actions, overview, views
+from console.resources import EXTERNAL_TASKS, JOBS
+
+
+def resource_urls(prefix: str, resource) -> list:
+    kind = {"resource_key": resource.key}
+    return [
+        path(prefix, views.row_list, kind, name=resource.list_url),
+        path(f"{prefix}actions/", actions.act, kind, name=resource.action_url),
+        path(f"{prefix}export/", actions.export, kind, name=resource.export_url),
+        path(f"{prefix}<str:row_id>/", views.row_detail, kind, name=resource.detail_url),
+    ]
+
+
+urlpatterns = [
+    path("", overview.overview, name="overview"),
+    path("topics/", overview.topics, name="topics"),
+    path("failures/", views.failures, name="failures"),
+    path("audit/", views.audit, name="audit"),
+    path("search/", views.search, name="search"),
+    path("failures/act/", actions.failure_action, name="failure-action"),
+    path("actions/progress/", actions.progress, name="action-progress"),
+    path(
+        "jobs/definitions/<str:definition_id>/action/",
+        views.job_definition_action,
+        name="job-definition-action",
+    ),
+    *resource_urls("jobs/", JOBS),
+    *resource_urls("external-tasks/", EXTERNAL_TASKS),
+]
