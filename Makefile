@@ -61,6 +61,7 @@ run: demo
 lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 check: venv-dev
 	$(BIN)/python manage.py check
