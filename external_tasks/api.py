@@ -50,8 +50,8 @@ from external_tasks.serializers import (
     camunda_task,
 )
 from project.errors import InvalidRequest, NotFound
-from project.ids import new_id
 from project.rest.auth import CanOperate, CanView, CanWork
+from project.rest.batches import completed_batch
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
 from project.rest.parsers import has_nul, json_body
 from project.schema import errors, filter_parameters, paging_parameters, sorting_parameters
@@ -472,27 +472,6 @@ def bulk_retries(request):
 # The resource: /engine-rest/external-task and everything under it (but fetchAndLock, above)
 
 
-def batch_answer(result, user) -> dict:
-    """Camunda's BatchDto for a set-based update that finished within the request: the batch is
-    complete on return. Camunda counts the tasks the batch was made for, those already at the
-    requested values too."""
-    total = result.changed + result.skipped
-    return {
-        "id": new_id(),
-        "type": "set-external-task-retries",
-        "totalJobs": total,
-        "jobsCreated": total,
-        "batchJobsPerSeed": 100,
-        "invocationsPerBatchJob": 1,
-        "seedJobDefinitionId": None,
-        "monitorJobDefinitionId": None,
-        "batchJobDefinitionId": None,
-        "suspended": False,
-        "tenantId": None,
-        "createUserId": user.username,
-    }
-
-
 def _worker_action(summary: str, operation_id: str, body):
     """The schema of a lock holder's POST on one task: a body, 204, or 400/404."""
     return extend_schema(
@@ -761,4 +740,7 @@ class ExternalTaskViewSet(viewsets.ViewSet):
         detail=False, methods=["post"], url_path="retries-async", permission_classes=[CanOperate]
     )
     def bulk_retries_async(self, request):
-        return Response(batch_answer(bulk_retries(request), request.user))
+        batch = completed_batch(
+            "set-external-task-retries", bulk_retries(request), request.user, rows_per_batch=100
+        )
+        return Response(batch)

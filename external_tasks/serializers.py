@@ -11,6 +11,9 @@ from external_tasks.fields import (
     PassedList,
     Text,
 )
+from external_tasks.filters import ExternalTaskFilter, VariableConditionsFilter
+from external_tasks.services import CREATE_FIELDS
+from project import filters
 from project.rest.dates import format_date
 from project.schema import CamundaDateField
 from project.variables import to_response
@@ -156,9 +159,6 @@ class VariableConditionSerializer(serializers.Serializer):
 
 def _query_body_fields():
     """ExternalTaskQueryDto, field for field from the FilterSet the POST query runs through."""
-    from external_tasks.filters import ExternalTaskFilter, VariableConditionsFilter
-    from project import filters
-
     fields = {}
     for name, declared in ExternalTaskFilter.base_filters.items():
         if isinstance(declared, filters.ListFilter):
@@ -301,8 +301,6 @@ class SetRetriesSerializer(serializers.Serializer):
 
 
 def _create_fields():
-    from external_tasks.services import CREATE_FIELDS
-
     fields = {
         name: serializers.CharField(required=False, allow_null=True)
         for name in CREATE_FIELDS

@@ -9,7 +9,6 @@ like a missing one.
 """
 
 import re
-import uuid
 from collections.abc import Mapping
 
 from django.db.models import Q
@@ -43,6 +42,7 @@ from jobs.serializers import (
 )
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanDelete, CanOperate, CanView
+from project.rest.batches import completed_batch
 from project.rest.dates import parse_date
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
 from project.rest.parsers import json_body, parse_bool, parse_int
@@ -391,8 +391,10 @@ class JobViewSet(CamundaViewSet):
             due_date=due_date,
             filter={"jobIds": (job_ids or [])[:1000], "jobQuery": job_query},
         )
-        # Camunda counts the jobs the batch was made for: those already at these retries too.
-        return Response(_completed_batch(result.changed + result.skipped, request.user))
+        batch = completed_batch(
+            "set-job-retries", result, request.user, rows_per_batch=services.BATCH_SIZE
+        )
+        return Response(BatchSerializer(batch).data)
 
     @extend_schema(
         summary="Activate/Suspend Jobs",
@@ -484,25 +486,6 @@ def _batch_selection(visible, job_ids, job_query):
     if not job_ids and not selection.exists():
         raise BadUserRequest("jobIds is empty")
     return selection
-
-
-def _completed_batch(total: int, user) -> dict:
-    return BatchSerializer(
-        {
-            "id": str(uuid.uuid4()),
-            "type": "set-job-retries",
-            "totalJobs": total,
-            "jobsCreated": total,
-            "batchJobsPerSeed": services.BATCH_SIZE,
-            "invocationsPerBatchJob": 1,
-            "seedJobDefinitionId": None,
-            "monitorJobDefinitionId": None,
-            "batchJobDefinitionId": None,
-            "suspended": False,
-            "tenantId": None,
-            "createUserId": user.username,
-        }
-    ).data
 
 
 JOB_SELECTORS = {

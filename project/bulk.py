@@ -71,23 +71,48 @@ def update_and_log(
     each other instead of deadlocking. `log_columns` is as for insert_select, over the updated
     (new) row."""
     quote = connection.ops.quote_name
+    # Parameters in the order their statements appear in the WITH clause below.
+    params: list = []
+    locked = _locking_select(model, ids, only_if, before, params)
+    update = _update_returning(model, changes, log_columns, before, returning, params)
+    insert = _log_insert(log_model, log_columns, params)
+    wanted = [*returning, *(f"before_{name}" for name in before)]
+    sql = (
+        f"WITH locked AS MATERIALIZED ({locked}), changed AS ({update}), logged AS ({insert}) "
+        f"SELECT {', '.join(quote(name) for name in wanted)} FROM changed"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [dict(zip(wanted, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _column(model: type[Model], name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+def _locking_select(model, ids, only_if, before, params: list) -> str:
+    """SELECT … FOR UPDATE of the rows of `ids` (that meet `only_if`) in id order, keeping the
+    `before` columns as before_<name>."""
+    quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     pk = quote(model._meta.pk.column)
-    params: list = []
-
-    def column(name: str) -> str:
-        return quote(model._meta.get_field(name).column)
-
     where = f"{table}.{pk} = ANY(%s)"
     params.append(list(ids))
     if only_if is not None:
         condition, condition_params = where_of(model.objects.filter(only_if))
         where += f" AND ({condition})"
         params += condition_params
-    kept = "".join(f", {table}.{column(name)} AS {quote('before_' + name)}" for name in before)
-    locked = (
-        f"SELECT {table}.{pk}{kept} FROM {table} WHERE {where} ORDER BY {table}.{pk} FOR UPDATE"
+    kept = "".join(
+        f", {table}.{_column(model, name)} AS {quote('before_' + name)}" for name in before
     )
+    return f"SELECT {table}.{pk}{kept} FROM {table} WHERE {where} ORDER BY {table}.{pk} FOR UPDATE"
+
+
+def _update_returning(model, changes, log_columns, before, returning, params: list) -> str:
+    """UPDATE of the locked rows, returning what the log rows and the caller read."""
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    pk = quote(model._meta.pk.column)
     assignments = []
     for name, value in changes.items():
         field = model._meta.get_field(name)
@@ -95,13 +120,18 @@ def update_and_log(
         params.append(field.get_db_prep_save(value, connection))
     sources = {v.name for v in log_columns.values() if isinstance(v, F)} | set(returning)
     returned = ", ".join(
-        [f"{table}.{column(name)} AS {quote(name)}" for name in sorted(sources)]
+        [f"{table}.{_column(model, name)} AS {quote(name)}" for name in sorted(sources)]
         + [f"locked.{quote('before_' + name)}" for name in before]
     )
-    update = (
+    return (
         f"UPDATE {table} SET {', '.join(assignments)} FROM locked "
         f"WHERE {table}.{pk} = locked.{pk} RETURNING {returned}"
     )
+
+
+def _log_insert(log_model, log_columns, params: list) -> str:
+    """INSERT of one log row per changed row, copied from the UPDATE's RETURNING."""
+    quote = connection.ops.quote_name
     names, selected = [], []
     for name, value in log_columns.items():
         field = log_model._meta.get_field(name)
@@ -111,15 +141,7 @@ def update_and_log(
         else:
             selected.append("%s")
             params.append(field.get_db_prep_save(value, connection))
-    insert = (
+    return (
         f"INSERT INTO {quote(log_model._meta.db_table)} ({', '.join(names)}) "
         f"SELECT {', '.join(selected)} FROM changed"
     )
-    wanted = [*returning, *(f"before_{name}" for name in before)]
-    sql = (
-        f"WITH locked AS MATERIALIZED ({locked}), changed AS ({update}), logged AS ({insert}) "
-        f"SELECT {', '.join(quote(name) for name in wanted)} FROM changed"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [dict(zip(wanted, row, strict=True)) for row in cursor.fetchall()]

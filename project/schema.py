@@ -14,6 +14,8 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
+from project import filters
+
 
 class BasicAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "project.rest.auth.BasicAuthentication"
@@ -70,8 +72,6 @@ def flowable_errors(*codes: int) -> dict:
 
 def filter_parameters(filterset_class, descriptions: dict | None = None) -> list:
     """Query parameters of a CamundaFilterSet, typed as its fields parse them."""
-    from project import filters
-
     types = [
         (filters.TrueFilter, OpenApiTypes.BOOL),
         (filters.DateFilter, OpenApiTypes.DATETIME),

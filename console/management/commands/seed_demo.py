@@ -208,27 +208,32 @@ class Command(BaseCommand):
                 "lock_expiration_time": None,
                 "create_time": created,
             }
-            if state in (1, 2):  # failed: no retries left, an incident
-                self.fail_job(row, retries=0)
-            elif state in (3, 4):  # retrying: failed before, retries left, due again later
-                self.fail_job(row, retries=rng.randint(1, 2))
-                row["due_date"] = self.now + timedelta(minutes=rng.randint(1, 30))
-            elif state == 5:  # locked by a live executor
-                row["lock_owner"] = rng.choice(EXECUTORS)
-                row["lock_expiration_time"] = self.now + timedelta(minutes=rng.randint(1, 5))
-                row["due_date"] = created
-            elif state == 6:  # a crashed executor's lock, expired
-                row["lock_owner"] = rng.choice(EXECUTORS)
-                row["lock_expiration_time"] = self.now - timedelta(minutes=rng.randint(1, 600))
-            elif state == 7:
-                row["suspended"] = True
-            elif state == 8:  # timer due in the future
-                row["type"] = "timer"
-                row["due_date"] = self.now + timedelta(hours=rng.randint(1, 72))
-            elif state == 9:  # timer overdue
-                row["type"] = "timer"
-                row["due_date"] = self.now - timedelta(hours=rng.randint(1, 72))
+            self.put_job_in_state(row, state, created)
             yield row
+
+    def put_job_in_state(self, row, state: int, created):
+        """Give a seeded job row the state numbered `state` (0: left as it is, due or waiting)."""
+        rng = self.rng
+        if state in (1, 2):  # failed: no retries left, an incident
+            self.fail_job(row, retries=0)
+        elif state in (3, 4):  # retrying: failed before, retries left, due again later
+            self.fail_job(row, retries=rng.randint(1, 2))
+            row["due_date"] = self.now + timedelta(minutes=rng.randint(1, 30))
+        elif state == 5:  # locked by a live executor
+            row["lock_owner"] = rng.choice(EXECUTORS)
+            row["lock_expiration_time"] = self.now + timedelta(minutes=rng.randint(1, 5))
+            row["due_date"] = created
+        elif state == 6:  # a crashed executor's lock, expired
+            row["lock_owner"] = rng.choice(EXECUTORS)
+            row["lock_expiration_time"] = self.now - timedelta(minutes=rng.randint(1, 600))
+        elif state == 7:
+            row["suspended"] = True
+        elif state == 8:  # timer due in the future
+            row["type"] = "timer"
+            row["due_date"] = self.now + timedelta(hours=rng.randint(1, 72))
+        elif state == 9:  # timer overdue
+            row["type"] = "timer"
+            row["due_date"] = self.now - timedelta(hours=rng.randint(1, 72))
 
     def fail_job(self, row, retries):
         message, kind = self.rng.choice(ERRORS)
