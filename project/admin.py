@@ -1,6 +1,10 @@
 from django.contrib import admin
 
+from project.login import AdminLoginForm
 from project.models import AuditEntry, Membership
+
+# The admin's login says so when the throttle refuses (the backend applies it to every login).
+admin.site.login_form = AdminLoginForm
 
 
 @admin.register(Membership)

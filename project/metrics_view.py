@@ -4,46 +4,49 @@ Apart from project.metrics because it needs the accounts (authentication, tenanc
 load models, while project.metrics must stay importable before the app registry is ready.
 """
 
-import base64
 import hmac
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
+from rest_framework import exceptions
 
 from project import metrics, tenancy
+from project.rest.auth import BasicAuthentication
 
 
 def _metrics_allowed(request) -> tuple[bool, int]:
-    """(allowed, status if not): a bearer token from the environment, or a viewer/operator/admin
-    account by HTTP Basic or session, or nothing at all when TASKYARD_METRICS_PUBLIC is set
-    because a network rule already guards the path."""
+    """(allowed, status if not). /metrics is a deployment endpoint: the bearer token from the
+    environment, or an admin account by HTTP Basic or session, or nothing at all when
+    TASKYARD_METRICS_PUBLIC is set because a network rule already guards the path. Tenant
+    users read their own figures on the console's overview.
+
+    Every refusal of presented credentials is the same 401: a worker's right password must
+    answer exactly like a wrong one, or this would be a password oracle beside the faces."""
     if settings.TASKYARD_METRICS_PUBLIC:
         return True, 200
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
-    token = settings.TASKYARD_METRICS_TOKEN
     if scheme.lower() == "bearer":
-        ok = bool(token) and hmac.compare_digest(credentials.strip().encode(), token.encode())
+        token = settings.TASKYARD_METRICS_TOKEN
+        ok = bool(token) and hmac.compare_digest(
+            credentials.strip().encode("utf-8", "surrogatepass"), token.encode()
+        )
         return ok, 200 if ok else 401
-    user = getattr(request, "user", None)
-    if scheme.lower() == "basic":
+    if header:
         try:
-            username, _, password = (
-                base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-            )
-        except (ValueError, UnicodeDecodeError):
+            # The faces' Basic parsing and the one password check (throttle included).
+            found = BasicAuthentication().authenticate(request)
+        except exceptions.AuthenticationFailed:
             return False, 401
-        user = authenticate(request, username=username, password=password)
-        if user is None:
-            return False, 401
+        return (True, 200) if found and tenancy.is_admin(found[0]) else (False, 401)
+    user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return False, 401
-    return (True, 200) if tenancy.can_view(user) else (False, 403)
+    return (True, 200) if tenancy.is_admin(user) else (False, 403)
 
 
 @login_not_required
@@ -54,9 +57,9 @@ def metrics_view(request):
     allowed, status = _metrics_allowed(request)
     if not allowed:
         message = (
-            "Metrics need a bearer token or a viewer account."
+            "Metrics need the metrics token or an admin account."
             if status == 401
-            else "This account may not read metrics."
+            else "Only admins may read metrics; tenant figures are on the console's overview."
         )
         response = JsonResponse(
             {

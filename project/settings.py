@@ -181,16 +181,35 @@ SECURE_REFERRER_POLICY = "same-origin"
 # Request bodies above this size are refused with 413 before anything parses them.
 MAX_REQUEST_BODY_BYTES = int(os.environ.get("MAX_REQUEST_BODY_BYTES", str(10 * 2**20)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
-# Failed logins allowed per username and per client address within the window.
+# Every password check (console, admin, HTTP Basic on every face and on /metrics) goes through
+# this backend, which applies the login throttle (project/throttle.py, deployment.md).
+AUTHENTICATION_BACKENDS = ["project.backends.ThrottledModelBackend"]
+# Failed logins allowed per (user, address) within the window; then that pair is refused.
 LOGIN_RATE_LIMIT = int(os.environ.get("LOGIN_RATE_LIMIT", "10"))
 LOGIN_RATE_WINDOW_SECONDS = int(os.environ.get("LOGIN_RATE_WINDOW_SECONDS", "300"))
+# A user failing this often from all addresses together is under attack: a pair then allows
+# only LOGIN_RATE_LIMIT_UNDER_ATTACK failures, except from addresses the user logged in from.
+LOGIN_USER_SLOWDOWN_AFTER = int(os.environ.get("LOGIN_USER_SLOWDOWN_AFTER", "30"))
+LOGIN_RATE_LIMIT_UNDER_ATTACK = int(os.environ.get("LOGIN_RATE_LIMIT_UNDER_ATTACK", "3"))
+# An address failing this often (many user names) is refused for users new to it.
+LOGIN_ADDRESS_LIMIT = int(os.environ.get("LOGIN_ADDRESS_LIMIT", "100"))
+# How long a successful login makes its address a known one for the user.
+LOGIN_KNOWN_ADDRESS_SECONDS = int(os.environ.get("LOGIN_KNOWN_ADDRESS_SECONDS", str(30 * 86400)))
+LOGIN_THROTTLE_CACHE = os.environ.get("LOGIN_THROTTLE_CACHE", "default")
+# Proxies (addresses or networks) whose X-Forwarded-For is believed for the client address.
+TASKYARD_TRUSTED_PROXIES = env_list("TASKYARD_TRUSTED_PROXIES", "")
 CACHES = {
     # Per process; login throttling state. Multi-host deployments can point this at the
     # database cache table (`createcachetable`) with CACHE_BACKEND=database.
     "default": (
         {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "taskyard_cache"}
         if os.environ.get("CACHE_BACKEND") == "database"
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # Room for the throttle's counters: a full cache evicts, and an attacker spraying
+            # user names must not be able to evict the counters that hold them back.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
     )
 }
 

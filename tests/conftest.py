@@ -46,6 +46,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def fresh_login_throttle():
+    """The login throttle's counters live in a cache and verified passwords in a per-process
+    dict; neither may carry one test's failures into the next."""
+    from django.conf import settings
+    from django.core.cache import caches
+
+    from project import backends
+
+    caches[settings.LOGIN_THROTTLE_CACHE].clear()
+    backends._VERIFIED.clear()
+    yield
+    caches[settings.LOGIN_THROTTLE_CACHE].clear()
+    backends._VERIFIED.clear()
+
+
 def make_user(username, role, tenants=()):
     from django.contrib.auth.models import Group
 

@@ -102,13 +102,13 @@ def test_metrics_with_bearer_token_answers_exposition_format(client, db):
     assert "taskyard_worker_operation_duration_seconds" in names
 
 
-def test_viewer_account_may_scrape_with_basic_auth(client, viewer_user):
-    response = client.get("/metrics", HTTP_AUTHORIZATION=basic("carol", "carol-password"))
+def test_admin_account_may_scrape_with_basic_auth(client, admin_user):
+    response = client.get("/metrics", HTTP_AUTHORIZATION=basic("alice", "alice-password"))
     assert response.status_code == 200
 
 
-def test_wrong_basic_password_answers_401(client, viewer_user):
-    response = client.get("/metrics", HTTP_AUTHORIZATION=basic("carol", "nope"))
+def test_wrong_basic_password_answers_401(client, admin_user):
+    response = client.get("/metrics", HTTP_AUTHORIZATION=basic("alice", "nope"))
     assert response.status_code == 401
 
 
@@ -117,15 +117,23 @@ def test_garbled_basic_credentials_answer_401(client, db):
     assert response.status_code == 401
 
 
-def test_worker_account_may_not_scrape(client, worker_user):
-    response = client.get("/metrics", HTTP_AUTHORIZATION=basic("walter", "walter-password"))
-    assert response.status_code == 403
-    assert response.json()["type"] == "AuthorizationException"
+def test_viewer_and_worker_accounts_may_not_scrape(client, viewer_user, worker_user):
+    for name in ("carol", "walter"):
+        response = client.get("/metrics", HTTP_AUTHORIZATION=basic(name, f"{name}-password"))
+        assert response.status_code == 401
+        assert response.json()["type"] == "AuthenticationException"
 
 
-def test_logged_in_operator_may_open_metrics_in_the_browser(client, operator_user):
-    client.login(username="bob", password="bob-password")
+def test_logged_in_admin_may_open_metrics_in_the_browser(client, admin_user):
+    client.login(username="alice", password="alice-password")
     assert client.get("/metrics").status_code == 200
+
+
+def test_logged_in_operator_is_sent_to_the_console_for_figures(client, operator_user):
+    client.login(username="bob", password="bob-password")
+    response = client.get("/metrics")
+    assert response.status_code == 403
+    assert "overview" in response.json()["message"]
 
 
 def test_public_metrics_setting_drops_authentication(client, db, settings):
