@@ -9,6 +9,12 @@ keeps waiting without holding a thread.
 
 `JsonFormatter` (LOG_FORMAT=json) writes one JSON object per line with the standard fields and
 every `extra={...}` field the caller passed, which is what log shippers index.
+
+Both formatters escape control characters, so no field of any logger (a URL path with %0d%0a, a
+worker's error message, an exception's text) can end a line early and write a line that looks
+like ours, or send escape sequences to the terminal reading the log: see `escape`. The plain
+format writes a record's traceback on continuation lines that begin with "  | ", so every line
+that does not is the start of a record.
 """
 
 from __future__ import annotations
@@ -149,6 +155,68 @@ class RequestLogMiddleware:
         )
 
 
+# What may not reach a log line raw: C0 controls (CR, LF, NUL, ESC, TAB ...), DEL, C1 controls
+# (NEL U+0085, CSI U+009B ...), the Unicode line and paragraph separators (some viewers break
+# lines there), the explicit bidirectional controls (which reorder what a terminal shows) and
+# lone surrogates (which a UTF-8 stream cannot even encode: the record would be lost).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """`text` with every control character written as a Python-style escape (\\r, \\n, \\x00,
+    \\x1b, \\x85, \\u2028, \\ud800): one line, printable, and still saying what was sent.
+    Backslashes are left alone, so a literal "\\n" someone typed reads the same as an escaped
+    newline: the point is that neither can start a line."""
+    return _CONTROL.sub(_escaped, text)
+
+
+# What JSON itself leaves raw (it escapes C0 already): written as \\uXXXX, which is valid JSON and
+# decodes to the same string. These characters can only occur inside JSON strings.
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _json_escaped(match: re.Match) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+class PlainFormatter(logging.Formatter):
+    """The plain text format, one line per record: every field escaped (`escape`), and the
+    traceback or stack, if any, on continuation lines that begin with "  | " (escaped too)."""
+
+    CONTINUATION = "  | "
+
+    def format(self, record):
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        # The whole line is escaped after formatting, so fields of any type and any format
+        # string (%(path)s, %(user)s ...) are covered, not only the message.
+        line = escape(self.formatMessage(record))
+        # Not cached in record.exc_text like logging.Formatter does: other handlers (the JSON
+        # formatter, test capture) must get the traceback as it is.
+        blocks = []
+        if record.exc_info:
+            blocks.append(self.formatException(record.exc_info))
+        elif record.exc_text:
+            blocks.append(record.exc_text)
+        if record.stack_info:
+            blocks.append(self.formatStack(record.stack_info))
+        for block in blocks:
+            for text in block.rstrip("\n").split("\n"):
+                line += "\n" + self.CONTINUATION + escape(text)
+        return line
+
+
 class RequestIdFilter(logging.Filter):
     """Stamps every record with the id of the request being served ("-" outside requests)."""
 
@@ -164,7 +232,8 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id, process id and the
-    extras."""
+    extras. JSON escapes C0 controls; what it leaves raw that could still break or disguise a
+    line (DEL, C1, U+2028/U+2029, bidi controls, lone surrogates) is escaped as \\uXXXX too."""
 
     def format(self, record):
         entry = {
@@ -190,4 +259,4 @@ class JsonFormatter(logging.Formatter):
         # `request` (Django's error log) is an object, not data: keep only what identifies it.
         if "request" in entry:
             entry["request"] = str(entry["request"])
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _JSON_RAW.sub(_json_escaped, json.dumps(entry, default=str, ensure_ascii=False))

@@ -263,7 +263,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "project.logs.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "plain": {
+            "()": "project.logs.PlainFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
         "json": {"()": "project.logs.JsonFormatter"},
     },
     "handlers": {
@@ -275,6 +278,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's default config gives these their own unformatted (unescaped) handlers; send
+        # them through ours like every other logger. (uvicorn's go there too: manage.py serve.)
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         # Django logs every task's start and success at INFO: two lines per job, hundreds of
         # jobs a second, and a TaskResult built for each. Like the executor's own success line
         # they show at DEBUG; failures (ERROR) always show.

@@ -59,6 +59,9 @@ class Command(BaseCommand):
             forwarded_allow_ips=options["forwarded_allow_ips"],
             timeout_graceful_shutdown=options["timeout_graceful_shutdown"],
             log_level=options["log_level"],
+            # uvicorn's loggers propagate to the handler settings.LOGGING configured, so its
+            # lines (tracebacks of the app included) get our format and our escaping too.
+            log_config=None,
             access_log=options["access_log"],
         )
         sock = config.bind_socket()
