@@ -2,7 +2,7 @@
 actions, failures, the audit log and the global search."""
 
 from django.contrib import messages
-from django.db.models import Q, TextField
+from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
@@ -53,11 +53,12 @@ def row_list(request, resource_key: str):
     return render(request, template, context)
 
 
-def audit_entries_for(target_type: str, row_id: str, limit: int = AUDIT_ROWS_PER_ROW):
-    """Audit entries that name this row among their ids (bulk actions included)."""
+def audit_entries_for(user, target_type: str, row_id: str, limit: int = AUDIT_ROWS_PER_ROW):
+    """Audit entries `user` may see that name this row among their ids (bulk actions too)."""
     # JSON containment differs between databases; the JSON text contains '"<id>"' on both.
     return (
-        AuditEntry.objects.filter(target_type=target_type)
+        tenancy.scope_audit(AuditEntry.objects.all(), user)
+        .filter(target_type=target_type)
         .annotate(ids_text=Cast("target_ids", TextField()))
         .filter(ids_text__contains=f'"{row_id}"')[:limit]
     )
@@ -79,7 +80,7 @@ def row_detail(request, resource_key: str, row_id: str):
         "status": row.status_at() if row else None,
         "history": history,
         "last": history[0] if history else None,
-        "audit_entries": list(audit_entries_for(resource.target_type, row_id)),
+        "audit_entries": list(audit_entries_for(request.user, resource.target_type, row_id)),
         **_permissions(request.user),
         **resource.detail_extras(row, history),
     }
@@ -160,16 +161,6 @@ def failures(request):
 # Audit log
 
 
-def audit_scope(queryset, user):
-    """Admins see every entry; others the entries of people who share one of their tenants."""
-    tenants = tenancy.tenant_ids(user)
-    if tenants is None:
-        return queryset
-    return queryset.filter(
-        Q(user=user) | Q(user__memberships__tenant_id__in=sorted(tenants))
-    ).distinct()
-
-
 def _audit_filtered(entries, get) -> tuple:
     errors = []
     if username := get.get("user", "").strip():
@@ -192,7 +183,9 @@ def _audit_filtered(entries, get) -> tuple:
 
 @viewer_required
 def audit(request):
-    visible = audit_scope(AuditEntry.objects.all(), request.user)
+    # Scoped before filtering: the target filter, the action list and the pager only ever
+    # see entries whose every tenant is the user's.
+    visible = tenancy.scope_audit(AuditEntry.objects.all(), request.user)
     entries, errors = _audit_filtered(visible, request.GET)
     params = plain_params(request.GET)
     page = max(1, whole_number(request.GET.get("page"), 1))

@@ -240,7 +240,8 @@ def _bulk(
     with transaction.atomic():
         # In id order, so two bulk actions over overlapping rows lock them in the same order
         # and wait for each other instead of deadlocking.
-        all_ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+        rows = list(queryset.order_by("pk").values_list("pk", "tenant_id"))
+        all_ids = [row_id for row_id, _ in rows]
         if strict:
             _check_all_found(ids, all_ids)
         requested = len(ids) if ids is not None else len(all_ids)
@@ -255,6 +256,8 @@ def _bulk(
             user,
             TARGET_TYPE,
             action,
+            # The tenants of the rows the action reached, read by the query that found them.
+            tenants={tenant for _, tenant in rows},
             ids=ids if ids is not None else all_ids,
             filter=filter,
             count=count,

@@ -180,7 +180,16 @@ def execute_now(user, job_id: str, *, source: str = "api", reason: str = ""):
     deletes it and logs the result, failure decrements retries and records the exception
     (then services.JobExecutionFailed is raised). Returns the handler's return value."""
     job = services.get_job(user, job_id)
-    audit.record(user, "job", "execute", ids=[job.id], count=1, source=source, reason=reason)
+    audit.record(
+        user,
+        "job",
+        "execute",
+        tenants=[job.tenant_id],
+        ids=[job.id],
+        count=1,
+        source=source,
+        reason=reason,
+    )
     try:
         outcome = execute_job(job.id, f"{source}:{services.actor_name(user)}")
     except JobNotExecutable as error:

@@ -132,8 +132,9 @@ def _asked_ids(jobs) -> list[str] | None:
     return sorted({jobs} if isinstance(jobs, str) else {str(job_id) for job_id in jobs})
 
 
-def _batches(user, jobs, model=Job):
-    """Visible ids of `jobs` in id order, BATCH_SIZE at a time.
+def _batches(user, jobs, tenants: set, model=Job):
+    """Visible ids of `jobs` in id order, BATCH_SIZE at a time; the tenants of the rows reached
+    are added to `tenants` (for the audit entry) by the same statements, not per row.
 
     A queryset is scoped and walked by keyset (rows leaving the filter while we update them do
     not shift later batches); a list of ids is walked in chunks, so a selection of 100k ids
@@ -144,16 +145,22 @@ def _batches(user, jobs, model=Job):
         last = None
         while True:
             page = queryset if last is None else queryset.filter(id__gt=last)
-            ids = list(page.values_list("id", flat=True)[:BATCH_SIZE])
+            ids = _ids_and_tenants(page[:BATCH_SIZE], tenants)
             if not ids:
                 return
             yield ids
             last = ids[-1]
     for start in range(0, len(asked), BATCH_SIZE):
         chunk = tenancy.scope(model.objects.filter(id__in=asked[start : start + BATCH_SIZE]), user)
-        ids = list(chunk.order_by("id").values_list("id", flat=True))
+        ids = _ids_and_tenants(chunk.order_by("id"), tenants)
         if ids:
             yield ids
+
+
+def _ids_and_tenants(queryset, tenants: set) -> list[str]:
+    rows = list(queryset.values_list("id", "tenant_id"))
+    tenants.update(tenant for _, tenant in rows)
+    return [row_id for row_id, _ in rows]
 
 
 def _histogram(counter: Counter, field: str) -> dict:
@@ -189,8 +196,9 @@ def _bulk_update(
     update_batch = (
         _update_batch_at_once if connection.vendor == "postgresql" else _update_batch_in_steps
     )
+    tenants: set = set()
     with transaction.atomic():
-        for ids in _batches(user, jobs):
+        for ids in _batches(user, jobs, tenants):
             matched += len(ids)
             rows = update_batch(user, ids, changes, event, now, only_if, before_field, log_extra)
             if not rows:
@@ -207,6 +215,7 @@ def _bulk_update(
             user,
             "job",
             action,
+            tenants=tenants,
             ids=ids_changed,
             filter=filter,
             count=changed,
@@ -351,6 +360,7 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
             user,
             "job",
             "create",
+            tenants={job.tenant_id for job in jobs},
             ids=[job.id for job in jobs],
             count=len(jobs),
             source=source,
@@ -580,6 +590,7 @@ def set_job_definitions_suspended(
     with transaction.atomic():
         ids = list(queryset.filter(suspended=not suspended).values_list("id", flat=True))
         matched = queryset.count() if asked is None else asked
+        tenants = set(queryset.order_by().values_list("tenant_id", flat=True).distinct())
         changed = 0
         for start in range(0, len(ids), BATCH_SIZE):
             changed += JobDefinition.objects.filter(id__in=ids[start : start + BATCH_SIZE]).update(
@@ -601,6 +612,7 @@ def set_job_definitions_suspended(
             user,
             "job_definition",
             "suspend" if suspended else "activate",
+            tenants=tenants,
             ids=ids,
             filter=filter,
             count=changed,
@@ -631,7 +643,7 @@ def schedule_job_definitions_suspension(
     change to the definitions selected now, with the scheduling user's rights when it runs."""
     queryset, _ = _select(user, definitions, JobDefinition)
     ids = list(queryset.order_by("id").values_list("id", flat=True))
-    tenants = set(queryset.values_list("tenant_id", flat=True).distinct())
+    tenants = set(queryset.order_by().values_list("tenant_id", flat=True).distinct())
     spec = {
         "type": Job.Type.TIMER,
         "handler": "jobs.scheduled.apply_job_definition_suspension",
@@ -646,7 +658,7 @@ def schedule_job_definitions_suspension(
         },
         "due_date": execution_date,
         # One tenant's definitions: the job belongs to that tenant, so its members see it.
-        "tenant_id": tenants.pop() if len(tenants) == 1 else None,
+        "tenant_id": next(iter(tenants)) if len(tenants) == 1 else None,
         "retries": 3,
     }
     with transaction.atomic():
@@ -655,6 +667,7 @@ def schedule_job_definitions_suspension(
             user,
             "job_definition",
             "schedule_suspend" if suspended else "schedule_activate",
+            tenants=tenants,
             ids=ids,
             filter=filter,
             count=len(ids),
@@ -755,6 +768,7 @@ def set_job_definition_priority(
             user,
             "job_definition",
             "set_priority",
+            tenants=[definition.tenant_id],
             ids=[definition.id],
             count=1,
             before={"overridingJobPriority": before},
@@ -885,8 +899,9 @@ def delete(
     changed = matched = 0
     ids_deleted: list[str] = []
     now = timezone.now()
+    tenants: set = set()
     with transaction.atomic():
-        for ids in _batches(user, jobs):
+        for ids in _batches(user, jobs, tenants):
             matched += len(ids)
             row_ids = list(
                 Job.objects.select_for_update()
@@ -906,6 +921,7 @@ def delete(
             user,
             "job",
             "delete",
+            tenants=tenants,
             ids=ids_deleted,
             filter=filter,
             count=changed,

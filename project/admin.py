@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from project import tenancy
 from project.login import AdminLoginForm
 from project.models import AuditEntry, Membership
 
@@ -21,6 +22,10 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ["username", "action"]
     date_hierarchy = "timestamp"
     show_full_result_count = False
+
+    def get_queryset(self, request):
+        # Staff who are not admins see the entries of their tenants only, as in the console.
+        return tenancy.scope_audit(super().get_queryset(request), request.user)
 
     def has_change_permission(self, request, obj=None):
         return False  # the audit trail is append-only

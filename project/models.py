@@ -20,8 +20,21 @@ class Membership(models.Model):
         return f"{self.user} in {self.tenant_id}"
 
 
+class AuditEntryQuerySet(models.QuerySet):
+    def within(self, tenants) -> "AuditEntryQuerySet":
+        """The entries whose every touched tenant is in `tenants` (None: all entries); entries
+        of unknown tenants only with None. Callers go through tenancy.scope_audit(user)."""
+        if tenants is None:
+            return self
+        foreign = AuditTenant.objects.filter(
+            entry=models.OuterRef("pk"), tenant_id__isnull=False
+        ).exclude(tenant_id__in=sorted(tenants))
+        return self.filter(admin_only=False).exclude(models.Exists(foreign))
+
+
 class AuditEntry(models.Model):
-    """One operator action: who, when, what, which ids or filter, how many rows, before/after."""
+    """One operator action: who, when, what, which ids or filter, how many rows, before/after,
+    and the tenants of the rows it touched (AuditTenant)."""
 
     timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(
@@ -39,6 +52,11 @@ class AuditEntry(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     source = models.CharField(max_length=16, default="console")  # console / api / command
+    # The touched tenants are unknown (entries written before tenants were recorded) or are
+    # every tenant (pruning the history): only admins see the entry.
+    admin_only = models.BooleanField(default=False)
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -47,3 +65,20 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.username} {self.action} ({self.count})"
+
+
+class AuditTenant(models.Model):
+    """A tenant whose rows an audit entry touched; tenant_id null stands for rows without a
+    tenant (shared by everyone, so it hides the entry from nobody)."""
+
+    entry = models.ForeignKey(AuditEntry, on_delete=models.CASCADE, related_name="tenants")
+    tenant_id = models.CharField(max_length=64, null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entry", "tenant_id"], name="audit_tenant_unique")
+        ]
+        indexes = [models.Index(fields=["tenant_id", "entry"], name="audit_tenant_idx")]
+
+    def __str__(self):
+        return f"{self.entry_id}: {self.tenant_id or '(no tenant)'}"

@@ -118,6 +118,16 @@ def restrict(queryset: QuerySet, tenants, field: str = "tenant_id") -> QuerySet:
     return queryset.filter(Q(**{f"{field}__in": sorted(tenants)}) | Q(**{f"{field}__isnull": True}))
 
 
+def scope_audit(queryset: QuerySet, user) -> QuerySet:
+    """Restrict audit entries to those `user` may see: admins all; others the entries whose
+    every touched tenant is one of theirs (rows without a tenant are everyone's), never an
+    entry of unknown or all tenants. What `scope` is for rows, for the audit trail: the
+    /audit/ page, its filters and counts, the detail pages and the admin go through it."""
+    if user is None or not user.is_authenticated:
+        return queryset.none()
+    return queryset.within(tenant_ids(user))
+
+
 def may_use_tenant(user, tenant_id: str | None) -> bool:
     """Whether the user may create or act on a row of this tenant."""
     tenants = tenant_ids(user)
