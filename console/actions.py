@@ -451,6 +451,9 @@ def export(request, resource_key: str):
     )
     lines, content_type = EXPORT_FORMATS[fmt]
     content = _in_chunks(lines(fields, rows))
+    # The query runs and its first chunk is read before any byte is sent: whatever the
+    # database refuses is then an error page, never a 200 that breaks off mid-stream.
+    content = itertools.chain([next(content, "")], content)
     if isinstance(request, ASGIRequest):
         content = _pulled(content)
     response = StreamingHttpResponse(content, content_type=content_type)

@@ -15,7 +15,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
-    CharField,
     ExpressionWrapper,
     F,
     JSONField,
@@ -26,17 +25,19 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Upper
-from django.db.models.lookups import Lookup
 from django.utils import timezone
 
 from external_tasks.models import FAILED, ExternalTask
 from project.filters import (
     CamundaFilterSet,
     DateFilter,
+    Like,
+    LikeFilter,
     ListFilter,
     LongFilter,
     StringFilter,
     TrueFilter,
+    like_pattern,
 )
 
 # Camunda sortBy value -> model field, for GET sortBy/sortOrder and POST sorting.
@@ -53,19 +54,6 @@ SORT_KEYS = {
 
 VARIABLE_OPERATORS = ("eq", "neq", "gt", "gteq", "lt", "lteq", "like", "notLike")
 NUMERIC_TYPES = ("Integer", "Long", "Short", "Double")
-
-
-@CharField.register_lookup
-@TextField.register_lookup
-class Like(Lookup):
-    """SQL LIKE with the caller's own wildcards, as Camunda's `like` operators take them."""
-
-    lookup_name = "camunda_like"
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +200,7 @@ def variable_condition_q(
         stored = variable(key, "value")
         if operator in {"like", "notLike"}:
             text = Cast(KeyTextTransform("value", variable(key)), TextField())
-            pattern = Value(str(value))
+            pattern = Value(like_pattern(str(value)))
             if values_ignore_case:
                 text, pattern = Upper(text), Upper(pattern)
             matches = Q(Like(text, pattern)) & json_lookup(type_is, "exact", "String")
@@ -271,9 +259,7 @@ class ExternalTaskFilter(CamundaFilterSet):
     processDefinitionKey = StringFilter(field_name="process_definition_key")
     processDefinitionKeyIn = ListFilter(field_name="process_definition_key")
     processDefinitionName = StringFilter(field_name="process_definition_name")
-    processDefinitionNameLike = StringFilter(
-        field_name="process_definition_name", lookup_expr="camunda_like"
-    )
+    processDefinitionNameLike = LikeFilter(field_name="process_definition_name")
     tenantIdIn = ListFilter(field_name="tenant_id")
     withoutTenantId = TrueFilter(field_name="tenant_id", lookup_expr="isnull")
     active = TrueFilter(method="filter_active")
@@ -286,7 +272,7 @@ class ExternalTaskFilter(CamundaFilterSet):
     errorMessage = StringFilter(field_name="error_message")
     withErrorMessage = TrueFilter(method="filter_with_error_message")
     tenantId = StringFilter(field_name="tenant_id")
-    tenantIdLike = StringFilter(field_name="tenant_id", lookup_expr="camunda_like")
+    tenantIdLike = LikeFilter(field_name="tenant_id")
     variableNamesIgnoreCase = TrueFilter(method="filter_noop")
     variableValuesIgnoreCase = TrueFilter(method="filter_noop")
 

@@ -34,6 +34,7 @@ from external_tasks.serializers import (
 )
 from project import tenancy
 from project.errors import DomainError, InvalidRequest, NotFound
+from project.middleware import FLOWABLE_STATUS_MESSAGES
 from project.rest.auth import CanView, CanWork
 from project.rest.dates import format_date, format_date_z, parse_date
 from project.rest.errors import flatten
@@ -45,15 +46,7 @@ from project.variables import TYPES, from_request
 # ---------------------------------------------------------------------------------------------
 # Errors: {"message": "Bad request", "exception": "..."} as Flowable's REST API answers them.
 
-_STATUS_MESSAGES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    415: "Unsupported media type",
-}
+_STATUS_MESSAGES = FLOWABLE_STATUS_MESSAGES
 
 
 def flowable_exception_handler(exc, context):

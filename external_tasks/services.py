@@ -12,7 +12,7 @@ always re-scoped to the acting user's tenants, so a foreign id is simply "not fo
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -21,7 +21,7 @@ from django.utils import timezone
 from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
 from external_tasks.models import ExternalTask, ExternalTaskLog
-from project import audit, bulk, metrics, tenancy
+from project import audit, bulk, clock, metrics, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, InvalidRequest, NotFound
 from project.rest.dates import format_date
@@ -530,7 +530,7 @@ def _claim_sql(user, worker_id, max_tasks, topics, ordering, now) -> tuple[str, 
     for topic in topics:
         where_sql, where_params = _compile_where(topic.condition())
         case_sql.append(f"WHEN {where_sql} THEN %s")
-        expiration = now + timedelta(milliseconds=topic.lock_duration_ms)
+        expiration = clock.after(now, topic.lock_duration_ms)
         case_params += [*where_params, connection.ops.adapt_datetimefield_value(expiration)]
     sql = (
         f"UPDATE {table} SET worker_id = %s, "
@@ -556,7 +556,7 @@ def lock(user, task_id: str, worker_id: str, lock_duration_ms: int) -> ExternalT
         if task.suspended:
             raise BadUserRequest(f"External task {task.id} is suspended")
         task.worker_id = worker_id
-        task.lock_expiration_time = now + timedelta(milliseconds=lock_duration_ms)
+        task.lock_expiration_time = clock.after(now, lock_duration_ms)
         task.save(update_fields=["worker_id", "lock_expiration_time"])
         _log(task, Event.LOCKED, worker_id=worker_id, timestamp=now).save()
     return task
@@ -700,7 +700,7 @@ def handle_failure(
         task.error_message = error_message
         task.error_details = error_details
         task.retries = retries
-        task.lock_expiration_time = now + timedelta(milliseconds=retry_timeout_ms or 0)
+        task.lock_expiration_time = clock.after(now, retry_timeout_ms or 0)
         task.save(
             update_fields=[
                 "variables",
@@ -769,7 +769,7 @@ def extend_lock(user, task_id: str, worker_id: str, new_duration_ms: int) -> Ext
     with transaction.atomic():
         task = _get_locked_for_update(user, task_id)
         _check_lock_holder(task, worker_id, "extend the lock of", now)
-        task.lock_expiration_time = now + timedelta(milliseconds=new_duration_ms)
+        task.lock_expiration_time = clock.after(now, new_duration_ms)
         task.save(update_fields=["lock_expiration_time"])
         _log(task, Event.LOCK_EXTENDED, worker_id=worker_id, timestamp=now).save()
     return task

@@ -5,7 +5,15 @@ client that reads a time back and sends it as a bound (`dueDates=gt_…`) compar
 and rows written in the same millisecond tie instead of ordering by invisible microseconds.
 """
 
+from datetime import UTC, datetime, timedelta
+
 from django.utils import timezone
+
+# The latest and earliest times Taskyard stores: a day inside what Python's datetime holds
+# (PostgreSQL and SQLite hold more), so that a value shown in any time zone still fits.
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def to_ms(value):
@@ -18,3 +26,17 @@ def to_ms(value):
 def now():
     """The current UTC time, to the millisecond."""
     return to_ms(timezone.now())
+
+
+def after(start, milliseconds: int):
+    """`start` plus a duration in milliseconds, clamped to [EARLIEST, LATEST].
+
+    Camunda takes lockDuration, newDuration and retryTimeout as Java longs and adds them to the
+    clock, so 300000000000000 ms (a lock for 9,500 years) is a valid request there. Python's
+    datetime ends in year 9999: rather than refuse a value Camunda accepts, a time past the end
+    is kept as LATEST, which means the same to everyone reading it (locked for good)."""
+    if milliseconds >= (LATEST - start) // _MS:
+        return LATEST
+    if milliseconds <= (EARLIEST - start) // _MS:
+        return EARLIEST
+    return start + timedelta(milliseconds=milliseconds)

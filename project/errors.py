@@ -47,6 +47,22 @@ class BadUserRequest(DomainError):
     error_type = "BadUserRequestException"
 
 
+def not_found(request, exception=None):
+    """Django's 404 handler: a path no route knows, in the format of the face under whose
+    prefix it lies (Camunda answers JAX-RS's NotFoundException there), else the console page."""
+    if request.path_info.startswith("/engine-rest/"):
+        return error_response(request, 404, "NotFoundException", "HTTP 404 Not Found")
+    message = "There is no page at this address."
+    if request.path_info.startswith(("/external-job-api/", "/api/external-jobs")):
+        message = f"No resource at {request.path_info}"
+    return error_response(request, 404, "NotFoundException", message)
+
+
+def bad_request(request, exception=None):
+    """Django's 400 handler (a request Django itself refuses), in the face's format."""
+    return error_response(request, 400, "InvalidRequestException", "Bad request")
+
+
 def server_error(request):
     """Django's 500 handler. A lost database becomes a clear 503 in the face's format (the next
     request reconnects by itself once it is back); anything else a 500 in that format."""

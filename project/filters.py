@@ -7,11 +7,14 @@ parameters (`data_from_query`: repeated keys and comma-separated lists), Camunda
 `form.errors` instead.
 """
 
+import re
 from collections.abc import Mapping
 
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import CharField, TextField
+from django.db.models.lookups import Lookup
 
 from project.errors import InvalidRequest
 from project.rest.dates import parse_date
@@ -97,6 +100,44 @@ class StringField(forms.Field):
         return str(value)
 
 
+# ---------------------------------------------------------------------------------------------
+# LIKE patterns: every `*Like` parameter and the `like` variable operator go through these.
+
+# A backslash escapes a wildcard or itself; any other backslash (a trailing one included) is
+# literal. Camunda's like parameters keep `%` and `_` as the caller's wildcards and `\` as
+# the escape character (its SQL says ESCAPE '\'); without this, PostgreSQL refuses a pattern
+# ending in `\` ("LIKE pattern must not end with escape character") and SQLite reads it
+# differently.
+_LIKE_ESCAPES = re.compile(r"\\([%_\\])|\\")
+
+
+def like_pattern(text: str) -> str:
+    """A caller's LIKE pattern, rewritten so that both databases read it alike under
+    ESCAPE '\\': `%` and `_` stay wildcards, `\\%` `\\_` `\\\\` stay escapes, and
+    every other backslash becomes a literal one."""
+    return _LIKE_ESCAPES.sub(lambda m: m.group(0) if m.group(1) else "\\\\", text)
+
+
+@CharField.register_lookup
+@TextField.register_lookup
+class Like(Lookup):
+    """SQL LIKE with the caller's own wildcards (`%`, `_`), as Camunda's `*Like` parameters and
+    `like` operators take them; a plain string pattern is rewritten by like_pattern(), an
+    expression must be built from one."""
+
+    lookup_name = "camunda_like"
+
+    def get_prep_lookup(self):
+        if isinstance(self.rhs, str):
+            return like_pattern(self.rhs)
+        return super().get_prep_lookup()
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} LIKE {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
+
+
 class ListFilter(django_filters.Filter):
     """`fooIn`: the field is one of the given values. An empty list filters nothing."""
 
@@ -125,6 +166,14 @@ class TrueFilter(django_filters.Filter):
 
 class StringFilter(django_filters.Filter):
     field_class = StringField
+
+
+class LikeFilter(StringFilter):
+    """`fooLike`: the field matches the caller's LIKE pattern (see like_pattern)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["lookup_expr"] = "camunda_like"
+        super().__init__(*args, **kwargs)
 
 
 class LongFilter(django_filters.Filter):

@@ -19,11 +19,28 @@ class LoginRequiredMiddleware(DjangoLoginRequired):
         return super().process_view(request, view_func, view_args, view_kwargs)
 
 
+# The headline of Flowable's (and the seed API's) error body per status.
+FLOWABLE_STATUS_MESSAGES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request entity too large",
+    415: "Unsupported media type",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
 def error_response(request, status: int, error_type: str, message: str) -> HttpResponse:
-    """An error in the format of the face the request came to: Camunda, Flowable or HTML."""
+    """An error in the format of the face the request came to: Camunda's {"type", "message"},
+    Flowable's and the seed API's {"message", "exception"}, or the console's HTML page."""
     path = request.path_info
-    if path.startswith("/external-job-api/"):
-        return JsonResponse({"message": message, "exception": error_type}, status=status)
+    if path.startswith(("/external-job-api/", "/api/external-jobs")):
+        headline = FLOWABLE_STATUS_MESSAGES.get(status, "Error")
+        return JsonResponse({"message": headline, "exception": message}, status=status)
     if path.startswith(settings.API_PATH_PREFIXES):
         return JsonResponse({"type": error_type, "message": message}, status=status)
     response = render(
@@ -71,6 +88,59 @@ class RequestSizeLimitMiddleware:
 
     async def __acall__(self, request):
         return self._too_big(request) or await self.get_response(request)
+
+
+NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in values"
+
+
+def _nul_in(data) -> bool:
+    """Whether a NUL hides in a QueryDict's keys or values."""
+    return any("\x00" in key or any("\x00" in v for v in values) for key, values in data.lists())
+
+
+class BadInputMiddleware:
+    """One rule for every face and the console: a NUL character (which PostgreSQL text cannot
+    hold, so psycopg refuses the statement) never reaches a view. In the path it names nothing
+    that can exist: 404. In a query parameter or a form field: 400. Both in the format of the
+    face the request came to; JSON bodies are checked by project.rest.parsers (NUL and lone
+    surrogates alike) as DRF parses them.
+
+    Async-capable, like RequestSizeLimitMiddleware, so that long polls keep their event loop."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def _refusal(self, request):
+        if "\x00" in request.path_info:
+            message = f"No resource at this path: {NUL_MESSAGE}"
+            return error_response(request, 404, "InvalidRequestException", message)
+        query = request.META.get("QUERY_STRING", "")
+        if ("%00" in query or "\x00" in query) and _nul_in(request.GET):
+            message = f"Invalid query parameter: {NUL_MESSAGE}"
+            return error_response(request, 400, "InvalidRequestException", message)
+        content_type = request.META.get("CONTENT_TYPE", "")
+        is_form = content_type.startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        )
+        if request.method == "POST" and is_form and _nul_in(request.POST):
+            message = f"Invalid form field: {NUL_MESSAGE}"
+            return error_response(request, 400, "InvalidRequestException", message)
+        return None
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return self._refusal(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        # Form bodies are read here only on POSTs with a form content type, never on the
+        # long-poll's JSON body.
+        return self._refusal(request) or await self.get_response(request)
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):

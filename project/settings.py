@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "project.middleware.RequestSizeLimitMiddleware",
+    "project.middleware.BadInputMiddleware",
     "project.middleware.SecurityMiddleware",
     "project.middleware.ContentSecurityPolicyMiddleware",
     "project.middleware.StaticFilesMiddleware",

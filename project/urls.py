@@ -30,4 +30,6 @@ urlpatterns = [
     path("", include("console.urls")),
 ]
 
+handler400 = "project.errors.bad_request"
+handler404 = "project.errors.not_found"
 handler500 = "project.errors.server_error"

@@ -75,7 +75,11 @@ def parse_date(value, name: str = "date") -> datetime:
 def parse_iso_duration(value, name: str = "duration") -> timedelta:
     """ISO 8601 durations such as PT10M or P1DT2H, as Flowable and the seed API send them."""
     text = str(value or "").strip()
-    duration = parse_duration(text) if text.upper().startswith("P") else None
+    try:
+        duration = parse_duration(text) if text.upper().startswith("P") else None
+    except OverflowError:
+        # Flowable reads a java.time.Duration and sends it on as milliseconds (a Java long).
+        raise InvalidRequest(f"'{name}' {value} is out of range for a duration") from None
     if duration is None:
         raise InvalidRequest(
             f"Cannot parse '{value}' of '{name}' as an ISO 8601 duration (e.g. PT10M)"

@@ -9,6 +9,7 @@ from django.conf import settings
 from rest_framework import exceptions, parsers
 
 from project.errors import InvalidRequest
+from project.middleware import NUL_MESSAGE
 
 
 def split_list(values: Iterable[str] | str | None) -> list[str]:
@@ -101,7 +102,31 @@ def has_nul(data) -> bool:
     return False
 
 
-NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in values"
+SURROGATE_MESSAGE = (
+    "lone UTF-16 surrogates (\\ud800-\\udfff without their pair) are not allowed in values"
+)
+
+
+def unstorable_text(data) -> str | None:
+    """Why some string (or key) of the data cannot be stored as text, or None. JSON may spell
+    a NUL (\\u0000) or half a surrogate pair (\\ud800); neither survives the trip to the
+    database (PostgreSQL refuses NUL, and no UTF-8 encoder takes a lone surrogate)."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return NUL_MESSAGE
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return SURROGATE_MESSAGE
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return None
 
 
 class LenientJSONParser(parsers.JSONParser):
@@ -130,8 +155,9 @@ class LenientJSONParser(parsers.JSONParser):
             raise exceptions.ParseError("JSON nested too deeply") from None
         if _depth(data) > MAX_JSON_DEPTH:
             raise exceptions.ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        if has_nul(data):
-            raise exceptions.ParseError(f"Invalid request body: {NUL_MESSAGE}")
+        problem = unstorable_text(data)
+        if problem:
+            raise exceptions.ParseError(f"Invalid request body: {problem}")
         return data
 
 
