@@ -1,0 +1,142 @@
+"""Incidents as Camunda raises them: a job or an external task whose retries reach 0 has one
+(`failedJob`, `failedExternalTask`) until its retries go above 0 (resolved) or the row ends
+(completed: resolved; deleted or ended by a BPMN error: deleted). History keeps closed ones.
+
+The apps own their rows and their transitions; they call these functions in the SAME
+transaction as the change of retries, with the rows they just changed. Every function is
+set-based (one UPDATE and/or one INSERT … SELECT, whatever the number of rows) and idempotent:
+`sync` looks at the rows as they are now, so calling it twice, or for rows whose retries did
+not cross 0, changes nothing. This module imports no app: callers pass their queryset and the
+columns of their model an incident is copied from.
+"""
+
+from collections.abc import Iterable
+
+from django.db import connection
+from django.db.models import CharField, Exists, F, Func, OuterRef, Q, QuerySet
+
+from project import bulk, clock
+from project.models import Incident
+
+FAILED_JOB = Incident.FAILED_JOB
+FAILED_EXTERNAL_TASK = Incident.FAILED_EXTERNAL_TASK
+
+# The row fields an incident copies, by incident field, for each kind of row (field names of
+# the apps' models; kept here so the apps and the backfill migrations copy the same fields).
+JOB_COLUMNS = {
+    "configuration": "id",
+    "incident_message": "exception_message",
+    "tenant_id": "tenant_id",
+    "activity_id": "activity_id",
+    "failed_activity_id": "failed_activity_id",
+    "execution_id": "execution_id",
+    "process_instance_id": "process_instance_id",
+    "process_definition_id": "process_definition_id",
+    "process_definition_key": "process_definition_key",
+    "job_definition_id": "job_definition_id",
+}
+# Camunda's external-task incident names no failed activity and no job definition.
+EXTERNAL_TASK_COLUMNS = {
+    "configuration": "id",
+    "incident_message": "error_message",
+    "tenant_id": "tenant_id",
+    "activity_id": "activity_id",
+    "execution_id": "execution_id",
+    "process_instance_id": "process_instance_id",
+    "process_definition_id": "process_definition_id",
+    "process_definition_key": "process_definition_key",
+}
+COLUMNS = {FAILED_JOB: JOB_COLUMNS, FAILED_EXTERNAL_TASK: EXTERNAL_TASK_COLUMNS}
+
+# Rows without retries left, the condition of both kinds (a task's null retries: never failed).
+NO_RETRIES = Q(retries=0)
+
+
+class NewId(Func):
+    """A random UUID (version 4) as text, made by the database, so opening incidents for many
+    rows stays one INSERT … SELECT."""
+
+    output_field = CharField()
+    template = "CAST(gen_random_uuid() AS text)"
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return (
+            "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "
+            "substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (random() & 3), 1) || "
+            "substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))",
+            [],
+        )
+
+
+def open_incidents(incident_type: str | None = None) -> QuerySet:
+    """The incidents open now (of one type)."""
+    incidents = Incident.objects.filter(state=Incident.State.OPEN)
+    return incidents if incident_type is None else incidents.filter(incident_type=incident_type)
+
+
+def open_for(incident_type: str, rows: QuerySet, *, now=None) -> int:
+    """Open an incident for each of `rows` (a queryset of jobs or external tasks) that has no
+    retries left and no open incident yet; its timestamp is `now` (the failure's time)."""
+    has_open = Exists(open_incidents(incident_type).filter(configuration=OuterRef("id")))
+    source = rows.filter(NO_RETRIES).filter(~has_open).order_by()
+    columns = {
+        "id": NewId(),
+        "incident_type": incident_type,
+        "incident_timestamp": clock.to_ms(now) or clock.now(),
+        "state": Incident.State.OPEN,
+        **{name: F(field) for name, field in COLUMNS[incident_type].items()},
+    }
+    return bulk.insert_select(Incident, source, columns)
+
+
+def resolve(incident_type: str, ids, *, now=None) -> int:
+    """Resolve the open incidents of the rows `ids` (ids or a values("id") queryset): their
+    retries went above 0, or they completed."""
+    return close(incident_type, ids, Incident.State.RESOLVED, now)
+
+
+def delete(incident_type: str, ids, *, now=None) -> int:
+    """Close the open incidents of rows `ids` that were deleted (or ended by a BPMN error)."""
+    return close(incident_type, ids, Incident.State.DELETED, now)
+
+
+def close(incident_type: str, ids, state: str, now=None) -> int:
+    """Close the open incidents of rows `ids` with `state` (resolved or deleted)."""
+    if not isinstance(ids, QuerySet):
+        ids = list(ids)
+        if not ids:
+            return 0
+    return (
+        open_incidents(incident_type)
+        .filter(configuration__in=ids)
+        .update(state=state, end_time=clock.to_ms(now) or clock.now())
+    )
+
+
+def sync(incident_type: str, rows: QuerySet, *, now=None) -> tuple[int, int]:
+    """After a change of retries on `rows` (still in the table): open incidents for those now
+    at 0, resolve those of rows now above 0. Returns (opened, resolved)."""
+    now = now or clock.now()
+    with_retries = rows.exclude(NO_RETRIES).order_by().values("id")
+    resolved = resolve(incident_type, with_retries, now=now)
+    return open_for(incident_type, rows, now=now), resolved
+
+
+def sync_ids(incident_type: str, model, ids: Iterable[str], *, now=None) -> tuple[int, int]:
+    """`sync` for the rows of `model` with these ids."""
+    ids = list(ids)
+    if not ids:
+        return 0, 0
+    return sync(incident_type, model.objects.filter(id__in=ids), now=now)
+
+
+def close_sql(incident_type: str, state: str, ids_sql: str, now) -> tuple[str, list]:
+    """The UPDATE closing the open incidents of the rows whose ids `ids_sql` selects, as SQL
+    to embed in a caller's single statement (a CTE of a DELETE … RETURNING): the worker path
+    ends a task in one statement, and the incident of a failed task it ends must close in it."""
+    table = connection.ops.quote_name(Incident._meta.db_table)
+    return (
+        f"UPDATE {table} SET state = %s, end_time = %s "
+        f"WHERE state = %s AND incident_type = %s AND configuration IN ({ids_sql})",
+        [state, clock.to_ms(now) or clock.now(), Incident.State.OPEN, incident_type],
+    )
