@@ -15,7 +15,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
-    CharField,
     ExpressionWrapper,
     F,
     JSONField,
@@ -26,13 +25,13 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Upper
-from django.db.models.lookups import Lookup
 from django.utils import timezone
 
 from external_tasks.models import FAILED, ExternalTask
 from project.filters import (
     CamundaFilterSet,
     DateFilter,
+    Like,
     ListFilter,
     LongFilter,
     StringFilter,
@@ -53,19 +52,6 @@ SORT_KEYS = {
 
 VARIABLE_OPERATORS = ("eq", "neq", "gt", "gteq", "lt", "lteq", "like", "notLike")
 NUMERIC_TYPES = ("Integer", "Long", "Short", "Double")
-
-
-@CharField.register_lookup
-@TextField.register_lookup
-class Like(Lookup):
-    """SQL LIKE with the caller's own wildcards, as Camunda's `like` operators take them."""
-
-    lookup_name = "camunda_like"
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -675,10 +675,11 @@ def _finish(user, task_id: str, worker_id: str, event: str, action: str, **log) 
         _check_lock_holder(task, worker_id, action, now)
         duration_ms = _duration_ms(task, now)
         _log(task, event, worker_id=worker_id, duration_ms=duration_ms, timestamp=now, **log).save()
+        task_id = task.id  # delete() clears it
         task.delete()
         if task.retries == 0:
             state = _incident_end_state(event)
-            incidents.close(incidents.FAILED_EXTERNAL_TASK, [task.id], state, now)
+            incidents.close(incidents.FAILED_EXTERNAL_TASK, [task_id], state, now)
     return task.topic_name
 
 

@@ -12,10 +12,26 @@ from collections.abc import Mapping
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import CharField, TextField
+from django.db.models.lookups import Lookup
 
 from project.errors import InvalidRequest
 from project.rest.dates import parse_date
 from project.rest.parsers import NUL_MESSAGE, has_nul, parse_int
+
+
+@CharField.register_lookup
+@TextField.register_lookup
+class Like(Lookup):
+    """SQL LIKE with the caller's own wildcards, as Camunda's `*Like` parameters and `like`
+    operators take them (`field__camunda_like`). Here, below every app's FilterSet."""
+
+    lookup_name = "camunda_like"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
 
 
 def _bad(name_hint: str, value, why: str) -> ValidationError:

@@ -12,11 +12,26 @@ columns of their model an incident is copied from.
 
 from collections.abc import Iterable
 
-from django.db import connection
-from django.db.models import CharField, Exists, F, Func, OuterRef, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    F,
+    Func,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
+from django.db.models.functions import Coalesce
 
-from project import bulk, clock
+from project import audit, bulk, clock, tenancy
+from project.errors import BadUserRequest, InvalidRequest, NotFound
 from project.models import Incident
+from project.rest.parsers import NUL_MESSAGE, has_nul
 
 FAILED_JOB = Incident.FAILED_JOB
 FAILED_EXTERNAL_TASK = Incident.FAILED_EXTERNAL_TASK
@@ -77,16 +92,40 @@ def open_incidents(incident_type: str | None = None) -> QuerySet:
 def open_for(incident_type: str, rows: QuerySet, *, now=None) -> int:
     """Open an incident for each of `rows` (a queryset of jobs or external tasks) that has no
     retries left and no open incident yet; its timestamp is `now` (the failure's time)."""
-    has_open = Exists(open_incidents(incident_type).filter(configuration=OuterRef("id")))
+    return _insert(Incident, incident_type, rows, clock.to_ms(now) or clock.now())
+
+
+def _insert(incident_model, incident_type: str, rows: QuerySet, timestamp) -> int:
+    # `incident_model` is a migration's historical model or project.models.Incident.
+    has_open = Exists(
+        incident_model.objects.filter(
+            state=Incident.State.OPEN, incident_type=incident_type, configuration=OuterRef("id")
+        )
+    )
     source = rows.filter(NO_RETRIES).filter(~has_open).order_by()
     columns = {
         "id": NewId(),
         "incident_type": incident_type,
-        "incident_timestamp": clock.to_ms(now) or clock.now(),
+        "incident_timestamp": timestamp,
         "state": Incident.State.OPEN,
         **{name: F(field) for name, field in COLUMNS[incident_type].items()},
     }
-    return bulk.insert_select(Incident, source, columns)
+    return bulk.insert_select(incident_model, source, columns)
+
+
+def backfill(incident_model, incident_type: str, rows: QuerySet, log_rows: QuerySet, row_field):
+    """Open the incidents of rows already without retries (data migrations, the demo seed).
+    Their timestamp is the best the history tells: the latest log entry (`log_rows`, linked
+    by `row_field`) that left the row at 0 retries, else the row's create time."""
+    reached_zero = (
+        log_rows.filter(**{row_field: OuterRef("id")}, retries=0)
+        .order_by()
+        .values(row_field)
+        .annotate(last=Max("timestamp"))
+        .values("last")
+    )
+    timestamp = Coalesce(Subquery(reached_zero), F("create_time"))
+    return _insert(incident_model, incident_type, rows, timestamp)
 
 
 def resolve(incident_type: str, ids, *, now=None) -> int:
@@ -140,3 +179,77 @@ def close_sql(incident_type: str, state: str, ids_sql: str, now) -> tuple[str, l
         f"WHERE state = %s AND incident_type = %s AND configuration IN ({ids_sql})",
         [state, clock.to_ms(now) or clock.now(), Incident.State.OPEN, incident_type],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and annotating, for the Camunda face and the console (scoped like every row).
+
+ANNOTATION_MAX_LENGTH = 4000  # Camunda's ANNOTATION_ column is a varchar(4000)
+
+
+def visible_to(user) -> QuerySet:
+    """Every incident (open and closed) of the user's tenants and the tenant-less ones."""
+    return tenancy.scope(Incident.objects.all(), user)
+
+
+def current(user, configuration: str, incident_type: str) -> Incident | None:
+    """The open incident of one job or task (by its id), if the user may see it."""
+    return (
+        visible_to(user)
+        .filter(state=Incident.State.OPEN, incident_type=incident_type, configuration=configuration)
+        .first()
+    )
+
+
+def last_for(user, configuration: str, incident_type: str) -> Incident | None:
+    """The row's open incident, else its most recent closed one (for its detail page)."""
+    return (
+        visible_to(user)
+        .filter(incident_type=incident_type, configuration=configuration)
+        .order_by(Case(When(state=Incident.State.OPEN, then=0), default=1), "-incident_timestamp")
+        .first()
+    )
+
+
+def set_annotation(user, incident_id: str, annotation: str | None, *, source: str = "api"):
+    """Set (or, with None, clear) the annotation of an open incident, audited. Camunda's
+    BadUserRequestException "incident is null" when there is no such open incident for the
+    user (another tenant's incident is no different from a missing one)."""
+    if annotation is not None and not isinstance(annotation, str):
+        raise InvalidRequest("'annotation' must be a string")
+    if annotation is not None and len(annotation) > ANNOTATION_MAX_LENGTH:
+        raise InvalidRequest(f"'annotation' is longer than {ANNOTATION_MAX_LENGTH} characters")
+    if has_nul([incident_id, annotation or ""]):
+        raise InvalidRequest(NUL_MESSAGE)
+    with transaction.atomic():
+        incident = (
+            visible_to(user)
+            .select_for_update()
+            .filter(state=Incident.State.OPEN, id=incident_id)
+            .first()
+        )
+        if incident is None:
+            raise BadUserRequest("incident is null")
+        before = incident.annotation
+        incident.annotation = annotation
+        incident.save(update_fields=["annotation"])
+        audit.record(
+            user,
+            "incident",
+            "clear_annotation" if annotation is None else "set_annotation",
+            ids=[incident.id],
+            count=1,
+            before={"annotation": before, "configuration": incident.configuration},
+            after={"annotation": annotation},
+            source=source,
+        )
+    return incident
+
+
+def resolve_by_id(user, incident_id: str) -> None:
+    """Camunda's DELETE /incident/{id}: 404 when there is no such open incident; the failedJob
+    and failedExternalTask incidents, the only ones here, are resolved by setting retries."""
+    incident = visible_to(user).filter(state=Incident.State.OPEN, id=incident_id).first()
+    if incident is None:
+        raise NotFound(f"Cannot find an incident with id '{incident_id}': incident is null")
+    raise InvalidRequest(f"Cannot resolve an incident of type {incident.incident_type}")
