@@ -27,6 +27,7 @@ from project.rest.paging import order_by, page, sorting_from_query
 from project.rest.parsers import json_body
 from project.schema import (
     CamundaDateField,
+    CountSerializer,
     errors,
     filter_parameters,
     paging_parameters,
@@ -136,7 +137,6 @@ class IncidentSerializer(serializers.Serializer):
 AnnotationSerializer = inline_serializer(
     "AnnotationDto", {"annotation": serializers.CharField(allow_null=True, required=False)}
 )
-CountSerializer = inline_serializer("CountResultDto", {"count": serializers.IntegerField()})
 
 ID_PARAMETER = OpenApiParameter("incident_id", OpenApiTypes.STR, OpenApiParameter.PATH)
 
@@ -195,11 +195,7 @@ class IncidentViewSet(viewsets.ViewSet):
         responses={200: IncidentSerializer, **errors(404)},
     )
     def retrieve(self, request, incident_id):
-        incident = (
-            incidents.visible_to(request.user)
-            .filter(state=Incident.State.OPEN, id=incident_id)
-            .first()
-        )
+        incident = incidents.get_open(request.user, incident_id)
         if incident is None:
             raise NotFound(f"No matching incident with id {incident_id}")
         return Response(incident_dto(incident))

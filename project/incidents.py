@@ -211,6 +211,15 @@ def last_for(user, configuration: str, incident_type: str) -> Incident | None:
     )
 
 
+def get_open(user, incident_id: str, *, for_update: bool = False) -> Incident | None:
+    """The open incident with this id if the user may see it (an id holding a NUL character
+    cannot exist, and PostgreSQL would refuse it in the query: None)."""
+    if has_nul(incident_id):
+        return None
+    incidents = visible_to(user).filter(state=Incident.State.OPEN, id=incident_id)
+    return (incidents.select_for_update() if for_update else incidents).first()
+
+
 def set_annotation(user, incident_id: str, annotation: str | None, *, source: str = "api"):
     """Set (or, with None, clear) the annotation of an open incident, audited. Camunda's
     BadUserRequestException "incident is null" when there is no such open incident for the
@@ -219,15 +228,10 @@ def set_annotation(user, incident_id: str, annotation: str | None, *, source: st
         raise InvalidRequest("'annotation' must be a string")
     if annotation is not None and len(annotation) > ANNOTATION_MAX_LENGTH:
         raise InvalidRequest(f"'annotation' is longer than {ANNOTATION_MAX_LENGTH} characters")
-    if has_nul([incident_id, annotation or ""]):
-        raise InvalidRequest(NUL_MESSAGE)
+    if has_nul(annotation or ""):
+        raise InvalidRequest(f"Invalid 'annotation': {NUL_MESSAGE}")
     with transaction.atomic():
-        incident = (
-            visible_to(user)
-            .select_for_update()
-            .filter(state=Incident.State.OPEN, id=incident_id)
-            .first()
-        )
+        incident = get_open(user, incident_id, for_update=True)
         if incident is None:
             raise BadUserRequest("incident is null")
         before = incident.annotation
@@ -249,7 +253,7 @@ def set_annotation(user, incident_id: str, annotation: str | None, *, source: st
 def resolve_by_id(user, incident_id: str) -> None:
     """Camunda's DELETE /incident/{id}: 404 when there is no such open incident; the failedJob
     and failedExternalTask incidents, the only ones here, are resolved by setting retries."""
-    incident = visible_to(user).filter(state=Incident.State.OPEN, id=incident_id).first()
+    incident = get_open(user, incident_id)
     if incident is None:
         raise NotFound(f"Cannot find an incident with id '{incident_id}': incident is null")
     raise InvalidRequest(f"Cannot resolve an incident of type {incident.incident_type}")
