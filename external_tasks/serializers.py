@@ -16,6 +16,7 @@ from external_tasks.services import CREATE_FIELDS
 from project import filters
 from project.rest.dates import format_date
 from project.schema import CamundaDateField
+from project.schema import CountSerializer as CountSerializer  # shared with /incident
 from project.variables import to_response
 
 
@@ -113,11 +114,6 @@ class LockedExternalTaskSerializer(ExternalTaskSerializer):
 
     variables = serializers.DictField(child=VariableValueSerializer())
     extensionProperties = serializers.DictField(child=serializers.CharField())  # noqa: N815
-
-
-@extend_schema_serializer(component_name="CountResultDto")
-class CountSerializer(serializers.Serializer):
-    count = serializers.IntegerField(min_value=0)
 
 
 @extend_schema_serializer(component_name="BatchDto")

@@ -10,7 +10,7 @@ always re-scoped to the acting user's tenants, so a foreign id is simply "not fo
 """
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,9 +21,10 @@ from django.utils import timezone
 from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
 from external_tasks.models import ExternalTask, ExternalTaskLog
-from project import audit, bulk, clock, metrics, tenancy
+from project import audit, bulk, clock, incidents, metrics, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, InvalidRequest, NotFound
+from project.models import Incident
 from project.rest.dates import format_date
 from project.rest.parsers import has_nul
 from project.variables import from_request
@@ -232,10 +233,12 @@ def _bulk(
     only_if: Q | None = None,
     delete: bool = False,
     topics: set | None = None,
+    after_batch: Callable[[list[str]], object] | None = None,
 ) -> BulkResult:
     """Apply `changes` (a dict for UPDATE) to the target rows in batches: one SELECT … FOR
     UPDATE and one UPDATE (or DELETE) per batch, log entries copied by the database, one audit
-    entry. `topics`, when given, collects the topic names of the changed rows."""
+    entry. `topics`, when given, collects the topic names of the changed rows; `after_batch`
+    is called with the ids each batch changed (incidents follow retries there)."""
     queryset, ids = _target_queryset(user, target)
     with transaction.atomic():
         # In id order, so two bulk actions over overlapping rows lock them in the same order
@@ -245,7 +248,9 @@ def _bulk(
         if strict:
             _check_all_found(ids, all_ids)
         requested = len(ids) if ids is not None else len(all_ids)
-        change = _BatchChange(changes, event, log_kwargs, only_if, delete, topics, timezone.now())
+        change = _BatchChange(
+            changes, event, log_kwargs, only_if, delete, topics, timezone.now(), after_batch
+        )
         count, single_before = 0, None
         for start in range(0, len(all_ids), BATCH_SIZE):
             changed, before = change.apply(all_ids[start : start + BATCH_SIZE], requested == 1)
@@ -282,6 +287,7 @@ class _BatchChange:
     delete: bool
     topics: set | None
     now: datetime  # one timestamp for every log entry of the action
+    after_batch: Callable[[list[str]], object] | None = None
 
     def apply(self, batch: list, single: bool) -> tuple[int, dict | None]:
         """(rows changed, for a single requested task its values before the change)."""
@@ -291,6 +297,8 @@ class _BatchChange:
                 batch, self.changes, self.only_if, self.event, now, self.log_kwargs
             )
             self._collect_topics(changed)
+            if changed and self.after_batch is not None:
+                self.after_batch([row["id"] for row in changed])
             before = None
             if changed and single and self.changes:
                 before = {k: _json_safe(changed[0][f"before_{k}"]) for k in self.changes}
@@ -314,6 +322,8 @@ class _BatchChange:
             ExternalTask.objects.filter(pk__in=locked_ids).delete()
         else:
             ExternalTask.objects.filter(pk__in=locked_ids).update(**self.changes)
+        if self.after_batch is not None:
+            self.after_batch(locked_ids)
         return len(locked), before
 
     def _collect_topics(self, rows):
@@ -445,6 +455,12 @@ def create(user, specs, *, source: str = "api") -> list[ExternalTask]:
             raise InvalidRequest("An external task with one of the given ids already exists")
         ExternalTask.objects.bulk_create(tasks)
         ExternalTaskLog.objects.bulk_create([_log(t, Event.CREATED, timestamp=now) for t in tasks])
+        failed = [t.id for t in tasks if t.retries == 0]
+        if failed:
+            # Created without retries: failed from the start, as Camunda's setRetries(0) is.
+            incidents.open_for(
+                incidents.FAILED_EXTERNAL_TASK, ExternalTask.objects.filter(id__in=failed)
+            )
         notify.announce({t.topic_name for t in tasks})
     return tasks
 
@@ -631,12 +647,20 @@ def _finish_at_once(user, task_id: str, worker_id: str | None, now: datetime, ev
         {"event": event, "timestamp": now, "worker_id": worker_id, **log},
         {"duration_ms": (f"EXTRACT(EPOCH FROM %s - {locked_at}) * 1000", [now, Event.LOCKED])},
     )
+    # A task failed with no retries left may still be finished by its worker while it holds
+    # the lock: its incident closes in the same statement.
+    close, close_params = incidents.close_sql(
+        incidents.FAILED_EXTERNAL_TASK,
+        _incident_end_state(event),
+        "SELECT id FROM done WHERE retries = 0",
+        now,
+    )
     sql = (
         f"WITH done AS (DELETE FROM {quote(ExternalTask._meta.db_table)} WHERE {where} "
-        f"RETURNING id, {copied}) {insert} RETURNING topic_name"
+        f"RETURNING id, {copied}), closed AS ({close}) {insert} RETURNING topic_name"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*where_params, *insert_params])
+        cursor.execute(sql, [*where_params, *close_params, *insert_params])
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -654,8 +678,18 @@ def _finish(user, task_id: str, worker_id: str, event: str, action: str, **log) 
         _check_lock_holder(task, worker_id, action, now)
         duration_ms = _duration_ms(task, now)
         _log(task, event, worker_id=worker_id, duration_ms=duration_ms, timestamp=now, **log).save()
+        task_id = task.id  # delete() clears it
         task.delete()
+        if task.retries == 0:
+            state = _incident_end_state(event)
+            incidents.close(incidents.FAILED_EXTERNAL_TASK, [task_id], state, now)
     return task.topic_name
+
+
+def _incident_end_state(event: str) -> str:
+    # Camunda: completing resolves the incident; a BPMN error ends the activity, which deletes
+    # the task (and so the incident) without resolving it.
+    return Incident.State.RESOLVED if event == Event.COMPLETED else Incident.State.DELETED
 
 
 def complete(user, task_id: str, worker_id: str, variables=None, local_variables=None) -> None:
@@ -699,6 +733,7 @@ def handle_failure(
         task.variables = _merge_variables(task, variables, local_variables)
         task.error_message = error_message
         task.error_details = error_details
+        retries_before = task.retries
         task.retries = retries
         task.lock_expiration_time = clock.after(now, retry_timeout_ms or 0)
         task.save(
@@ -720,6 +755,10 @@ def handle_failure(
             duration_ms=_duration_ms(task, now),
             timestamp=now,
         ).save()
+        if retries == 0 or retries_before == 0:
+            # Retries reached 0 (an incident opens) or rose from 0 (it resolves), as Camunda's
+            # setRetriesAndManageIncidents; other failures cost no statement here.
+            incidents.sync_ids(incidents.FAILED_EXTERNAL_TASK, ExternalTask, [task.id], now=now)
         if retries > 0 and not retry_timeout_ms:
             notify.announce({task.topic_name})
     metrics.record_task_outcome(
@@ -871,6 +910,9 @@ def set_retries(
             log_kwargs={"retries": retries},
             only_if=~Q(retries=retries),
             topics=topics,
+            after_batch=lambda ids: incidents.sync_ids(
+                incidents.FAILED_EXTERNAL_TASK, ExternalTask, ids
+            ),
         )
         if result.changed and retries > 0:
             notify.announce(sorted(topics)[:1000])
@@ -966,4 +1008,5 @@ def delete(
         filter=filter,
         after=None,
         delete=True,
+        after_batch=lambda ids: incidents.delete(incidents.FAILED_EXTERNAL_TASK, ids),
     )

@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_duration
 
 from jobs.conf import executor_setting, parse_seconds
 from jobs.models import Job, JobLog
+from project import incidents
 
 # PostgreSQL channel an idle `runjobs` LISTENs on; sent (on commit) whenever work becomes ready.
 JOBS_CHANNEL = "taskyard_jobs"
@@ -513,6 +514,19 @@ def complete_jobs(worker_id: str, successes: list[tuple[str, list[dict]]]) -> se
         return set()
     ids = [job_id for job_id, _ in successes]
     rows = [row for _, job_rows in successes for row in job_rows]
+    # A job run with no retries left (Camunda's manual execute of a failed job) has an incident
+    # that its success resolves; the common case, retries left, costs no extra statement.
+    succeeded = (row for row in rows if row["event"] == JobLog.Event.SUCCEEDED)
+    failed = {row["job_id"] for row in succeeded if row["retries"] == 0}
+    if failed:
+        with transaction.atomic():
+            done = _delete_succeeded(worker_id, ids, rows)
+            incidents.resolve(incidents.FAILED_JOB, sorted(done & failed))
+        return done
+    return _delete_succeeded(worker_id, ids, rows)
+
+
+def _delete_succeeded(worker_id: str, ids: list[str], rows: list[dict]) -> set[str]:
     if connection.vendor == "postgresql":
         # One statement, so one round trip and one commit for them all: the DELETE and the log
         # INSERT are atomic as a single statement in autocommit mode.
@@ -578,6 +592,8 @@ def fail_job(
             outcome.held_lock = False
         else:
             _spend_retry(current, cycle, now, message, stacktrace)
+            if current.retries == 0:
+                incidents.open_for(incidents.FAILED_JOB, Job.objects.filter(id=current.id), now=now)
             outcome.retries = current.retries
             outcome.next_due_date = current.due_date if current.retries > 0 else None
             current.history = getattr(job, "history", None)

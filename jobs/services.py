@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_duration
 
 from jobs.handlers import check_handler
 from jobs.models import Job, JobDefinition, JobLog
-from project import audit, bulk, tenancy
+from project import audit, bulk, incidents, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.dates import format_date, parse_date
@@ -182,11 +182,13 @@ def _bulk_update(
     filter: dict | None = None,
     log_extra: dict | None = None,
     progress: Progress | None = None,
+    on_changed: Callable[[list[str]], object] | None = None,
 ) -> BulkResult:
     """The one set-based update behind every job operator action.
 
-    Per batch: lock the rows that still qualify, one UPDATE, one INSERT of log entries. The
-    whole action is one transaction with its audit entry, so it lands completely or not at all.
+    Per batch: lock the rows that still qualify, one UPDATE, one INSERT of log entries, then
+    `on_changed(ids changed)` (set_retries opens and resolves incidents there). The whole
+    action is one transaction with its audit entry, so it lands completely or not at all.
     """
     asked = _asked_ids(jobs)
     changed = matched = 0
@@ -204,6 +206,8 @@ def _bulk_update(
             if not rows:
                 continue
             changed += len(rows)
+            if on_changed is not None:
+                on_changed([row_id for row_id, _ in rows])
             if before_field:
                 before.update(value for _, value in rows)
             if len(ids_changed) < audit.MAX_IDS:
@@ -356,6 +360,10 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
                 log.payload = job.payload
             logs.append(log)
         JobLog.objects.bulk_create(logs)
+        failed = [job.id for job in jobs if job.retries == 0]
+        if failed:
+            # Created without retries: failed from the start, as Camunda's setRetries(0) is.
+            incidents.open_for(incidents.FAILED_JOB, Job.objects.filter(id__in=failed))
         audit.record(
             user,
             "job",
@@ -398,8 +406,9 @@ def set_retries(
 ) -> BulkResult:
     """Set retries (and optionally a new due date) on jobs: ids, one id, or a queryset.
 
-    Setting retries above 0 on a failed job makes it executable again (the incident is
-    resolved); the last exception stays visible until the next run."""
+    Setting retries above 0 on a failed job makes it executable again and resolves its
+    failedJob incident; setting them to 0 opens one. The last exception stays visible until
+    the next run."""
     retries = _check_retries(retries)
     changes = {"retries": retries}
     after = {"retries": retries}
@@ -424,6 +433,7 @@ def set_retries(
         log_extra={"retries": retries},
         only_if=~unchanged,
         progress=progress,
+        on_changed=lambda ids: incidents.sync_ids(incidents.FAILED_JOB, Job, ids),
     )
 
 
@@ -912,6 +922,7 @@ def delete(
             if row_ids:
                 _insert_logs(row_ids, JobLog.Event.DELETED, now, worker=actor_name(user))
                 changed += Job.objects.filter(id__in=row_ids).delete()[0]
+                incidents.delete(incidents.FAILED_JOB, row_ids)
             if len(ids_deleted) < audit.MAX_IDS:
                 ids_deleted.extend(row_ids)
             if progress is not None:

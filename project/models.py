@@ -82,3 +82,63 @@ class AuditTenant(models.Model):
 
     def __str__(self):
         return f"{self.entry_id}: {self.tenant_id or '(no tenant)'}"
+
+
+class Incident(models.Model):
+    """Camunda's incident: a job (`failedJob`) or an external task (`failedExternalTask`) whose
+    retries reached 0. One table for both kinds; project.incidents opens and closes them.
+
+    Resolved and deleted incidents stay (state, end_time), as Camunda's incident history keeps
+    them; /incident serves the open ones. A failed job or task is its own cause and root cause
+    (no process engine raises incidents up an activity tree here), so Camunda's
+    causeIncidentId and rootCauseIncidentId are the id, not stored twice."""
+
+    FAILED_JOB = "failedJob"
+    FAILED_EXTERNAL_TASK = "failedExternalTask"
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"  # retries set above 0, or the row completed
+        DELETED = "deleted"  # the row was deleted (or ended by a BPMN error)
+
+    id = models.CharField(primary_key=True, max_length=64)
+    incident_type = models.CharField(max_length=64)
+    incident_timestamp = models.DateTimeField()
+    end_time = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    # The job's or external task's id, as Camunda's `configuration` holds it.
+    configuration = models.CharField(max_length=64)
+    incident_message = models.TextField(null=True, blank=True)
+    tenant_id = models.CharField(max_length=64, null=True, blank=True)
+    activity_id = models.CharField(max_length=255, null=True, blank=True)
+    failed_activity_id = models.CharField(max_length=255, null=True, blank=True)
+    execution_id = models.CharField(max_length=255, null=True, blank=True)
+    process_instance_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_id = models.CharField(max_length=255, null=True, blank=True)
+    # Not in Camunda's IncidentDto, but its processDefinitionKeyIn filter needs it.
+    process_definition_key = models.CharField(max_length=255, null=True, blank=True)
+    job_definition_id = models.CharField(max_length=64, null=True, blank=True)
+    annotation = models.TextField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # At most one open incident per row; opening and closing look them up by row.
+            models.Index(
+                fields=["configuration"],
+                name="incident_open_config_idx",
+                condition=models.Q(state="open"),
+            ),
+            models.Index(fields=["-incident_timestamp"], name="incident_timestamp_idx"),
+            models.Index(fields=["tenant_id"], name="incident_tenant_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident_type", "configuration"],
+                condition=models.Q(state="open"),
+                name="incident_one_open_per_row",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.incident_type} {self.configuration} ({self.state})"

@@ -10,6 +10,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema_field,
+    extend_schema_serializer,
     inline_serializer,
 )
 from rest_framework import serializers
@@ -100,6 +101,13 @@ def sorting_parameters(sort_keys) -> list:
         OpenApiParameter("sortBy", OpenApiTypes.STR, enum=list(sort_keys)),
         OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["asc", "desc"]),
     ]
+
+
+@extend_schema_serializer(component_name="CountResultDto")
+class CountSerializer(serializers.Serializer):
+    """Camunda's CountResultDto, of every count endpoint."""
+
+    count = serializers.IntegerField(min_value=0)
 
 
 # Camunda answers dates as yyyy-MM-dd'T'HH:mm:ss.SSSZ: the offset has no colon ("+0000"), which

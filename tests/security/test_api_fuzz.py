@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 from external_tasks import services
 from external_tasks.models import ExternalTask
 from jobs.models import Job, JobDefinition
+from project.models import Incident
 from tests.conftest import make_user
 
 # Bounded so the whole run stays well under a minute; the faces documented here in full get
@@ -31,6 +32,7 @@ EXAMPLES_PER_OTHER_OPERATION = 4
 DOCUMENTED_STATUSES = (
     "/engine-rest/external-task",
     "/engine-rest/job",
+    "/engine-rest/incident",
     "/external-job-api",
     "/api/external-jobs",
 )
@@ -75,6 +77,8 @@ def seed_rows(user):
         retries=0,
         retry_timeout_ms=0,
     )
+    # The failure opened an incident; one annotated, so answers carry a value there too.
+    Incident.objects.update(annotation="vendor down")
 
 
 def api_schema():

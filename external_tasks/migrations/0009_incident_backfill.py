@@ -1,0 +1,29 @@
+# External tasks that already had no retries left before incidents existed get their
+# failedExternalTask incident. Its timestamp is the best the task log tells: the latest entry
+# that left the task at 0 retries (its last failure, or an operator's set-retries to 0), else
+# the task's create time.
+# (Numbered 0009 to leave room for the other migrations of this round; the lead chains them.)
+
+from django.db import migrations
+
+from project import incidents
+
+
+def open_incidents(apps, schema_editor):
+    incidents.backfill(
+        apps.get_model("project", "Incident"),
+        incidents.FAILED_EXTERNAL_TASK,
+        apps.get_model("external_tasks", "ExternalTask").objects.all(),
+        apps.get_model("external_tasks", "ExternalTaskLog").objects.all(),
+        "task_id",
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("external_tasks", "0006_hot_retries"),
+        ("project", "0004_incident"),
+    ]
+
+    # Reversing drops the incidents table (project 0004) anyway; nothing to undo here.
+    operations = [migrations.RunPython(open_incidents, migrations.RunPython.noop)]
