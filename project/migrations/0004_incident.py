@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('project', '0002_role_groups'),
+        ('project', '0003_audit_tenants'),
     ]
 
     operations = [
