@@ -28,8 +28,13 @@ from rest_framework.views import APIView
 
 from external_tasks import notify, services
 from external_tasks.fields import STRING_LIMITS
-from external_tasks.filters import SORT_KEYS, ExternalTaskFilter
-from external_tasks.models import ExternalTask
+from external_tasks.filters import (
+    LOG_SORT_KEYS,
+    SORT_KEYS,
+    ExternalTaskFilter,
+    ExternalTaskLogFilter,
+)
+from external_tasks.models import ExternalTask, ExternalTaskLog
 from external_tasks.serializers import (
     BatchSerializer,
     BpmnErrorSerializer,
@@ -41,17 +46,20 @@ from external_tasks.serializers import (
     ExternalTaskSerializer,
     FailureSerializer,
     FetchExternalTasksSerializer,
+    HistoricExternalTaskLogSerializer,
     LockedExternalTaskSerializer,
     LockSerializer,
     PrioritySerializer,
     RetriesSerializer,
     SetRetriesSerializer,
     camunda_locked_task,
+    camunda_log_entry,
     camunda_task,
 )
 from project.errors import InvalidRequest, NotFound
 from project.rest.auth import CanOperate, CanView, CanWork
 from project.rest.batches import completed_batch
+from project.rest.history import HistoricLogViewSet
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
 from project.rest.parsers import has_nul, json_body
 from project.schema import errors, filter_parameters, paging_parameters, sorting_parameters
@@ -744,3 +752,88 @@ class ExternalTaskViewSet(viewsets.ViewSet):
             "set-external-task-retries", bulk_retries(request), request.user, rows_per_batch=100
         )
         return Response(batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# /history/external-task-log
+
+
+class HistoricExternalTaskLogViewSet(HistoricLogViewSet):
+    """Camunda's /history/external-task-log resource: the external task log's creation,
+    failure, success and deletion entries (ExternalTaskLog.objects.history())."""
+
+    log_model = ExternalTaskLog
+    filter_class = ExternalTaskLogFilter
+    serializer_class = HistoricExternalTaskLogSerializer
+    not_found = "Historic external task log with id {id} does not exist"
+    text_not_found = (
+        "No historic external task log found with id {id}: historicExternalTaskLog is null"
+    )
+    text_field = "error_details"
+
+    def represent(self, entry) -> dict:
+        return camunda_log_entry(entry)
+
+    @extend_schema(
+        summary="Get External Task Logs",
+        operation_id="getHistoricExternalTaskLogs",
+        tags=["Historic External Task Log"],
+        parameters=[
+            *filter_parameters(ExternalTaskLogFilter),
+            *sorting_parameters(LOG_SORT_KEYS),
+            *paging_parameters(),
+        ],
+        responses={200: HistoricExternalTaskLogSerializer(many=True), **errors(400)},
+    )
+    def list(self, request):
+        return self.list_entries(request)
+
+    @extend_schema(
+        summary="Get External Task Logs (POST)",
+        operation_id="queryHistoricExternalTaskLogs",
+        tags=["Historic External Task Log"],
+        parameters=paging_parameters(),
+        request=OpenApiTypes.OBJECT,
+        responses={200: HistoricExternalTaskLogSerializer(many=True), **errors(400)},
+    )
+    def query(self, request):
+        return self.list_entries(request)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Get External Task Log Count",
+        operation_id="getHistoricExternalTaskLogsCount",
+        tags=["Historic External Task Log"],
+        parameters=filter_parameters(ExternalTaskLogFilter),
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Get External Task Log Count (POST)",
+        operation_id="queryHistoricExternalTaskLogsCount",
+        tags=["Historic External Task Log"],
+        request=OpenApiTypes.OBJECT,
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @action(detail=False, methods=["get", "post"])
+    def count(self, request):
+        return self.count_entries(request)
+
+    @extend_schema(
+        summary="Get External Task Log",
+        operation_id="getHistoricExternalTaskLog",
+        tags=["Historic External Task Log"],
+        responses={200: HistoricExternalTaskLogSerializer, **errors(404)},
+    )
+    def retrieve(self, request, log_id):
+        return self.retrieve_entry(log_id)
+
+    @extend_schema(
+        summary="Get External Task Log Error Details",
+        operation_id="getErrorDetailsHistoricExternalTaskLog",
+        tags=["Historic External Task Log"],
+        responses={(200, "text/plain"): str, 204: None, **errors(404)},
+    )
+    @action(detail=True, methods=["get"], url_path="error-details", url_name="error-details")
+    def error_details(self, request, log_id):
+        return self.text_response(log_id)

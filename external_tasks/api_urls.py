@@ -5,6 +5,11 @@ from project.rest.routers import FaceRouter
 
 router = FaceRouter()
 router.register("external-task", api.ExternalTaskViewSet, basename="camunda-external-task")
+router.register(
+    "history/external-task-log",
+    api.HistoricExternalTaskLogViewSet,
+    basename="camunda-history-external-task-log",
+)
 
 # Mounted at engine-rest/. fetchAndLock is a plain async view (see its docstring) and comes
 # before the router's external-task/<task_id>, which would otherwise take it for an id.

@@ -27,9 +27,10 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Upper
 from django.utils import timezone
 
-from external_tasks.models import FAILED, ExternalTask
+from external_tasks.models import FAILED, ExternalTask, ExternalTaskLog
 from project.filters import (
     CamundaFilterSet,
+    CamundaLogFilterSet,
     DateFilter,
     Like,
     LikeFilter,
@@ -50,6 +51,23 @@ SORT_KEYS = {
     "tenantId": "tenant_id",
     "taskPriority": "priority",
     "createTime": "create_time",
+}
+
+# Camunda's sortBy values for GET/POST /history/external-task-log.
+LOG_SORT_KEYS = {
+    "timestamp": "timestamp",
+    "externalTaskId": "task_id",
+    "topicName": "topic_name",
+    "workerId": "worker_id",
+    "retries": "retries",
+    "priority": "priority",
+    "activityId": "activity_id",
+    "activityInstanceId": "activity_instance_id",
+    "executionId": "execution_id",
+    "processInstanceId": "process_instance_id",
+    "processDefinitionId": "process_definition_id",
+    "processDefinitionKey": "process_definition_key",
+    "tenantId": "tenant_id",
 }
 
 VARIABLE_OPERATORS = ("eq", "neq", "gt", "gteq", "lt", "lteq", "like", "notLike")
@@ -338,3 +356,23 @@ class ExternalTaskFilter(CamundaFilterSet):
 def sort_fields() -> dict[str, str]:
     """Camunda sort keys the console may offer as sortable columns."""
     return dict(SORT_KEYS)
+
+
+class ExternalTaskLogFilter(CamundaLogFilterSet):
+    """Every query parameter of Camunda's GET/POST /history/external-task-log and its count,
+    over the entries ExternalTaskLog.objects.history() keeps (the log states, tenants and the
+    parameters both logs share come from CamundaLogFilterSet)."""
+
+    externalTaskId = StringFilter(field_name="task_id")
+    topicName = StringFilter(field_name="topic_name")
+    workerId = StringFilter(field_name="worker_id")
+    errorMessage = StringFilter(field_name="error_message")
+    activityInstanceIdIn = ListFilter(field_name="activity_instance_id")
+    priorityLowerThanOrEquals = LongFilter(field_name="priority", lookup_expr="lte")
+    priorityHigherThanOrEquals = LongFilter(field_name="priority", lookup_expr="gte")
+
+    class Meta:
+        model = ExternalTaskLog
+        fields: list[str] = []
+
+    sort_keys = LOG_SORT_KEYS

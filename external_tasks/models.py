@@ -197,8 +197,28 @@ class ExternalTask(models.Model):
         return self.lock_expiration_time is not None and self.lock_expiration_time > timezone.now()
 
 
+class ExternalTaskLogQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ExternalTaskLogQuerySet":
+        """The log entries `user` may see: their tenants' and tenant-less ones."""
+        return tenancy.scope(self, user)
+
+    def history(self) -> "ExternalTaskLogQuerySet":
+        """The entries Camunda's historic external task log shows (HISTORY_STATES): creation,
+        failure, success and deletion; not fetches, locks or operators' changes."""
+        return self.filter(event__in=list(HISTORY_EVENTS))
+
+    def in_history_state(self, state: str) -> "ExternalTaskLogQuerySet":
+        """Entries of one Camunda external task log state: creationLog, failureLog, successLog
+        or deletionLog."""
+        return self.filter(event__in=[e for e, s in HISTORY_EVENTS.items() if s == state])
+
+
 class ExternalTaskLog(models.Model):
-    """History of one external task; completion outcomes (variables, worker) live here."""
+    """History of one external task; completion outcomes (variables, worker) live here.
+
+    Each entry keeps the task as it was after the event (topic, worker, retries, priority,
+    activity and process fields, tenant): Camunda's historic external task log reads the
+    entries of HISTORY_STATES from here."""
 
     class Event(models.TextChoices):
         CREATED = "created"
@@ -231,6 +251,14 @@ class ExternalTaskLog(models.Model):
     process_definition_key = models.CharField(max_length=255, null=True, blank=True)
     activity_id = models.CharField(max_length=255, null=True, blank=True)
     business_key = models.CharField(max_length=255, null=True, blank=True)
+    # The rest of Camunda's HistoricExternalTaskLogDto, named as on ExternalTask (the services
+    # copy them with the columns above).
+    priority = models.BigIntegerField(null=True, blank=True)
+    activity_instance_id = models.CharField(max_length=255, null=True, blank=True)
+    execution_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_id = models.CharField(max_length=255, null=True, blank=True)
+
+    objects = ExternalTaskLogQuerySet.as_manager()
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -243,3 +271,28 @@ class ExternalTaskLog(models.Model):
 
     def __str__(self):
         return f"{self.task_id} {self.event} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def history_state(self) -> str | None:
+        """This entry's Camunda log state (HISTORY_EVENTS), or None: not in the history API."""
+        return HISTORY_EVENTS.get(self.event)
+
+
+# Camunda's external task log states, from our events: the one place that says which entries
+# the history API shows and with which flag. A BPMN error ends the task as a delete does (the
+# process leaves the activity on its error path): a deletion entry, as in Camunda. Fetches,
+# locks, unlocks and operators' changes are for the console only.
+CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG = (
+    "creationLog",
+    "failureLog",
+    "successLog",
+    "deletionLog",
+)
+HISTORY_STATES = (CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG)
+HISTORY_EVENTS = {
+    ExternalTaskLog.Event.CREATED: CREATION_LOG,
+    ExternalTaskLog.Event.FAILED: FAILURE_LOG,
+    ExternalTaskLog.Event.COMPLETED: SUCCESS_LOG,
+    ExternalTaskLog.Event.BPMN_ERROR: DELETION_LOG,
+    ExternalTaskLog.Event.DELETED: DELETION_LOG,
+}

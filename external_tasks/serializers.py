@@ -12,6 +12,7 @@ from external_tasks.fields import (
     Text,
 )
 from external_tasks.filters import ExternalTaskFilter, VariableConditionsFilter
+from external_tasks.models import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from external_tasks.services import CREATE_FIELDS
 from project import filters
 from project.rest.dates import format_date
@@ -444,3 +445,60 @@ class SeedJobSerializer(serializers.Serializer):
 class SeedJobPageSerializer(serializers.Serializer):
     links = SeedLinksSerializer()
     content = SeedJobSerializer(many=True)
+
+
+def camunda_log_entry(entry) -> dict:
+    """Camunda's HistoricExternalTaskLogDto for one entry of the history
+    (ExternalTaskLog.objects.history()). There are no process instance trees or history
+    cleanup here: rootProcessInstanceId and removalTime are always null."""
+    state = entry.history_state
+    return {
+        "id": str(entry.pk),
+        "externalTaskId": entry.task_id,
+        "timestamp": format_date(entry.timestamp),
+        "topicName": entry.topic_name,
+        "workerId": entry.worker_id,
+        "retries": entry.retries,
+        "priority": entry.priority,
+        "errorMessage": entry.error_message,
+        "activityId": entry.activity_id,
+        "activityInstanceId": entry.activity_instance_id,
+        "executionId": entry.execution_id,
+        "processInstanceId": entry.process_instance_id,
+        "processDefinitionId": entry.process_definition_id,
+        "processDefinitionKey": entry.process_definition_key,
+        "tenantId": entry.tenant_id,
+        "creationLog": state == CREATION_LOG,
+        "failureLog": state == FAILURE_LOG,
+        "successLog": state == SUCCESS_LOG,
+        "deletionLog": state == DELETION_LOG,
+        "removalTime": None,
+        "rootProcessInstanceId": None,
+    }
+
+
+@extend_schema_serializer(component_name="HistoricExternalTaskLogDto")
+class HistoricExternalTaskLogSerializer(serializers.Serializer):
+    """Camunda's HistoricExternalTaskLogDto (documents camunda_log_entry)."""
+
+    id = serializers.CharField()
+    externalTaskId = serializers.CharField()  # noqa: N815
+    timestamp = CamundaDateField()
+    topicName = serializers.CharField()  # noqa: N815
+    workerId = _text()  # noqa: N815
+    retries = serializers.IntegerField(allow_null=True)
+    priority = serializers.IntegerField(allow_null=True, min_value=-(2**63), max_value=2**63 - 1)
+    errorMessage = _text()  # noqa: N815
+    activityId = _text()  # noqa: N815
+    activityInstanceId = _text()  # noqa: N815
+    executionId = _text()  # noqa: N815
+    processInstanceId = _text()  # noqa: N815
+    processDefinitionId = _text()  # noqa: N815
+    processDefinitionKey = _text()  # noqa: N815
+    tenantId = _text()  # noqa: N815
+    creationLog = serializers.BooleanField()  # noqa: N815
+    failureLog = serializers.BooleanField()  # noqa: N815
+    successLog = serializers.BooleanField()  # noqa: N815
+    deletionLog = serializers.BooleanField()  # noqa: N815
+    removalTime = _date()  # noqa: N815
+    rootProcessInstanceId = _text()  # noqa: N815

@@ -108,12 +108,7 @@ def _log(task: ExternalTask, event: str, **kwargs) -> ExternalTaskLog:
     return ExternalTaskLog(
         task_id=task.id,
         event=event,
-        topic_name=task.topic_name,
-        tenant_id=task.tenant_id,
-        process_instance_id=task.process_instance_id,
-        process_definition_key=task.process_definition_key,
-        activity_id=task.activity_id,
-        business_key=task.business_key,
+        **{name: getattr(task, name) for name in _LOG_COPIED},
         retries=kwargs.pop("retries", task.retries),
         **kwargs,
     )
@@ -141,6 +136,10 @@ _LOG_COPIED = (
     "process_definition_key",
     "activity_id",
     "business_key",
+    "priority",
+    "activity_instance_id",
+    "execution_id",
+    "process_definition_id",
 )
 
 

@@ -21,14 +21,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from jobs import runner, services
-from jobs.filters import JobDefinitionFilter, JobFilter
-from jobs.models import Job, JobDefinition
+from jobs.filters import JOB_LOG_SORT_KEYS, JobDefinitionFilter, JobFilter, JobLogFilter
+from jobs.models import Job, JobDefinition, JobLog
 from jobs.serializers import (
     BatchSerializer,
     CountSerializer,
     CreatedJobSerializer,
     CreateJobRequest,
     DuedateRequest,
+    HistoricJobLogSerializer,
     JobDefinitionPriorityRequest,
     JobDefinitionSerializer,
     JobDefinitionsSuspensionStateRequest,
@@ -44,9 +45,10 @@ from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanDelete, CanOperate, CanView
 from project.rest.batches import completed_batch
 from project.rest.dates import parse_date
+from project.rest.history import HistoricLogViewSet
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
 from project.rest.parsers import json_body, parse_bool, parse_int
-from project.schema import errors
+from project.schema import errors, filter_parameters, paging_parameters, sorting_parameters
 
 # ---------------------------------------------------------------------------------------------
 # Request helpers
@@ -720,3 +722,83 @@ def _suspend_definitions(user, definitions, change, *, filter=None) -> None:
         services.set_job_definitions_suspended(
             user, definitions, suspended, include_jobs=include_jobs, filter=filter
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# /history/job-log
+
+
+class HistoricJobLogViewSet(HistoricLogViewSet):
+    """Camunda's /history/job-log resource: the job log's creation, failure, success and
+    deletion entries (JobLog.objects.history())."""
+
+    log_model = JobLog
+    filter_class = JobLogFilter
+    serializer_class = HistoricJobLogSerializer
+    not_found = "Historic job log with id {id} does not exist"
+    text_not_found = "No historic job log found with id {id}: historicJobLog is null"
+    text_field = "exception_stacktrace"
+
+    @extend_schema(
+        summary="Get Job Logs",
+        operation_id="getHistoricJobLogs",
+        tags=["Historic Job Log"],
+        parameters=[
+            *filter_parameters(JobLogFilter),
+            *sorting_parameters(JOB_LOG_SORT_KEYS),
+            *paging_parameters(),
+        ],
+        responses={200: HistoricJobLogSerializer(many=True), **errors(400)},
+    )
+    def list(self, request):
+        return self.list_entries(request)
+
+    @extend_schema(
+        summary="Get Job Logs (POST)",
+        operation_id="queryHistoricJobLogs",
+        tags=["Historic Job Log"],
+        parameters=paging_parameters(),
+        request=OpenApiTypes.OBJECT,
+        responses={200: HistoricJobLogSerializer(many=True), **errors(400)},
+    )
+    def query(self, request):
+        return self.list_entries(request)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Get Job Log Count",
+        operation_id="getHistoricJobLogsCount",
+        tags=["Historic Job Log"],
+        parameters=filter_parameters(JobLogFilter),
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Get Job Log Count (POST)",
+        operation_id="queryHistoricJobLogsCount",
+        tags=["Historic Job Log"],
+        request=OpenApiTypes.OBJECT,
+        responses={200: CountSerializer, **errors(400)},
+    )
+    @action(detail=False, methods=["get", "post"])
+    def count(self, request):
+        return self.count_entries(request)
+
+    @extend_schema(
+        summary="Get Job Log",
+        operation_id="getHistoricJobLog",
+        tags=["Historic Job Log"],
+        responses={200: HistoricJobLogSerializer, **errors(404)},
+    )
+    def retrieve(self, request, log_id):
+        return self.retrieve_entry(log_id)
+
+    @extend_schema(
+        summary="Get Job Log Exception Stacktrace",
+        operation_id="getStacktraceHistoricJobLog",
+        tags=["Historic Job Log"],
+        responses={(200, "text/plain"): str, 204: None, **errors(404)},
+    )
+    @action(detail=True, methods=["get"])
+    def stacktrace(self, request, log_id):
+        return self.text_response(log_id)

@@ -19,8 +19,8 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
 
-from jobs.conf import executor_setting, parse_seconds
-from jobs.models import Job, JobLog
+from jobs.conf import executor_setting, hostname, parse_seconds
+from jobs.models import Job, JobDefinition, JobLog
 from project import incidents
 
 # PostgreSQL channel an idle `runjobs` LISTENs on; sent (on commit) whenever work becomes ready.
@@ -123,6 +123,17 @@ class JobOutcome:
     next_started: Job | None = None
 
 
+def _definition_columns(job: Job) -> dict:
+    """The job log's columns about the job's definition, read once per job object (most
+    executor jobs, django.tasks', have none and cost no query)."""
+    columns = getattr(job, "definition_log_columns", None)
+    if columns is None:
+        found = JobDefinition.objects.log_columns([job.job_definition_id])
+        columns = found.get(job.job_definition_id, {}) if job.job_definition_id else {}
+        job.definition_log_columns = columns
+    return columns
+
+
 def _executor_log_values(job: Job, event: str, fields: dict) -> dict:
     return {
         "job_id": job.id,
@@ -134,6 +145,13 @@ def _executor_log_values(job: Job, event: str, fields: dict) -> dict:
         "process_instance_id": job.process_instance_id,
         "process_definition_key": job.process_definition_key,
         "activity_id": job.activity_id,
+        "due_date": job.due_date,
+        "priority": job.priority,
+        "execution_id": job.execution_id,
+        "process_definition_id": job.process_definition_id,
+        "failed_activity_id": job.failed_activity_id,
+        "hostname": hostname(),
+        **_definition_columns(job),
         **fields,
     }
 
@@ -263,6 +281,11 @@ _CLAIM_LOG_COPIED = [
     "process_instance_id",
     "process_definition_key",
     "activity_id",
+    "due_date",
+    "priority",
+    "execution_id",
+    "process_definition_id",
+    "failed_activity_id",
 ]
 
 
@@ -344,8 +367,18 @@ def acquire_jobs(
             )
         )
         jobs.sort(key=_claim_order(now))
-        return jobs
+        return _with_definition_columns(jobs)
     return _claim_in_transaction(worker_id, now, expires, limit, queues, start)
+
+
+def _with_definition_columns(jobs: list[Job]) -> list[Job]:
+    """Keep each claimed job's definition columns for its log entries (_definition_columns),
+    read with one query for the batch, and none when no job has a definition."""
+    ids = {job.job_definition_id for job in jobs if job.job_definition_id}
+    found = JobDefinition.objects.log_columns(ids) if ids else {}
+    for job in jobs:
+        job.definition_log_columns = found.get(job.job_definition_id, {})
+    return jobs
 
 
 def _claim_in_transaction(worker_id, now, expires, limit, queues, start) -> list[Job]:
@@ -360,7 +393,7 @@ def _claim_in_transaction(worker_id, now, expires, limit, queues, start) -> list
         ids = [row["id"] for row in rows]
         Job.objects.filter(id__in=ids).update(lock_owner=worker_id, lock_expiration_time=expires)
         previous = {row["id"]: row for row in rows}
-        jobs = list(Job.objects.filter(id__in=ids))
+        jobs = _with_definition_columns(list(Job.objects.filter(id__in=ids)))
         for job in jobs:
             job.previous_owner = previous[job.id]["previous_owner"]
             job.previous_expiry = previous[job.id]["previous_expiry"]
@@ -597,6 +630,7 @@ def fail_job(
             outcome.retries = current.retries
             outcome.next_due_date = current.due_date if current.retries > 0 else None
             current.history = getattr(job, "history", None)
+            current.definition_log_columns = getattr(job, "definition_log_columns", None)
             job = current
         entries = [
             _executor_log_entry(

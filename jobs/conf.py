@@ -5,6 +5,7 @@ The lowest module of the executor: handlers, claims, the runner, the process loo
 """
 
 import math
+import socket
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,12 +21,21 @@ EXECUTOR_DEFAULTS = {
     "HANDLER_MODULES": [],
     # Jobs each executor process claims per statement (see acquire_jobs and executor.Executor).
     "PREFETCH": 10,
+    # The name the job log records as the host that wrote an entry (Camunda's engine
+    # `hostname`); None: the machine's host name.
+    "HOSTNAME": None,
 }
 
 
 def executor_setting(name: str):
     """One value of settings.TASKYARD_EXECUTOR, falling back to EXECUTOR_DEFAULTS."""
     return getattr(settings, "TASKYARD_EXECUTOR", {}).get(name, EXECUTOR_DEFAULTS[name])
+
+
+def hostname() -> str:
+    """This process's host name as the job log records it (the HOSTNAME setting, else the
+    machine's)."""
+    return executor_setting("HOSTNAME") or socket.gethostname()
 
 
 MAX_SECONDS = 10 * 366 * 24 * 3600

@@ -16,14 +16,16 @@ from django.utils import timezone
 from project.errors import InvalidRequest
 from project.filters import (
     CamundaFilterSet,
+    CamundaLogFilterSet,
     ListFilter,
     LongFilter,
+    NoneFilter,
     StringFilter,
     TrueFilter,
 )
 from project.rest.dates import parse_date
 
-from .models import WITH_EXCEPTION, Job, JobDefinition
+from .models import WITH_EXCEPTION, Job, JobDefinition, JobLog
 
 # Camunda's sortBy values for GET/POST /job, in the order the reference lists them.
 JOB_SORT_KEYS = {
@@ -45,6 +47,27 @@ JOB_DEFINITION_SORT_KEYS = {
     "processDefinitionKey": "process_definition_key",
     "jobType": "job_type",
     "jobConfiguration": "job_configuration",
+    "tenantId": "tenant_id",
+}
+
+# Camunda's sortBy values for GET/POST /history/job-log. There are no deployments: every entry's
+# deploymentId is null, so sorting by it leaves the order to the other keys. `occurrence`
+# (Camunda's sequence counter) is the order entries were written in.
+JOB_LOG_SORT_KEYS = {
+    "timestamp": "timestamp",
+    "jobId": "job_id",
+    "jobDefinitionId": "job_definition_id",
+    "jobDueDate": "due_date",
+    "jobRetries": "retries",
+    "jobPriority": "priority",
+    "activityId": "activity_id",
+    "executionId": "execution_id",
+    "processInstanceId": "process_instance_id",
+    "processDefinitionId": "process_definition_id",
+    "processDefinitionKey": "process_definition_key",
+    "deploymentId": None,
+    "hostname": "hostname",
+    "occurrence": "id",
     "tenantId": "tenant_id",
 }
 
@@ -328,3 +351,26 @@ class JobDefinitionFilter(CamundaMessagesMixin, CamundaFilterSet):
             self.form.cleaned_data.get("withoutTenantId"),
             self.form.cleaned_data.get("includeJobDefinitionsWithoutTenantId"),
         )
+
+
+class JobLogFilter(CamundaLogFilterSet):
+    """Every query parameter of Camunda's GET/POST /history/job-log and its count, over the
+    entries JobLog.objects.history() keeps (the log states, tenants and the parameters both
+    logs share come from CamundaLogFilterSet)."""
+
+    jobId = StringFilter(field_name="job_id")
+    jobExceptionMessage = StringFilter(field_name="exception_message")
+    jobDefinitionId = StringFilter(field_name="job_definition_id")
+    jobDefinitionType = StringFilter(field_name="job_definition_type")
+    jobDefinitionConfiguration = StringFilter(field_name="job_definition_configuration")
+    failedActivityIdIn = ListFilter(field_name="failed_activity_id")
+    deploymentId = NoneFilter()
+    hostname = StringFilter(field_name="hostname")
+    jobPriorityLowerThanOrEquals = LongFilter(field_name="priority", lookup_expr="lte")
+    jobPriorityHigherThanOrEquals = LongFilter(field_name="priority", lookup_expr="gte")
+
+    class Meta:
+        model = JobLog
+        fields: list[str] = []
+
+    sort_keys = JOB_LOG_SORT_KEYS

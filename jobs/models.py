@@ -17,6 +17,17 @@ class JobDefinitionQuerySet(models.QuerySet):
         """The job definitions `user` may see: their tenants' and tenant-less ones."""
         return tenancy.scope(self, user)
 
+    def log_columns(self, ids) -> dict[str, dict]:
+        """{definition id: its job log columns (type, configuration)} for these ids: what each
+        log entry of a job of the definition records about it, as Camunda's job log does."""
+        rows = self.filter(pk__in=[i for i in ids if i]).values_list(
+            "pk", "job_type", "job_configuration"
+        )
+        return {
+            pk: {"job_definition_type": job_type, "job_definition_configuration": configuration}
+            for pk, job_type, configuration in rows
+        }
+
 
 class JobDefinition(models.Model):
     """Configuration shared by the jobs of one activity: suspension and an overriding priority."""
@@ -248,8 +259,28 @@ class Job(models.Model):
         return STATUSES[key.first() or STATUSES.keys[-1]]
 
 
+class JobLogQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "JobLogQuerySet":
+        """The log entries `user` may see: their tenants' and tenant-less ones."""
+        return tenancy.scope(self, user)
+
+    def history(self) -> "JobLogQuerySet":
+        """The entries Camunda's historic job log shows (HISTORY_STATES): creation, failure,
+        success and deletion; not claims, locks or operators' changes."""
+        return self.filter(event__in=list(HISTORY_EVENTS))
+
+    def in_history_state(self, state: str) -> "JobLogQuerySet":
+        """Entries of one Camunda job log state: creationLog, failureLog, successLog or
+        deletionLog."""
+        return self.filter(event__in=[e for e, s in HISTORY_EVENTS.items() if s == state])
+
+
 class JobLog(models.Model):
-    """History of one job: created, started, failed, succeeded, deleted, retries set, ..."""
+    """History of one job: created, started, failed, succeeded, deleted, retries set, ...
+
+    Each entry keeps the job as it was after the event (due date, retries, priority, job
+    definition, process fields, tenant) and the host that wrote it: Camunda's historic job log
+    reads the entries of HISTORY_STATES from here."""
 
     class Event(models.TextChoices):
         CREATED = "created"
@@ -285,6 +316,20 @@ class JobLog(models.Model):
     process_instance_id = models.CharField(max_length=255, null=True, blank=True)
     process_definition_key = models.CharField(max_length=255, null=True, blank=True)
     activity_id = models.CharField(max_length=255, null=True, blank=True)
+    # The rest of Camunda's HistoricJobLogDto: named as on Job, so every path that copies a
+    # job's columns onto its entries (jobs.services, jobs.claims) copies these too.
+    due_date = models.DateTimeField(null=True, blank=True)
+    priority = models.BigIntegerField(null=True, blank=True)
+    execution_id = models.CharField(max_length=255, null=True, blank=True)
+    process_definition_id = models.CharField(max_length=255, null=True, blank=True)
+    failed_activity_id = models.CharField(max_length=255, null=True, blank=True)
+    job_definition_type = models.CharField(max_length=255, null=True, blank=True)
+    job_definition_configuration = models.TextField(null=True, blank=True)
+    # The host of the process that wrote the entry (jobs.conf.hostname), as Camunda's engine
+    # names itself in its job log.
+    hostname = models.CharField(max_length=255, null=True, blank=True)
+
+    objects = JobLogQuerySet.as_manager()
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -296,3 +341,27 @@ class JobLog(models.Model):
 
     def __str__(self):
         return f"{self.job_id} {self.event} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def history_state(self) -> str | None:
+        """This entry's Camunda log state (HISTORY_EVENTS), or None: not in the history API."""
+        return HISTORY_EVENTS.get(self.event)
+
+
+# Camunda's job log states, from our events: the one place that says which entries the history
+# API shows and with which flag. Our other events (started, lock-expired, retries-set, ...) are
+# for the console's attempt history only. A successful job is deleted without a deletion entry,
+# as in Camunda.
+CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG = (
+    "creationLog",
+    "failureLog",
+    "successLog",
+    "deletionLog",
+)
+HISTORY_STATES = (CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG)
+HISTORY_EVENTS = {
+    JobLog.Event.CREATED: CREATION_LOG,
+    JobLog.Event.FAILED: FAILURE_LOG,
+    JobLog.Event.SUCCEEDED: SUCCESS_LOG,
+    JobLog.Event.DELETED: DELETION_LOG,
+}

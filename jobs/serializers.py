@@ -1,7 +1,9 @@
 """Camunda's JSON shapes for jobs and job definitions (every key present, null where unset)."""
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from jobs.models import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from project.rest.dates import format_date
 
 
@@ -153,3 +155,64 @@ class CreateJobRequest(serializers.Serializer):
     processDefinitionKey = serializers.CharField(required=False, allow_null=True)
     activityId = serializers.CharField(required=False, allow_null=True)
     tenantId = serializers.CharField(required=False, allow_null=True)
+
+
+@extend_schema_serializer(component_name="HistoricJobLogDto")
+class HistoricJobLogSerializer(serializers.Serializer):
+    """Camunda's HistoricJobLogDto. There are no deployments, process instance trees, history
+    cleanup or job batches here: deploymentId, rootProcessInstanceId, removalTime and batchId
+    are always null. The four flags say which Camunda log state the entry is
+    (JobLog.history_state)."""
+
+    id = serializers.CharField()
+    timestamp = CamundaDateTimeField()
+    removalTime = serializers.SerializerMethodField()
+    jobId = serializers.CharField(source="job_id")
+    jobDueDate = CamundaDateTimeField(source="due_date", allow_null=True)
+    jobRetries = serializers.IntegerField(source="retries", allow_null=True)
+    jobPriority = serializers.IntegerField(source="priority", allow_null=True)
+    jobExceptionMessage = serializers.CharField(source="exception_message", allow_null=True)
+    failedActivityId = serializers.CharField(source="failed_activity_id", allow_null=True)
+    jobDefinitionId = serializers.CharField(source="job_definition_id", allow_null=True)
+    jobDefinitionType = serializers.CharField(source="job_definition_type", allow_null=True)
+    jobDefinitionConfiguration = serializers.CharField(
+        source="job_definition_configuration", allow_null=True
+    )
+    activityId = serializers.CharField(source="activity_id", allow_null=True)
+    executionId = serializers.CharField(source="execution_id", allow_null=True)
+    processInstanceId = serializers.CharField(source="process_instance_id", allow_null=True)
+    processDefinitionId = serializers.CharField(source="process_definition_id", allow_null=True)
+    processDefinitionKey = serializers.CharField(source="process_definition_key", allow_null=True)
+    deploymentId = serializers.SerializerMethodField()
+    rootProcessInstanceId = serializers.SerializerMethodField()
+    tenantId = serializers.CharField(source="tenant_id", allow_null=True)
+    hostname = serializers.CharField(allow_null=True)
+    batchId = serializers.SerializerMethodField()
+    creationLog = serializers.SerializerMethodField()
+    failureLog = serializers.SerializerMethodField()
+    successLog = serializers.SerializerMethodField()
+    deletionLog = serializers.SerializerMethodField()
+
+    def get_removalTime(self, entry) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+    def get_deploymentId(self, entry) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+    def get_rootProcessInstanceId(self, entry) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+    def get_batchId(self, entry) -> str | None:  # noqa: N802 - Camunda's key
+        return None
+
+    def get_creationLog(self, entry) -> bool:  # noqa: N802 - Camunda's key
+        return entry.history_state == CREATION_LOG
+
+    def get_failureLog(self, entry) -> bool:  # noqa: N802 - Camunda's key
+        return entry.history_state == FAILURE_LOG
+
+    def get_successLog(self, entry) -> bool:  # noqa: N802 - Camunda's key
+        return entry.history_state == SUCCESS_LOG
+
+    def get_deletionLog(self, entry) -> bool:  # noqa: N802 - Camunda's key
+        return entry.history_state == DELETION_LOG

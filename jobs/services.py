@@ -17,6 +17,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_duration
 
+from jobs.conf import hostname
 from jobs.handlers import check_handler
 from jobs.models import Job, JobDefinition, JobLog
 from project import audit, bulk, incidents, tenancy
@@ -66,6 +67,7 @@ def _log_entry(row: dict, event: str, *, worker: str | None = None, **extra) -> 
     if fields.get("handler") is None:
         fields["handler"] = ""
     fields["retries"] = row.get("retries")
+    fields["hostname"] = hostname()
     fields.update(extra)
     return JobLog(job_id=row["id"], event=event, worker=worker, **fields)
 
@@ -83,6 +85,9 @@ def _insert_logs(job_ids: list[str], event: str, timestamp: datetime, **extra) -
         "timestamp": timestamp,
         "retries": F("retries"),
         **{name: F(name) for name in _log_fields()},
+        "job_definition_type": F("job_definition__job_type"),
+        "job_definition_configuration": F("job_definition__job_configuration"),
+        "hostname": hostname(),
         **extra,
     }
     return bulk.insert_select(JobLog, Job.objects.filter(id__in=job_ids).order_by("id"), columns)
@@ -243,6 +248,7 @@ def _update_batch_at_once(user, ids, changes, event, now, only_if, before_field,
         "retries": F("retries"),
         **{name: F(name) for name in _log_fields()},
         "worker": actor_name(user),
+        "hostname": hostname(),
         **(log_extra or {}),
     }
     rows = bulk.update_and_log(
@@ -353,9 +359,15 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
     with transaction.atomic():
         Job.objects.bulk_create(jobs)
         logs = []
+        definitions = JobDefinition.objects.log_columns({job.job_definition_id for job in jobs})
         for job in jobs:
             row = {name: getattr(job, name, None) for name in _log_values()}
-            log = _log_entry(row, JobLog.Event.CREATED, worker=actor_name(user))
+            log = _log_entry(
+                row,
+                JobLog.Event.CREATED,
+                worker=actor_name(user),
+                **definitions.get(job.job_definition_id, {}),
+            )
             if hasattr(log, "payload"):
                 log.payload = job.payload
             logs.append(log)

@@ -249,3 +249,65 @@ class CamundaFilterSet(django_filters.FilterSet):
         if not self.is_valid():
             raise InvalidRequest(self.error_message())
         return self.qs
+
+
+class LogIdFilter(StringFilter):
+    """Camunda's `logId`: log ids are strings in Camunda's API and integers here, so a value
+    that is no integer matches no entry (rather than failing the query)."""
+
+    def filter(self, qs, value):
+        if value is None:
+            return qs
+        text = value.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 18:
+            return qs.none()
+        return qs.filter(pk=int(text))
+
+
+class NoneFilter(StringFilter):
+    """A Camunda parameter about something Taskyard has none of (`deploymentId`: there are no
+    deployments): any value matches no entry."""
+
+    def filter(self, qs, value):
+        return qs if value is None else qs.none()
+
+
+class CamundaLogFilterSet(CamundaFilterSet):
+    """The parameters Camunda's historic job log and external task log queries share, over a
+    log model whose QuerySet has `in_history_state()` (the app's one event → state table).
+
+    Camunda's query holds one state: each of creationLog, failureLog, successLog and
+    deletionLog set in that order replaces the one before, so the last of them given wins
+    (creationLog and failureLog together mean failureLog). `withoutTenantId` wins over
+    `tenantIdIn`, as the engine's query resets the tenant list when it is set."""
+
+    LOG_STATES = ("creationLog", "failureLog", "successLog", "deletionLog")
+
+    logId = LogIdFilter()
+    activityIdIn = ListFilter(field_name="activity_id")
+    executionIdIn = ListFilter(field_name="execution_id")
+    processInstanceId = StringFilter(field_name="process_instance_id")
+    processDefinitionId = StringFilter(field_name="process_definition_id")
+    processDefinitionKey = StringFilter(field_name="process_definition_key")
+    tenantIdIn = ListFilter(method="filter_together")
+    withoutTenantId = TrueFilter(method="filter_together")
+    creationLog = TrueFilter(method="filter_together")
+    failureLog = TrueFilter(method="filter_together")
+    successLog = TrueFilter(method="filter_together")
+    deletionLog = TrueFilter(method="filter_together")
+
+    def filter_together(self, qs, name, value):
+        # States and tenants act together, applied once in filter_queryset.
+        return qs
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        data = self.form.cleaned_data
+        states = [state for state in self.LOG_STATES if data.get(state)]
+        if states:
+            queryset = queryset.in_history_state(states[-1])
+        if data.get("withoutTenantId"):
+            return queryset.filter(tenant_id__isnull=True)
+        if data.get("tenantIdIn"):
+            return queryset.filter(tenant_id__in=data["tenantIdIn"])
+        return queryset

@@ -72,9 +72,9 @@ def sorting_from_body(body: Mapping) -> list[dict]:
 def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "id") -> list:
     """Translate Camunda sort criteria to ORDER BY expressions; unknown keys -> 400.
 
-    `keys` maps a Camunda sortBy value to a model field. Nulls sort as the smallest value
-    (first ascending, last descending) on every database, and the primary key breaks ties so
-    paging is stable.
+    `keys` maps a Camunda sortBy value to a model field (None: null on every row). Nulls sort
+    as the smallest value (first ascending, last descending) on every database, and the primary
+    key breaks ties so paging is stable.
     """
     expressions = []
     descending = False
@@ -86,7 +86,9 @@ def order_by(sorting: list[dict], keys: Mapping[str, str], tie_breaker: str = "i
         if sort_order not in {"asc", "desc"}:
             raise InvalidRequest(f"Cannot set query parameter 'sortOrder' to value '{sort_order}'")
         descending = sort_order == "desc"
-        expressions.append(nulls_smallest(F(keys[sort_by]), descending))
+        if keys[sort_by] is not None:
+            # None: a key no row has a value for (the logs' deploymentId); every row ties.
+            expressions.append(nulls_smallest(F(keys[sort_by]), descending))
     # Ties go in the direction of the last key (Camunda leaves their order open), so one index
     # `(key ASC NULLS FIRST, id)` delivers the whole order read forwards or backwards.
     expressions.append(F(tie_breaker).desc() if descending else F(tie_breaker).asc())
