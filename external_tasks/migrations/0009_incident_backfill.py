@@ -21,7 +21,7 @@ def open_incidents(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("external_tasks", "0006_hot_retries"),
+        ("external_tasks", "0008_externaltasklog_history_fields"),
         ("project", "0004_incident"),
     ]
 

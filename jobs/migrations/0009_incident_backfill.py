@@ -20,7 +20,7 @@ def open_incidents(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0006_query_covering_indexes"),
+        ("jobs", "0008_joblog_history_fields"),
         ("project", "0004_incident"),
     ]
 
