@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from external_tasks.models import ExternalTask
+from project import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,12 @@ class Dispatcher:
         return (self.seq if self.listening else -1), timezone.now()
 
     async def wait(self, waiter: Waiter, timeout: float) -> list:
-        """Wait up to `timeout` seconds for tasks claimed for `waiter`; [] if none came."""
+        """Wait up to `timeout` seconds for tasks claimed for `waiter`; [] if none came. The
+        request counts in the long-poll waiter gauge for as long as it waits here."""
+        with metrics.long_poll_waiting():
+            return await self._wait(waiter, timeout)
+
+    async def _wait(self, waiter: Waiter, timeout: float) -> list:
         self._register(waiter)
         try:
             try:
