@@ -36,10 +36,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from external_tasks.models import ExternalTask
+from project import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,12 @@ class Dispatcher:
         return (self.seq if self.listening else -1), timezone.now()
 
     async def wait(self, waiter: Waiter, timeout: float) -> list:
-        """Wait up to `timeout` seconds for tasks claimed for `waiter`; [] if none came."""
+        """Wait up to `timeout` seconds for tasks claimed for `waiter`; [] if none came. The
+        request counts in the long-poll waiter gauge for as long as it waits here."""
+        with metrics.long_poll_waiting():
+            return await self._wait(waiter, timeout)
+
+    async def _wait(self, waiter: Waiter, timeout: float) -> list:
         self._register(waiter)
         try:
             try:
@@ -252,19 +258,29 @@ class Dispatcher:
         returned, self.returned = self.returned, []
         topics, self.dirty = self.dirty, set()
         worked = bool(returned)
-        for waiter, tasks in returned:
-            await self.run(waiter.release, tasks)
-            topics |= waiter.topics
-        if recheck and self.waiters:
-            worked = True
-            waiting = set().union(*(w.topics for w in self.waiters))
-            since = self.since if self.windowed and self.listening else None
-            self.rechecks += 1
-            self.since, found = await self.run(fetchable_topics, waiting, since)
-            topics |= found
-        if topics and self.waiters:
-            worked = True
-            await self._round(topics)
+        try:
+            while returned:
+                waiter, tasks = returned[0]
+                await self.run(waiter.release, tasks)
+                returned.pop(0)
+                topics |= waiter.topics
+            if recheck and self.waiters:
+                worked = True
+                waiting = set().union(*(w.topics for w in self.waiters))
+                since = self.since if self.windowed and self.listening else None
+                self.rechecks += 1
+                self.since, found = await self.run(fetchable_topics, waiting, since)
+                topics |= found
+            if topics and self.waiters:
+                worked = True
+                await self._round(topics)
+        except Exception:
+            # A connection blip: what this turn had to do is done on the next one, after the
+            # loop backed off (an announcement is not lost, a give-back not forgotten).
+            self.returned[:0] = returned
+            self.dirty |= topics
+            self.wakeup.set()
+            raise
         self.connected = self.connected or worked
         if self.connected and not self.waiters:
             # The connection stays while requests wait (no new connection per wake-up) and goes
@@ -283,6 +299,13 @@ class Dispatcher:
             self.claims += 1
             try:
                 tasks = await self._claim(waiter)
+            except (OperationalError, InterfaceError):
+                # The database is away (the claim failed on two connections): nothing was
+                # claimed, so the request keeps waiting, and step() tries the round again once
+                # the loop backed off. A request whose time ran out meanwhile answers [].
+                if waiter.timed_out and not waiter.future.done():
+                    waiter.future.set_result([])
+                raise
             except Exception as error:
                 if not waiter.future.done():
                     waiter.future.set_exception(error)

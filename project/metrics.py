@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter as Tally
@@ -95,9 +96,13 @@ TASK_OUTCOMES = Counter(
     "External task outcomes reported by workers: completed, failed, bpmn_error.",
     ["face", "topic", "outcome"],
 )
+# Each process counts its own waiters (in memory, or in its own file of PROMETHEUS_MULTIPROC_DIR);
+# in multiprocess mode a scrape adds up the live processes' files and first deletes the files of
+# processes that are gone (forget_dead_processes), so a killed server's waiters do not linger.
 LONG_POLL_WAITERS = Gauge(
     "taskyard_long_poll_waiters",
-    "fetchAndLock requests currently waiting for work (long polling).",
+    "fetchAndLock requests currently waiting for work (long polling), summed over the live "
+    "processes.",
     ["face"],
     multiprocess_mode="livesum",
 )
@@ -587,12 +592,61 @@ BACKLOG_REGISTRY = CollectorRegistry(auto_describe=False)
 BACKLOG_REGISTRY.register(BacklogCollector())
 
 
+# A "live" gauge's file of one process: gauge_livesum_4127.db (prometheus_client's naming).
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    try:
+        # A killed child its parent has not reaped yet is a zombie: gone all the same.
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def forget_dead_processes(path: str | None = None) -> list[int]:
+    """Delete the live-gauge files (long-poll waiters) of processes that no longer run, so a
+    process killed while requests waited does not count them for ever. Counters and histograms
+    of dead processes stay: they are totals. Returns the pids forgotten."""
+    path = path or os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []
+    pids = {int(m.group(1)) for name in names if (m := _LIVE_GAUGE_FILE.match(name))}
+    dead = sorted(pid for pid in pids if pid != os.getpid() and not _process_alive(pid))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)
+    return dead
+
+
+class _DeadProcessSweeper:
+    """Forgets dead processes' live gauges right before the multiprocess collector reads the
+    files (also on start_metrics_server's port, which keeps one registry)."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        forget_dead_processes()
+        return []
+
+
 def _event_registry() -> CollectorRegistry:
     """This process's event metrics, or with PROMETHEUS_MULTIPROC_DIR set (several server
-    processes on one host) the sum over all processes' files."""
+    processes on one host) the sum over all processes' files, live gauges of live processes
+    only."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
     registry = CollectorRegistry()
+    registry.register(_DeadProcessSweeper())  # collected first, on every scrape
     multiprocess.MultiProcessCollector(registry)
     return registry
 

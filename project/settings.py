@@ -114,11 +114,17 @@ def pool_options(database: dict) -> dict:
         return {}
     if max_size <= 0:
         return {}
+    from psycopg_pool import ConnectionPool
+
     pool = {
         "min_size": min(int(os.environ.get("DB_POOL_MIN", "1")), max_size),
         "max_size": max_size,
         # A request waits this long for a free connection, then fails with a 500.
         "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
+        # Test a connection as it leaves the pool (an empty query, one round trip) and replace
+        # a dead one: a database restart, a failover or a killed backend then fails no request
+        # that merely drew a connection which died while idle.
+        "check": ConnectionPool.check_connection,
     }
     return {"pool": pool}
 

@@ -9,6 +9,7 @@ import asyncio
 import time
 from datetime import timedelta
 
+import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
@@ -341,4 +342,38 @@ def test_a_claim_that_fails_once_is_retried_on_a_new_connection(worker_user):
 
     task, answered = run(scenario)
     assert failures == [1]
+    assert [t["id"] for t in answered] == [task.id]
+
+
+def test_a_waiter_whose_claims_fail_on_every_connection_keeps_waiting_for_the_next_round(
+    worker_user,
+):
+    """The database was away for both attempts of a round: the request used to answer 503
+    although nothing had been claimed; it keeps waiting, and the announced topic is not lost."""
+    failures = []
+
+    def away_twice(claim):
+        def claim_when_back():
+            if len(failures) < 2:
+                failures.append(1)
+                raise OperationalError("server closed the connection unexpectedly")
+            return claim()
+
+        return claim_when_back
+
+    async def scenario(dispatcher):
+        [pending] = await start(
+            dispatcher, [waiter(dispatcher, worker_user, "w", claim=away_twice)]
+        )
+        task = await db(make_task)
+        dispatcher.announce({TOPIC})
+        with pytest.raises(OperationalError):  # the dispatcher's loop logs it and backs off
+            await dispatcher.step()
+        still_waiting = not pending.done()
+        await dispatcher.step()  # the next round, without a new announcement
+        return task, still_waiting, await asyncio.wait_for(pending, 5)
+
+    task, still_waiting, answered = run(scenario)
+    assert failures == [1, 1]
+    assert still_waiting
     assert [t["id"] for t in answered] == [task.id]

@@ -2,6 +2,7 @@
 
 import pytest
 from django.db import connection
+from psycopg_pool import ConnectionPool
 
 from project.settings import pool_options
 
@@ -12,13 +13,27 @@ def test_postgresql_gets_a_pool_with_the_configured_sizes(monkeypatch):
     monkeypatch.setenv("DB_POOL_MIN", "3")
     monkeypatch.setenv("DB_POOL_MAX", "12")
     monkeypatch.setenv("DB_POOL_TIMEOUT", "5")
-    assert pool_options(PG) == {"pool": {"min_size": 3, "max_size": 12, "timeout": 5.0}}
+    assert pool_options(PG) == {
+        "pool": {
+            "min_size": 3,
+            "max_size": 12,
+            "timeout": 5.0,
+            "check": ConnectionPool.check_connection,
+        }
+    }
 
 
 def test_default_pool_sizes(monkeypatch):
     for name in ("DB_POOL_MIN", "DB_POOL_MAX", "DB_POOL_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
-    assert pool_options(PG) == {"pool": {"min_size": 1, "max_size": 4, "timeout": 10.0}}
+    assert pool_options(PG) == {
+        "pool": {
+            "min_size": 1,
+            "max_size": 4,
+            "timeout": 10.0,
+            "check": ConnectionPool.check_connection,
+        }
+    }
 
 
 @pytest.mark.parametrize(
