@@ -31,7 +31,7 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -43,6 +43,7 @@ from project import tenancy
 from project.bulk import BulkResult
 from project.errors import DomainError
 from project.rest.dates import format_date, parse_date
+from project.rest.parsers import has_nul
 
 MAX_RETRIES = 2**31 - 1
 REASON_LENGTH = 500
@@ -370,7 +371,13 @@ def failure_action(request):
     if spec is None or spec.key not in FAILURE_ACTIONS:
         return HttpResponseBadRequest("Unknown action")
     key = request.POST.get("group")
-    groups = failure_groups(request.user, resource.key)
+    # The group as the page showed it: narrowed to an annotation text when it was.
+    annotation = (request.POST.get("annotation") or "").strip() or None
+    if annotation and has_nul(annotation):
+        return HttpResponseBadRequest("Invalid annotation text")
+    if annotation:
+        back += "?" + urlencode({"annotation": annotation})
+    groups = failure_groups(request.user, resource.key, annotation)
     group = next((g for g in groups if g["key"] == key), None)
     if group is None:
         messages.warning(request, "That error group is gone: its rows changed meanwhile.")
@@ -379,7 +386,11 @@ def failure_action(request):
         values = parse_values(spec, request.POST)
         options = resource.service_options(
             source="console",
-            filter={"failureGroup": group["fingerprint"], "where": group["where"]},
+            filter={
+                "failureGroup": group["fingerprint"],
+                "where": group["where"],
+                **({"annotation": annotation} if annotation else {}),
+            },
             reason="",
         )
         result = spec.run(request.user, group_rows(request.user, group), values, **options)

@@ -38,22 +38,23 @@ def normalize_message(message: str | None) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def failure_groups(user, kind: str | None = None) -> list[dict]:
-    """Failed rows of every resource (or only `kind`'s), grouped; the biggest groups first."""
+def failure_groups(user, kind: str | None = None, annotation: str | None = None) -> list[dict]:
+    """Failed rows of every resource (or only `kind`'s), grouped; the biggest groups first.
+    With `annotation`, only rows whose incident's annotation contains that text."""
     groups: dict[tuple, dict] = {}
     for resource in RESOURCES.values():
         if kind in (None, resource.key):
-            _add_groups(groups, resource, user)
+            _add_groups(groups, resource, user, annotation)
     result = sorted(groups.values(), key=lambda g: (-g["count"], g["kind"], g["fingerprint"]))
     for group in result:
         group["key"] = group_key(group)
     return result
 
 
-def _add_groups(groups: dict, resource, user) -> None:
+def _add_groups(groups: dict, resource, user, annotation) -> None:
     where, message_field = resource.source_field, resource.message_field
     rows = (
-        resource.failed(user)
+        resource.failed(user, annotation)
         .values(where, message_field)
         .annotate(n=Count("id"), first=Min("create_time"), last=Max("create_time"))
         .order_by("-n")[:FAILURE_SQL_GROUPS]
@@ -72,6 +73,7 @@ def _add_groups(groups: dict, resource, user) -> None:
                 "last": row["last"],
                 "messages": [],
                 "example": row[message_field],
+                "annotation": annotation,
             },
         )
         group["count"] += row["n"]
@@ -93,4 +95,5 @@ def group_rows(user, group):
     q = Q(**{f"{message_field}__in": messages}) if messages else Q(pk__in=[])
     if None in group["messages"]:
         q |= Q(**{f"{message_field}__isnull": True})
-    return resource.failed(user).filter(q, **{resource.source_field: group["where"]})
+    failed = resource.failed(user, group.get("annotation"))
+    return failed.filter(q, **{resource.source_field: group["where"]})

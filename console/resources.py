@@ -22,7 +22,7 @@ from jobs import services as job_services
 from jobs.filters import JobFilter
 from jobs.models import STATUSES as JOB_STATUSES
 from jobs.models import Job, JobLog
-from project import tenancy
+from project import incidents, tenancy
 from project.bulk import BulkResult
 from project.states import StatusTable
 
@@ -107,6 +107,7 @@ class Resource:
     holder_field: str  # who holds a row's lock: a job's lock owner, a task's worker
     # The log that records finished work: (model, event of a success, event of a failure).
     outcome_log: tuple
+    incident_type: str  # the Camunda incident a row without retries has (project.incidents)
     default_sort: str = "-created"
     inline: tuple[str, ...] = ()  # FilterSet parameters shown inline; the rest under "More"
     hidden: tuple[str, ...] = ()  # parameters not offered as controls
@@ -124,8 +125,24 @@ class Resource:
         """The rows `user` may see (the app's one scoping entry point)."""
         return self.model.objects.visible_to(user)
 
-    def failed(self, user):
-        return self.visible(user).failed()
+    def failed(self, user, annotation: str | None = None):
+        """Rows without retries left; with `annotation`, only those whose open incident's
+        annotation contains that text (any case)."""
+        rows = self.visible(user).failed()
+        if annotation:
+            annotated = incidents.open_incidents(self.incident_type).filter(
+                annotation__icontains=annotation
+            )
+            rows = rows.filter(pk__in=annotated.values("configuration"))
+        return rows
+
+    @property
+    def incident_annotation_url(self) -> str:
+        return f"{self.key}-incident-annotation"
+
+    def incident(self, user, row_id):
+        """The row's open incident, else its latest closed one (None if it never had one)."""
+        return incidents.last_for(user, row_id, self.incident_type)
 
     def list_queryset(self, user):
         return self.visible(user).defer(*self.list_defer)
@@ -353,6 +370,7 @@ JOBS = Resource(
     message_field="exception_message",
     source_param="q",
     holder_field="lock_owner",
+    incident_type=incidents.FAILED_JOB,
     outcome_log=(JobLog, JobLog.Event.SUCCEEDED, JobLog.Event.FAILED),
     inline=("processDefinitionKey", "activityId", "tenantIdIn", "withException", "noRetriesLeft"),
     list_defer=("exception_stacktrace", "payload"),
@@ -429,6 +447,7 @@ EXTERNAL_TASKS = Resource(
     message_field="error_message",
     source_param="topicName",
     holder_field="worker_id",
+    incident_type=incidents.FAILED_EXTERNAL_TASK,
     outcome_log=(ExternalTaskLog, ExternalTaskLog.Event.COMPLETED, ExternalTaskLog.Event.FAILED),
     inline=("topicName", "workerId", "tenantIdIn", "locked", "noRetriesLeft"),
     list_defer=("error_details", "variables", "extension_properties"),

@@ -14,6 +14,12 @@ def resource_urls(prefix: str, resource) -> list:
         path(f"{prefix}actions/", actions.act, kind, name=resource.action_url),
         path(f"{prefix}export/", actions.export, kind, name=resource.export_url),
         path(f"{prefix}<str:row_id>/", views.row_detail, kind, name=resource.detail_url),
+        path(
+            f"{prefix}<str:row_id>/incident/annotation/",
+            views.incident_annotation,
+            kind,
+            name=resource.incident_annotation_url,
+        ),
     ]
 
 

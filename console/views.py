@@ -17,10 +17,11 @@ from console.resources import JOBS, RESOURCES
 from console.tables import Table, plain_params, querystring, whole_number
 from jobs import services as job_services
 from jobs.models import JobDefinition
-from project import tenancy
+from project import incidents, tenancy
 from project.errors import DomainError, InvalidRequest
 from project.models import AuditEntry
 from project.rest.dates import parse_date
+from project.rest.parsers import has_nul
 
 AUDIT_PAGE = 50
 AUDIT_ROWS_PER_ROW = 100
@@ -81,6 +82,7 @@ def row_detail(request, resource_key: str, row_id: str):
         "history": history,
         "last": history[0] if history else None,
         "audit_entries": list(audit_entries_for(request.user, resource.target_type, row_id)),
+        "incident": resource.incident(request.user, row_id),
         **_permissions(request.user),
         **resource.detail_extras(row, history),
     }
@@ -139,15 +141,43 @@ def _set_definition_priority(user, definition, post, include_jobs) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Incidents: an operator's note on a row's open incident, from its detail page.
+
+
+@require_POST
+@operator_required
+def incident_annotation(request, resource_key: str, row_id: str):
+    """Set (or, empty, clear) the annotation of the row's open incident; audited."""
+    resource = RESOURCES[resource_key]
+    back = reverse(resource.detail_url, args=[row_id])
+    incident = incidents.current(request.user, row_id, resource.incident_type)
+    if incident is None:
+        messages.warning(request, "This row has no open incident any more.")
+        return redirect(back)
+    text = (request.POST.get("annotation") or "").strip() or None
+    try:
+        incidents.set_annotation(request.user, incident.id, text, source="console")
+    except DomainError as error:
+        messages.error(request, error.message)
+        return redirect(back)
+    messages.success(request, "Incident annotation saved." if text else "Annotation cleared.")
+    return redirect(back)
+
+
+# ---------------------------------------------------------------------------------------------
 # Failures
 
 
 @viewer_required
 def failures(request):
     resource = RESOURCES.get(request.GET.get("kind") or "")
-    groups = failure_groups(request.user, resource.key if resource else None)
+    annotation = (request.GET.get("annotation") or "").strip()
+    if has_nul(annotation):
+        return HttpResponseBadRequest("Invalid annotation text")
+    groups = failure_groups(request.user, resource.key if resource else None, annotation or None)
     context = {
         "nav_section": "failures",
+        "annotation": annotation,
         "groups": groups,
         "kind": resource.key if resource else None,
         "kind_resource": resource,

@@ -194,6 +194,8 @@ def visible_to(user) -> QuerySet:
 
 def current(user, configuration: str, incident_type: str) -> Incident | None:
     """The open incident of one job or task (by its id), if the user may see it."""
+    if has_nul(configuration):
+        return None
     return (
         visible_to(user)
         .filter(state=Incident.State.OPEN, incident_type=incident_type, configuration=configuration)
@@ -203,6 +205,8 @@ def current(user, configuration: str, incident_type: str) -> Incident | None:
 
 def last_for(user, configuration: str, incident_type: str) -> Incident | None:
     """The row's open incident, else its most recent closed one (for its detail page)."""
+    if has_nul(configuration):
+        return None
     return (
         visible_to(user)
         .filter(incident_type=incident_type, configuration=configuration)
