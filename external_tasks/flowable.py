@@ -57,7 +57,13 @@ _STATUS_MESSAGES = {
 
 
 def flowable_exception_handler(exc, context):
-    if isinstance(exc, DomainError):
+    if isinstance(exc, services.LockHolderError) and getattr(
+        context.get("view"), "flowable_lock_words", False
+    ):
+        # Flowable's own words for a worker that does not hold the job's lock (the seed API
+        # keeps the Camunda sentence, which names the holder).
+        status, text = exc.status_code, f"{exc.worker_id} does not hold a lock on the requested job"
+    elif isinstance(exc, DomainError):
         status, text = exc.status_code, exc.message
     elif isinstance(exc, exceptions.APIException):
         status, text = exc.status_code, flatten(exc.detail)
@@ -404,6 +410,8 @@ class FlowableViewSet(FlowableErrors, viewsets.ViewSet):
     """Flowable's external worker API. Its paths do not nest under one collection (acquire/jobs,
     unacquire/jobs, jobs), so the ViewSet is routed without a prefix and each action carries
     its whole path."""
+
+    flowable_lock_words = True
 
     permission_classes = [CanView]
 
