@@ -13,7 +13,6 @@ import json
 from collections.abc import Mapping
 
 from django.db.models import OuterRef, Q, Subquery
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, viewsets
@@ -32,7 +31,7 @@ from external_tasks.serializers import (
     SeedJobPageSerializer,
     WorkerIdSerializer,
 )
-from project import tenancy
+from project import clock, tenancy
 from project.errors import DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanView, CanWork
 from project.rest.dates import format_date, format_date_z, parse_date
@@ -143,7 +142,7 @@ def with_last_event(queryset):
 def due_date(task):
     last_event = getattr(task, "last_event", None)
     expires = task.lock_expiration_time
-    if last_event == ExternalTaskLog.Event.FAILED and expires and expires > timezone.now():
+    if last_event == ExternalTaskLog.Event.FAILED and expires and expires > clock.now():
         return expires
     return None
 

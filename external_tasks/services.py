@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
-from django.utils import timezone
 
 from external_tasks import notify
 from external_tasks.filters import json_lookup, variable
 from external_tasks.models import ExternalTask, ExternalTaskLog
-from project import audit, bulk, metrics, tenancy
+from project import audit, bulk, clock, metrics, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, InvalidRequest, NotFound
 from project.rest.dates import format_date
@@ -263,7 +262,7 @@ def _bulk(
         if strict:
             _check_all_found(ids, all_ids)
         requested = len(ids) if ids is not None else len(all_ids)
-        change = _BatchChange(changes, event, log_kwargs, only_if, delete, topics, timezone.now())
+        change = _BatchChange(changes, event, log_kwargs, only_if, delete, topics, clock.now())
         count, single_before = 0, None
         for start in range(0, len(all_ids), BATCH_SIZE):
             changed, before = change.apply(all_ids[start : start + BATCH_SIZE], requested == 1)
@@ -452,7 +451,7 @@ def create(user, specs, *, source: str = "api") -> list[ExternalTask]:
     if not isinstance(specs, list) or not specs:
         raise InvalidRequest("Expected a task object or a non-empty list of task objects")
     tasks = [_task_from_spec(user, spec, i) for i, spec in enumerate(specs)]
-    now = timezone.now()
+    now = clock.now()
     for task in tasks:
         task.create_time = now
     ids = [t.id for t in tasks]
@@ -491,7 +490,7 @@ def fetch_and_lock(
     """
     if not topics or max_tasks <= 0:
         return []
-    now = timezone.now()
+    now = clock.now()
     ordering = _claim_order(use_priority, sort_create_time)
     sql, params = _claim_sql(user, worker_id, max_tasks, topics, ordering, now)
     if connection.vendor == "postgresql":
@@ -562,7 +561,7 @@ def lock(user, task_id: str, worker_id: str, lock_duration_ms: int) -> ExternalT
         raise InvalidRequest("workerId is required")
     if lock_duration_ms is None or lock_duration_ms <= 0:
         raise InvalidRequest("lockDuration must be greater than 0")
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         task = _get_locked_for_update(user, task_id)
         if task.locked and task.worker_id != worker_id:
@@ -661,7 +660,7 @@ def _finish(user, task_id: str, worker_id: str, event: str, action: str, **log) 
     """The lock holder ends the task (complete, bpmnError): it leaves the runtime table and its
     `event` log entry keeps `log` and the duration. One statement when the worker holds the
     lock; else the locked read answers the right error. Returns the task's topic."""
-    now = timezone.now()
+    now = clock.now()
     topic = _finish_at_once(user, task_id, worker_id, now, event, **log)
     if topic is not None:
         return topic
@@ -704,7 +703,7 @@ def handle_failure(
     """The lock holder reports a failure. As in Camunda, the task stays locked for
     `retryTimeout` ms (then it is fetchable again); retries 0 makes it an incident."""
     _check_failure_values(retries, retry_timeout_ms)
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         task = _get_locked_for_update(user, task_id)
         _check_lock_holder(task, worker_id, "fail")
@@ -781,7 +780,7 @@ def extend_lock(user, task_id: str, worker_id: str, new_duration_ms: int) -> Ext
     """The lock holder extends its lock to now + new_duration_ms."""
     if new_duration_ms is None or new_duration_ms <= 0:
         raise InvalidRequest("newDuration must be greater than 0")
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         task = _get_locked_for_update(user, task_id)
         _check_lock_holder(task, worker_id, "extend_lock")
@@ -802,7 +801,7 @@ def release(user, worker_id: str, task_id: str | None = None) -> int:
     Unlike the operator's `unlock`, only the holder's locks are touched."""
     if not worker_id:
         raise InvalidRequest("workerId is required")
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         if task_id is not None:
             task = _get_locked_for_update(user, task_id)

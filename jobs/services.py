@@ -14,12 +14,11 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
-from django.utils import timezone
 from django.utils.dateparse import parse_duration
 
 from jobs.handlers import check_handler
 from jobs.models import Job, JobDefinition, JobLog
-from project import audit, bulk, tenancy
+from project import audit, bulk, clock, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.dates import format_date, parse_date
@@ -185,7 +184,7 @@ def _bulk_update(
     changed = matched = 0
     ids_changed: list[str] = []
     before = Counter()
-    now = timezone.now()
+    now = clock.now()
     update_batch = (
         _update_batch_at_once if connection.vendor == "postgresql" else _update_batch_in_steps
     )
@@ -336,6 +335,7 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
             fields["type"] = Job.Type.TIMER if fields.get("due_date") else Job.Type.MESSAGE
         if fields["type"] not in Job.Type.values:
             raise InvalidRequest(f"Job type must be one of {', '.join(Job.Type.values)}")
+        fields["due_date"] = clock.to_ms(fields.get("due_date"))
         jobs.append(Job(**{name: value for name, value in fields.items() if value is not None}))
     with transaction.atomic():
         Job.objects.bulk_create(jobs)
@@ -391,6 +391,7 @@ def set_retries(
     Setting retries above 0 on a failed job makes it executable again (the incident is
     resolved); the last exception stays visible until the next run."""
     retries = _check_retries(retries)
+    due_date = clock.to_ms(due_date)
     changes = {"retries": retries}
     after = {"retries": retries}
     # Jobs that already look like this are left alone (counted as skipped): no new row
@@ -644,7 +645,7 @@ def schedule_job_definitions_suspension(
                 "requested_by": actor_name(user),
             },
         },
-        "due_date": execution_date,
+        "due_date": clock.to_ms(execution_date),
         # One tenant's definitions: the job belongs to that tenant, so its members see it.
         "tenant_id": tenants.pop() if len(tenants) == 1 else None,
         "retries": 3,
@@ -787,6 +788,7 @@ def set_due_date(
 
     `cascade` is accepted for Camunda compatibility; Taskyard timers do not repeat, so there
     are no subsequent timers to shift."""
+    due_date = clock.to_ms(due_date)
     return _bulk_update(
         user,
         jobs,
@@ -830,8 +832,10 @@ def recalculate_due_date(
     on the job's creation time (Camunda's default) or on now."""
     job = get_job(user, job_id)
     definition = job.job_definition
-    base = job.create_time if creation_date_based else timezone.now()
-    due_date = timer_due_date(definition.job_configuration if definition else None, base)
+    base = job.create_time if creation_date_based else clock.now()
+    due_date = clock.to_ms(
+        timer_due_date(definition.job_configuration if definition else None, base)
+    )
     if job.type != Job.Type.TIMER or due_date is None:
         raise BadUserRequest(
             f"Cannot recalculate the due date of job {job.id}: only timer jobs whose job "
@@ -884,7 +888,7 @@ def delete(
     asked = _asked_ids(jobs)
     changed = matched = 0
     ids_deleted: list[str] = []
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         for ids in _batches(user, jobs):
             matched += len(ids)

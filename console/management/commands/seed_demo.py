@@ -6,7 +6,7 @@ import resource
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from jobs.models import Job, JobDefinition, JobLog
+from project import clock
 
 CHUNK = 10_000
 TENANTS = ["acme", "globex", "initech", None]
@@ -102,7 +103,9 @@ class Command(BaseCommand):
             self.stdout.write("Demo data already present; not seeding again.")
             return
         self.rng = random.Random(seed)
-        self.now = datetime.now(UTC)
+        # Every seeded time is this one plus whole seconds or minutes: milliseconds, as
+        # everything Taskyard writes.
+        self.now = clock.now()
         self.quiet = quiet
         started = time.monotonic()
         definitions = self.seed_definitions() if jobs else []
