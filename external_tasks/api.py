@@ -180,7 +180,8 @@ class FetchRequest:
         if not isinstance(body, Mapping):
             raise InvalidRequest("The request body must be a JSON object")
         self.worker_id = opt_str(body, "workerId", required=True)
-        self.max_tasks = opt_int(body, "maxTasks", required=True, minimum=1)
+        # maxTasks 0 is a valid request for nothing (Camunda answers [], after any long poll).
+        self.max_tasks = opt_int(body, "maxTasks", required=True, minimum=0)
         self.use_priority = opt_bool(body, "usePriority")
         timeout = opt_int(body, "asyncResponseTimeout", minimum=0, java_type="long") or 0
         limit = settings.TASKYARD["MAX_ASYNC_RESPONSE_TIMEOUT_MS"]
@@ -644,7 +645,10 @@ class ExternalTaskViewSet(viewsets.ViewSet):
             body["workerId"],
             error_message=body["errorMessage"],
             error_details=body["errorDetails"],
-            retries=body["retries"],
+            # Camunda's DTO field is a Java int: null or absent is 0, so the task's retries
+            # run out and it becomes an incident (what camunda-client sends when a handler
+            # raises). The Flowable faces pass None: one less than before.
+            retries=body["retries"] or 0,
             retry_timeout_ms=body["retryTimeout"],
             variables=body["variables"],
             local_variables=body["localVariables"],

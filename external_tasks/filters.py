@@ -25,9 +25,9 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Upper
-from django.utils import timezone
 
 from external_tasks.models import FAILED, ExternalTask, ExternalTaskLog
+from project import clock
 from project.filters import (
     CamundaFilterSet,
     CamundaLogFilterSet,
@@ -301,13 +301,13 @@ class ExternalTaskFilter(CamundaFilterSet):
     def filter_locked(self, qs, name, value):
         if not value:  # TrueFilter.filter is bypassed for method filters
             return qs
-        return qs.filter(lock_expiration_time__gt=timezone.now())
+        return qs.filter(lock_expiration_time__gt=clock.now())
 
     def filter_not_locked(self, qs, name, value):
         if not value:  # TrueFilter.filter is bypassed for method filters
             return qs
         return qs.filter(
-            Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=timezone.now())
+            Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=clock.now())
         )
 
     def filter_with_retries_left(self, qs, name, value):

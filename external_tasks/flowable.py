@@ -13,7 +13,6 @@ import json
 from collections.abc import Mapping
 
 from django.db.models import OuterRef, Q, Subquery
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, viewsets
@@ -32,7 +31,7 @@ from external_tasks.serializers import (
     SeedJobPageSerializer,
     WorkerIdSerializer,
 )
-from project import tenancy
+from project import clock, tenancy
 from project.errors import DomainError, InvalidRequest, NotFound
 from project.middleware import FLOWABLE_STATUS_MESSAGES
 from project.rest.auth import CanView, CanWork
@@ -50,7 +49,13 @@ _STATUS_MESSAGES = FLOWABLE_STATUS_MESSAGES
 
 
 def flowable_exception_handler(exc, context):
-    if isinstance(exc, DomainError):
+    if isinstance(exc, services.LockHolderError) and getattr(
+        context.get("view"), "flowable_lock_words", False
+    ):
+        # Flowable's own words for a worker that does not hold the job's lock (the seed API
+        # keeps the Camunda sentence, which names the holder).
+        status, text = exc.status_code, f"{exc.worker_id} does not hold a lock on the requested job"
+    elif isinstance(exc, DomainError):
         status, text = exc.status_code, exc.message
     elif isinstance(exc, exceptions.APIException):
         status, text = exc.status_code, flatten(exc.detail)
@@ -130,7 +135,7 @@ def with_last_event(queryset):
 def due_date(task):
     last_event = getattr(task, "last_event", None)
     expires = task.lock_expiration_time
-    if last_event == ExternalTaskLog.Event.FAILED and expires and expires > timezone.now():
+    if last_event == ExternalTaskLog.Event.FAILED and expires and expires > clock.now():
         return expires
     return None
 
@@ -397,6 +402,8 @@ class FlowableViewSet(FlowableErrors, viewsets.ViewSet):
     """Flowable's external worker API. Its paths do not nest under one collection (acquire/jobs,
     unacquire/jobs, jobs), so the ViewSet is routed without a prefix and each action carries
     its whole path."""
+
+    flowable_lock_words = True
 
     permission_classes = [CanView]
 

@@ -1,8 +1,7 @@
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 
-from project import tenancy
+from project import clock, tenancy
 from project.ids import new_id
 from project.indexes import SortIndex, nulls_first
 from project.states import Status, StatusTable
@@ -55,18 +54,18 @@ class ExternalTaskQuerySet(models.QuerySet):
 
     def fetchable(self, now=None) -> "ExternalTaskQuerySet":
         """Tasks a worker's fetchAndLock may lock now: active, retries left, no live lock."""
-        now = now or timezone.now()
+        now = now or clock.now()
         return self.filter(
             FETCHABLE, Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=now)
         )
 
     def in_state(self, key: str, now=None) -> "ExternalTaskQuerySet":
         """Tasks whose status (STATUSES) is `key` at `now`."""
-        return self.filter(STATUSES.q(key, now or timezone.now()))
+        return self.filter(STATUSES.q(key, now or clock.now()))
 
     def with_status(self, now=None) -> "ExternalTaskQuerySet":
         """Each task annotated with `status`, its key in STATUSES at `now`."""
-        return self.annotate(status=STATUSES.annotation(now or timezone.now()))
+        return self.annotate(status=STATUSES.annotation(now or clock.now()))
 
 
 class ExternalTask(models.Model):
@@ -96,7 +95,7 @@ class ExternalTask(models.Model):
     # name -> {"type": ..., "value": ..., "valueInfo": {...}}, as Camunda's REST API carries them.
     variables = models.JSONField(default=dict, blank=True)
     extension_properties = models.JSONField(default=dict, blank=True)
-    create_time = models.DateTimeField(default=timezone.now)
+    create_time = models.DateTimeField(default=clock.now)
     # Retries unset or positive, computed and stored by the database. Indexes test this instead
     # of `retries`, so setting retries on tasks that keep retries left (3 -> 5, unset -> 7)
     # changes no indexed column: PostgreSQL then writes the new row version beside the old one
@@ -194,7 +193,7 @@ class ExternalTask(models.Model):
 
     @property
     def locked(self) -> bool:
-        return self.lock_expiration_time is not None and self.lock_expiration_time > timezone.now()
+        return self.lock_expiration_time is not None and self.lock_expiration_time > clock.now()
 
 
 class ExternalTaskLogQuerySet(models.QuerySet):
@@ -236,7 +235,7 @@ class ExternalTaskLog(models.Model):
 
     task_id = models.CharField(max_length=64)
     event = models.CharField(max_length=32, choices=Event.choices)
-    timestamp = models.DateTimeField(default=timezone.now)
+    timestamp = models.DateTimeField(default=clock.now)
     worker_id = models.CharField(max_length=255, null=True, blank=True)
     retries = models.IntegerField(null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)

@@ -213,7 +213,7 @@ class FetchExternalTasksSerializer(serializers.Serializer):
     """Camunda's FetchExternalTasksDto."""
 
     workerId = serializers.CharField()  # noqa: N815
-    maxTasks = serializers.IntegerField(min_value=1)  # noqa: N815
+    maxTasks = serializers.IntegerField(min_value=0)  # noqa: N815
     usePriority = serializers.BooleanField(required=False)  # noqa: N815
     asyncResponseTimeout = serializers.IntegerField(  # noqa: N815
         required=False, allow_null=True, min_value=0

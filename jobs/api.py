@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 from django.db.models import Q
 from django.http import HttpResponse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -41,6 +40,7 @@ from jobs.serializers import (
     SetJobRetriesRequest,
     SuspensionStateRequest,
 )
+from project import clock
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanDelete, CanOperate, CanView
 from project.rest.batches import completed_batch
@@ -152,7 +152,7 @@ def _only(body: Mapping, allowed: set[str]) -> Mapping:
 def _execution_date(body: Mapping):
     """A future `executionDate` schedules the change; a past one (or none) applies it now."""
     execution_date = _date(body, "executionDate")
-    if execution_date is not None and execution_date <= timezone.now():
+    if execution_date is not None and execution_date <= clock.now():
         return None
     return execution_date
 

@@ -16,12 +16,11 @@ from datetime import UTC, datetime, timedelta
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
-from django.utils import timezone
 from django.utils.dateparse import parse_duration
 
 from jobs.conf import executor_setting, hostname, parse_seconds
 from jobs.models import Job, JobDefinition, JobLog
-from project import incidents
+from project import clock, incidents
 
 # PostgreSQL channel an idle `runjobs` LISTENs on; sent (on commit) whenever work becomes ready.
 JOBS_CHANNEL = "taskyard_jobs"
@@ -244,7 +243,7 @@ def enqueue_job(
             payload=payload,
             priority=priority,
             queue_name=queue_name,
-            due_date=due_date,
+            due_date=clock.to_ms(due_date),
             retries=retries,
             tenant_id=tenant_id,
         )
@@ -355,8 +354,8 @@ def acquire_jobs(
     "lock-expired" (a crashed or stalled holder) for each claimed job and "started" for the
     first `start` of them (default: all) in the same transaction; the executor logs the rest
     when it starts them (log_started, or with the previous job's outcome)."""
-    now = timezone.now()
-    expires = now + lock_time
+    now = clock.now()
+    expires = clock.to_ms(now + lock_time)
     if connection.vendor == "postgresql":
         # One statement: rows another executor is claiming right now are skipped, not waited
         # for, so concurrent executors never block each other or double-claim.
@@ -443,7 +442,7 @@ def attach_history(jobs: list[Job]) -> None:
 def log_started(job: Job, worker_id: str) -> None:
     """Log that a claimed job starts now (a job claimed ahead of time whose start the previous
     job's outcome did not record)."""
-    _started_entry(job, worker_id, timezone.now()).save()
+    _started_entry(job, worker_id, clock.now()).save()
 
 
 def release_unstarted_jobs(jobs: list[Job], worker_id: str) -> int:
@@ -464,7 +463,7 @@ def release_unstarted_jobs(jobs: list[Job], worker_id: str) -> int:
 def claim_job(job_id: str, worker_id: str, *, lock_time: timedelta) -> Job:
     """Claim one job by id to run it now (Camunda's `POST /job/{id}/execute`): regardless of due
     date and retries, but never a suspended job or one another executor holds."""
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(of=("self",))
@@ -483,7 +482,7 @@ def claim_job(job_id: str, worker_id: str, *, lock_time: timedelta) -> Job:
                 f"{job.lock_expiration_time.isoformat()}"
             )
         job.lock_owner = worker_id
-        job.lock_expiration_time = now + lock_time
+        job.lock_expiration_time = clock.to_ms(now + lock_time)
         job.save(update_fields=["lock_owner", "lock_expiration_time"])
         _executor_log_entry(
             job, JobLog.Event.STARTED, timestamp=now, worker=worker_id, retries=job.retries
@@ -498,7 +497,7 @@ def extend_job_locks(job_ids, worker_id: str, *, lock_time: timedelta) -> int:
         return 0
     with transaction.atomic():
         return Job.objects.filter(id__in=job_ids, lock_owner=worker_id).update(
-            lock_expiration_time=timezone.now() + lock_time
+            lock_expiration_time=clock.to_ms(clock.now() + lock_time)
         )
 
 
@@ -521,7 +520,7 @@ def success_rows(
 ) -> list[dict]:
     """The log entries of a success, stamped now: "succeeded" and, with `then_start`, the
     executor's next claimed job "started" (complete_jobs writes them)."""
-    now = timezone.now()
+    now = clock.now()
     rows = [
         _executor_log_row(
             job,
@@ -615,7 +614,7 @@ def fail_job(
     next attempt from the retry cycle. At 0 retries the job stays as a failure (an incident)
     until an operator sets retries again. `then_start`: as in complete_job."""
     cycle = retry_cycle or default_retry_cycle()
-    now = timezone.now()
+    now = clock.now()
     outcome = JobOutcome(
         job.id, job.handler, False, duration_ms or 0.0, None, message, stacktrace, job.retries
     )
@@ -657,7 +656,7 @@ def _spend_retry(job: Job, cycle: RetryCycle, now, message: str, stacktrace: str
     if job.retries > 0:
         # Failures so far, counted against the cycle: an operator who raises retries above the
         # cycle's count restarts the back-off from its first interval.
-        job.due_date = now + cycle.delay(cycle.retries - job.retries)
+        job.due_date = clock.to_ms(now + cycle.delay(cycle.retries - job.retries))
     job.exception_message = message
     job.exception_stacktrace = stacktrace
     job.failed_activity_id = job.activity_id

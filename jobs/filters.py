@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
-from django.utils import timezone
 
+from project import clock
 from project.errors import InvalidRequest
 from project.filters import (
     CamundaFilterSet,
@@ -228,12 +228,12 @@ class CamundaMessagesMixin:
 
 def executable_condition() -> Q:
     """Camunda's `executable`: retries left and due (no due date counts as due now)."""
-    return Q(retries__gt=0) & (Q(due_date__isnull=True) | Q(due_date__lte=timezone.now()))
+    return Q(retries__gt=0) & (Q(due_date__isnull=True) | Q(due_date__lte=clock.now()))
 
 
 def acquired_condition() -> Q:
     """Held by an executor right now: a lock that has not expired (an expired lock is free)."""
-    return Q(lock_expiration_time__gt=timezone.now())
+    return Q(lock_expiration_time__gt=clock.now())
 
 
 class JobFilterForm(forms.Form):

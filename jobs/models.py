@@ -1,8 +1,7 @@
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
-from django.utils import timezone
 
-from project import tenancy
+from project import clock, tenancy
 from project.ids import new_id
 from project.indexes import SortIndex, nulls_first
 from project.states import Status, StatusTable
@@ -112,12 +111,12 @@ class JobQuerySet(models.QuerySet):
 
     def executable(self, now=None) -> "JobQuerySet":
         """Camunda's `executable`: retries left and due (no due date, or one in the past)."""
-        return self.filter(Q(retries__gt=0) & _is_due(now or timezone.now()))
+        return self.filter(Q(retries__gt=0) & _is_due(now or clock.now()))
 
     def acquirable(self, now=None) -> "JobQuerySet":
         """Jobs an executor may claim now: executable, not suspended (job or definition), and
         not held by a live lock; that is due, retrying or expired in the status table, due."""
-        now = now or timezone.now()
+        now = now or clock.now()
         return (
             self.executable(now)
             .exclude(STATUSES["suspended"].condition(now))
@@ -126,11 +125,11 @@ class JobQuerySet(models.QuerySet):
 
     def in_state(self, key: str, now=None) -> "JobQuerySet":
         """Jobs whose status (STATUSES) is `key` at `now`."""
-        return self.filter(STATUSES.q(key, now or timezone.now()))
+        return self.filter(STATUSES.q(key, now or clock.now()))
 
     def with_status(self, now=None) -> "JobQuerySet":
         """Each job annotated with `status`, its key in STATUSES at `now`."""
-        return self.annotate(status=STATUSES.annotation(now or timezone.now()))
+        return self.annotate(status=STATUSES.annotation(now or clock.now()))
 
 
 class Job(models.Model):
@@ -164,7 +163,7 @@ class Job(models.Model):
     tenant_id = models.CharField(max_length=64, null=True, blank=True)
     lock_owner = models.CharField(max_length=255, null=True, blank=True)
     lock_expiration_time = models.DateTimeField(null=True, blank=True)
-    create_time = models.DateTimeField(default=timezone.now)
+    create_time = models.DateTimeField(default=clock.now)
 
     objects = JobQuerySet.as_manager()
 
@@ -298,7 +297,7 @@ class JobLog(models.Model):
 
     job_id = models.CharField(max_length=64)
     event = models.CharField(max_length=32, choices=Event.choices)
-    timestamp = models.DateTimeField(default=timezone.now)
+    timestamp = models.DateTimeField(default=clock.now)
     worker = models.CharField(max_length=255, null=True, blank=True)
     retries = models.IntegerField(null=True, blank=True)
     exception_message = models.TextField(null=True, blank=True)

@@ -14,13 +14,12 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
-from django.utils import timezone
 from django.utils.dateparse import parse_duration
 
 from jobs.conf import hostname
 from jobs.handlers import check_handler
 from jobs.models import Job, JobDefinition, JobLog
-from project import audit, bulk, incidents, tenancy
+from project import audit, bulk, clock, incidents, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.dates import format_date, parse_date
@@ -199,7 +198,7 @@ def _bulk_update(
     changed = matched = 0
     ids_changed: list[str] = []
     before = Counter()
-    now = timezone.now()
+    now = clock.now()
     update_batch = (
         _update_batch_at_once if connection.vendor == "postgresql" else _update_batch_in_steps
     )
@@ -355,6 +354,7 @@ def create_jobs(user, specs: list[dict], *, source: str = "api") -> list[Job]:
             fields["type"] = Job.Type.TIMER if fields.get("due_date") else Job.Type.MESSAGE
         if fields["type"] not in Job.Type.values:
             raise InvalidRequest(f"Job type must be one of {', '.join(Job.Type.values)}")
+        fields["due_date"] = clock.to_ms(fields.get("due_date"))
         jobs.append(Job(**{name: value for name, value in fields.items() if value is not None}))
     with transaction.atomic():
         Job.objects.bulk_create(jobs)
@@ -422,6 +422,7 @@ def set_retries(
     failedJob incident; setting them to 0 opens one. The last exception stays visible until
     the next run."""
     retries = _check_retries(retries)
+    due_date = clock.to_ms(due_date)
     changes = {"retries": retries}
     after = {"retries": retries}
     # Jobs that already look like this are left alone (counted as skipped): no new row
@@ -678,7 +679,7 @@ def schedule_job_definitions_suspension(
                 "requested_by": actor_name(user),
             },
         },
-        "due_date": execution_date,
+        "due_date": clock.to_ms(execution_date),
         # One tenant's definitions: the job belongs to that tenant, so its members see it.
         "tenant_id": next(iter(tenants)) if len(tenants) == 1 else None,
         "retries": 3,
@@ -823,6 +824,7 @@ def set_due_date(
 
     `cascade` is accepted for Camunda compatibility; Taskyard timers do not repeat, so there
     are no subsequent timers to shift."""
+    due_date = clock.to_ms(due_date)
     return _bulk_update(
         user,
         jobs,
@@ -866,8 +868,10 @@ def recalculate_due_date(
     on the job's creation time (Camunda's default) or on now."""
     job = get_job(user, job_id)
     definition = job.job_definition
-    base = job.create_time if creation_date_based else timezone.now()
-    due_date = timer_due_date(definition.job_configuration if definition else None, base)
+    base = job.create_time if creation_date_based else clock.now()
+    due_date = clock.to_ms(
+        timer_due_date(definition.job_configuration if definition else None, base)
+    )
     if job.type != Job.Type.TIMER or due_date is None:
         raise BadUserRequest(
             f"Cannot recalculate the due date of job {job.id}: only timer jobs whose job "
@@ -920,7 +924,7 @@ def delete(
     asked = _asked_ids(jobs)
     changed = matched = 0
     ids_deleted: list[str] = []
-    now = timezone.now()
+    now = clock.now()
     tenants: set = set()
     with transaction.atomic():
         for ids in _batches(user, jobs, tenants):

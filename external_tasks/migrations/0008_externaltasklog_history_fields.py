@@ -26,7 +26,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('external_tasks', '0006_hot_retries'),
+        ('external_tasks', '0007_times_to_milliseconds'),
     ]
 
     operations = [

@@ -34,7 +34,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0006_query_covering_indexes'),
+        ('jobs', '0007_times_to_milliseconds'),
     ]
 
     operations = [

@@ -246,6 +246,17 @@ def test_no_topics_answers_an_empty_list(worker_api):
     assert fetch(worker_api, {"workerId": "w", "maxTasks": 1, "topics": []}) == []
 
 
+def test_max_tasks_zero_answers_an_empty_list_and_locks_nothing(worker_api):
+    # Camunda answers maxTasks 0 with 200 [] (it used to be a 400 here).
+    task = make_task()
+    response = worker_api.post(URL + "/fetchAndLock", fetch_body(max_tasks=0), format="json")
+    assert response.status_code == 200
+    assert response.json() == []
+    task.refresh_from_db()
+    assert task.worker_id is None and not task.locked
+    assert not ExternalTaskLog.objects.filter(task_id=task.id, event="locked").exists()
+
+
 @pytest.mark.parametrize(
     "body, fragment",
     [
@@ -253,7 +264,7 @@ def test_no_topics_answers_an_empty_list(worker_api):
         ({"workerId": "", "maxTasks": 1}, "workerId"),
         ({"workerId": 5, "maxTasks": 1}, "workerId"),
         ({"workerId": "w"}, "maxTasks"),
-        ({"workerId": "w", "maxTasks": 0}, "maxTasks"),
+        ({"workerId": "w", "maxTasks": -1}, "maxTasks"),
         ({"workerId": "w", "maxTasks": "2"}, "maxTasks"),
         ({"workerId": "w", "maxTasks": 1, "usePriority": "yes"}, "usePriority"),
         ({"workerId": "w", "maxTasks": 1, "asyncResponseTimeout": -1}, "asyncResponseTimeout"),

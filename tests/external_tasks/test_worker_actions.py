@@ -60,18 +60,14 @@ def test_only_the_lock_holder_may_complete(worker_api):
     assert ExternalTask.objects.filter(pk=task.id).exists()
 
 
-def test_expired_lock_cannot_complete(worker_api):
-    task = make_task(locked_for=-1)
-    response = post(worker_api, task.id, "complete", {"workerId": "aWorkerId"})
-    assert response.status_code == 400
-    assert "expired" in response.json()["message"]
-
-
 def test_unlocked_task_cannot_complete(worker_api):
     task = make_task()
     response = post(worker_api, task.id, "complete", {"workerId": "aWorkerId"})
     assert response.status_code == 400
-    assert "no worker" in response.json()["message"]
+    assert response.json()["message"] == (
+        f"External Task {task.id} cannot be completed by worker 'aWorkerId'. "
+        "It is not locked by any worker."
+    )
 
 
 @pytest.mark.parametrize("action", ["complete", "failure", "bpmnError", "extendLock", "lock"])
@@ -189,11 +185,20 @@ def test_failure_with_zero_retries_makes_an_incident_that_is_never_fetched(worke
     assert [t["id"] for t in failed] == [task.id]
 
 
-def test_failure_without_retries_decrements_by_one(worker_api):
+@pytest.mark.parametrize("retries", ["absent", None])
+def test_failure_without_retries_sets_them_to_zero(worker_api, viewer_api, retries):
+    # Camunda's retries field is a Java int: null or absent is 0 (camunda-client sends null
+    # when a handler raises), so the task becomes an incident instead of counting down.
     task = fetch_one(worker_api, retries=2)
-    assert post(worker_api, task.id, "failure", {"workerId": "aWorkerId"}).status_code == 204
+    body = {"workerId": "aWorkerId", "errorMessage": "boom"}
+    if retries != "absent":
+        body["retries"] = retries
+    assert post(worker_api, task.id, "failure", body).status_code == 204
     task.refresh_from_db()
-    assert task.retries == 1
+    assert task.retries == 0
+    assert worker_api.post(URL + "/fetchAndLock", fetch_body(), format="json").json() == []
+    failed = viewer_api.get(URL, {"noRetriesLeft": "true"}).json()
+    assert [t["id"] for t in failed] == [task.id]
 
 
 def test_only_the_lock_holder_may_fail(worker_api):
@@ -247,9 +252,15 @@ def test_extend_lock_moves_expiry_for_the_holder_only(worker_api):
 
 
 def test_extend_lock_on_expired_lock_is_400(worker_api):
+    # Unlike finishing, extending needs a live lock, as in Camunda.
     task = make_task(locked_for=-1)
     body = {"workerId": "aWorkerId", "newDuration": 1000}
-    assert post(worker_api, task.id, "extendLock", body).status_code == 400
+    response = post(worker_api, task.id, "extendLock", body)
+    assert response.status_code == 400
+    assert response.json()["type"] == "BadUserRequestException"
+    assert response.json()["message"].startswith("Cannot extend a lock that expired")
+    task.refresh_from_db()
+    assert not task.locked
 
 
 def test_lock_endpoint_locks_free_tasks_and_refuses_foreign_locks(worker_api):

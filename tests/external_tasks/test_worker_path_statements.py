@@ -99,7 +99,8 @@ def test_complete_statements_are_bounded(worker_api):
     ("worker", "locked_for", "tenant", "status"),
     [
         ("intruder", 60, "acme", 400),  # another worker's lock
-        ("aWorkerId", -1, "acme", 400),  # expired
+        ("intruder", -1, "acme", 400),  # another worker's expired lock
+        ("aWorkerId", None, "acme", 400),  # not locked at all
         ("aWorkerId", 60, "globex", 404),  # another tenant's task looks absent
     ],
 )

@@ -298,7 +298,7 @@ def test_a_fetch_that_may_wait_times_out_with_an_empty_list(served_by, walter):
         (json.dumps(fetch_body(asyncResponseTimeout=1.5)).encode(), "asgi"),
         (json.dumps(fetch_body(asyncResponseTimeout="1000")).encode(), "asgi"),
         (json.dumps(fetch_body(asyncResponseTimeout=1_800_001)).encode(), "asgi"),
-        (json.dumps(fetch_body(maxTasks=0)).encode(), "wsgi"),
+        (json.dumps(fetch_body(maxTasks=-1)).encode(), "wsgi"),
     ],
 )
 def test_a_bad_fetch_gets_the_same_400_on_every_route(served_by, walter, body, route):

@@ -6,7 +6,7 @@ import resource
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from jobs.models import Job, JobDefinition, JobLog
-from project import incidents
+from project import clock, incidents
 from project.models import Incident
 
 CHUNK = 10_000
@@ -104,7 +104,9 @@ class Command(BaseCommand):
             self.stdout.write("Demo data already present; not seeding again.")
             return
         self.rng = random.Random(seed)
-        self.now = datetime.now(UTC)
+        # Every seeded time is this one plus whole seconds or minutes: milliseconds, as
+        # everything Taskyard writes.
+        self.now = clock.now()
         self.quiet = quiet
         started = time.monotonic()
         definitions = self.seed_definitions() if jobs else []
