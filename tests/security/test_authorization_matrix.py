@@ -6,7 +6,7 @@ engine endpoints, the schema and the metrics: one table, five callers.
   endpoint answers 403, so a worker cannot read tasks (and their variables) it did not fetch;
 - viewers: read only;
 - operators: read, work and operator actions (retries, priority, unlock);
-- admins: everything.
+- admins: everything, /metrics included (anyone else presenting a password: 401).
 Permitted calls are made with valid bodies against a real row, and must succeed with the exact
 status a client expects, so the table also proves that no permitted role is refused.
 """
@@ -26,12 +26,13 @@ ET = "/engine-rest/external-task"
 FJ = "/external-job-api"
 SEED = "/api/external-jobs"
 WORKER = "w1"
-VIEW, WORK, OPERATE = "view", "work", "operate"
+VIEW, WORK, OPERATE, ADMIN = "view", "work", "operate", "admin"
 
 ALLOWED = {
     VIEW: {"viewer", "operator", "admin"},
     WORK: {"worker", "operator", "admin"},
     OPERATE: {"operator", "admin"},
+    ADMIN: {"admin"},
 }
 ROLES = ("anonymous", "worker", "viewer", "operator", "admin")
 
@@ -84,7 +85,9 @@ MATRIX = [
     ("post", f"{SEED}/{{id}}/complete", {"workerId": WORKER}, 204, WORK),
     ("post", f"{SEED}/{{id}}/fail", {"workerId": WORKER}, 204, WORK),
     ("post", f"{SEED}/{{id}}/bpmnError", {"workerId": WORKER}, 204, WORK),
-    ("get", "/metrics", None, 200, VIEW),
+    # A deployment endpoint: admins (or the token); refused Basic credentials all get the same
+    # 401, so a right non-admin password is not told apart from a wrong one.
+    ("get", "/metrics", None, 200, ADMIN),
 ]
 
 
@@ -141,6 +144,8 @@ def test_each_role_gets_exactly_what_it_may(role, method, path, body, status, pe
         expected = 401
     elif role in ALLOWED[permission]:
         expected = status
+    elif url == "/metrics":
+        expected = 401
     else:
         expected = 403
     assert response.status_code == expected, (role, method, url, response.content[:300])
