@@ -438,6 +438,15 @@ def _task_from_spec(user, spec, index: int) -> ExternalTask:
     ):
         raise InvalidRequest(f"Task {index}: 'extensionProperties' must map names to strings")
     if spec.get("id") is not None:
+        # Ids are unique across tenants: a chosen id that collided with a row the caller cannot
+        # see would answer "already exists" where a free one succeeds, telling which ids other
+        # tenants use. So only those who see every row (admins) choose ids; for anyone else the
+        # answer is this one refusal, whatever the id.
+        if tenancy.tenant_ids(user) is not None:
+            raise InvalidRequest(
+                f"Task {index}: only admins may choose a task's 'id' (ids are unique across "
+                "tenants); leave it out and the server assigns one"
+            )
         if not isinstance(spec["id"], str) or not spec["id"].strip():
             raise InvalidRequest(f"Task {index}: 'id' must be a non-empty string")
         # Such an id could never be addressed: /external-task/<id> would route elsewhere.
