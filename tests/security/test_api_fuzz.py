@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 
 from external_tasks import services
 from external_tasks.models import ExternalTask
+from jobs import services as jobs_services
 from jobs.models import Job, JobDefinition
 from project.models import Incident
 from tests.conftest import make_user
@@ -31,6 +32,7 @@ EXAMPLES_PER_OTHER_OPERATION = 4
 # Faces whose every error status is documented: their answers must also use only those.
 DOCUMENTED_STATUSES = (
     "/engine-rest/external-task",
+    "/engine-rest/history",
     "/engine-rest/job",
     "/engine-rest/incident",
     "/external-job-api",
@@ -67,6 +69,8 @@ def seed_rows(user):
     definition = JobDefinition.objects.create(activity_id="act", job_type="async-continuation")
     Job.objects.create(job_definition=definition, due_date=timezone.now(), tenant_id="acme")
     Job.objects.create(retries=0, exception_message="boom", exception_stacktrace="Traceback")
+    # Job log entries (created, failed) for the history endpoints to answer.
+    jobs_services.create_jobs(user, [{"handler": "jobs.demo_handlers.always_fails"}])
     task = ExternalTask.objects.get(topic_name="failing")
     services.handle_failure(
         user,
