@@ -11,6 +11,7 @@ The job is written in the caller's transaction: a rolled-back enqueue leaves no 
 
 import contextlib
 import logging
+import sys
 
 from django.core import checks
 from django.tasks import Task, TaskResult, TaskResultStatus
@@ -19,12 +20,12 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
-from django.utils import timezone
 from django.utils.json import normalize_json
 
 from jobs import claims
 from jobs.handlers import HandlerNotAllowed, payload_arguments, resolve_handler
 from jobs.models import Job, JobLog
+from project import clock
 
 logger = logging.getLogger("jobs.executor")
 
@@ -44,6 +45,7 @@ class DatabaseBackend(BaseTaskBackend):
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
+        check_enqueueable(task)
         payload = {"args": normalize_json(list(args)), "kwargs": normalize_json(dict(kwargs))}
         job = claims.enqueue_job(
             task.module_path,
@@ -73,18 +75,64 @@ class DatabaseBackend(BaseTaskBackend):
             )
 
 
-def _task_for(handler: str, job, alias: str) -> Task:
+def check_enqueueable(task: Task) -> None:
+    """Refuse, when it is enqueued, a task the executor would refuse to run.
 
+    Tasks enqueued through django.tasks are the application's own code: a task defined in a
+    module of an installed app (or of TASKYARD_EXECUTOR["HANDLER_MODULES"], the allowlist of
+    jobs created over REST), which the executor imports by its path. Anything else (a script's
+    `__main__`, a module outside the apps) would only fail when it runs, so it is an InvalidTask
+    here and no job is written."""
+    path = task.module_path
+    try:
+        target = resolve_handler(path)
+    except HandlerNotAllowed:
+        raise InvalidTask(
+            f"Task {path!r} cannot be enqueued: tasks must be defined in a module of an "
+            "installed app (INSTALLED_APPS) or of TASKYARD_EXECUTOR['HANDLER_MODULES'], "
+            "where the job executor may import them"
+        ) from None
+    except ImportError as error:
+        raise InvalidTask(
+            f"Task {path!r} cannot be enqueued: the job executor cannot import it ({error})"
+        ) from None
+    if not isinstance(target, Task) or target.func is not task.func:
+        raise InvalidTask(
+            f"Task {path!r} cannot be enqueued: that path names something else than this task"
+        )
+
+
+def _stand_in(handler: str, alias: str) -> Task:
+    """A Task for the result of a job whose handler can never run (not allowed, or not
+    importable): the caller's own task when its module is loaded already (so that
+    `task.get_result()` matches it), else a stub named by the handler's path. Nothing is
+    imported: a refused handler stays unimported."""
+    module_name, _, name = handler.rpartition(".")
+    module = sys.modules.get(module_name)
+    loaded = getattr(module, name, None) if module is not None else None
+    if isinstance(loaded, Task):
+        return loaded
+
+    def never_runs(*args, **kwargs):
+        raise HandlerNotAllowed(f"Handler {handler!r} cannot run")
+
+    never_runs.__module__ = module_name or "unknown"
+    never_runs.__name__ = never_runs.__qualname__ = name or "unknown"
+    return Task(func=never_runs, backend=alias)
+
+
+def _task_for(handler: str, job, alias: str) -> Task:
     try:
         target = resolve_handler(handler)
-    except (ImportError, HandlerNotAllowed) as error:
-        raise TaskResultDoesNotExist(f"No task result for handler {handler!r}: {error}") from None
+    except (ImportError, HandlerNotAllowed):
+        # The job exists and has a status (its run failed for good): answer it.
+        return _stand_in(handler, alias)
     if not isinstance(target, Task):
         # A job created through the API with an allowed plain callable still answers a result.
         try:
             target = Task(func=target, backend=alias)
-        except InvalidTask as error:
-            raise TaskResultDoesNotExist(f"{handler!r} cannot be a task: {error}") from None
+        except InvalidTask:
+            return _stand_in(handler, alias)
     if job is not None:
         # Show the job's current priority and queue; values this backend would refuse (e.g. a
         # Camunda priority above 100 set by an operator) keep the task's own.
@@ -109,7 +157,7 @@ def _exception_class_path(entry: JobLog) -> str:
 
 def build_result(task: Task, job: Job | None, logs: list[JobLog], alias: str, running=False):
     """The TaskResult for a job (None once it is gone) and its log, oldest entry first."""
-    now = timezone.now()
+    now = clock.now()
     created = next((e for e in logs if e.event == JobLog.Event.CREATED), None)
     started = [e for e in logs if e.event == JobLog.Event.STARTED]
     failed = [e for e in logs if e.event == JobLog.Event.FAILED]

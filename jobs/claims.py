@@ -609,10 +609,12 @@ def fail_job(
     duration_ms: float | None = None,
     retry_cycle: RetryCycle | None = None,
     then_start: Job | None = None,
+    permanent: bool = False,
 ) -> JobOutcome:
     """The handler raised: spend one retry, keep the message and stack trace, and schedule the
     next attempt from the retry cycle. At 0 retries the job stays as a failure (an incident)
-    until an operator sets retries again. `then_start`: as in complete_job."""
+    until an operator sets retries again. `permanent` (a handler that can never run): retries
+    go to 0 at once, no retry cycle. `then_start`: as in complete_job."""
     cycle = retry_cycle or default_retry_cycle()
     now = clock.now()
     outcome = JobOutcome(
@@ -623,7 +625,7 @@ def fail_job(
         if current is None:
             outcome.held_lock = False
         else:
-            _spend_retry(current, cycle, now, message, stacktrace)
+            _spend_retry(current, cycle, now, message, stacktrace, permanent)
             if current.retries == 0:
                 incidents.open_for(incidents.FAILED_JOB, Job.objects.filter(id=current.id), now=now)
             outcome.retries = current.retries
@@ -649,10 +651,13 @@ def fail_job(
     return outcome
 
 
-def _spend_retry(job: Job, cycle: RetryCycle, now, message: str, stacktrace: str) -> None:
-    """Save a failed attempt on the (locked) job: one retry less, the exception kept, the lock
-    gone and, while retries are left, the next attempt due after the cycle's delay."""
-    job.retries = max(job.retries - 1, 0)
+def _spend_retry(
+    job: Job, cycle: RetryCycle, now, message: str, stacktrace: str, permanent: bool = False
+) -> None:
+    """Save a failed attempt on the (locked) job: one retry less (all of them if `permanent`),
+    the exception kept, the lock gone and, while retries are left, the next attempt due after
+    the cycle's delay."""
+    job.retries = 0 if permanent else max(job.retries - 1, 0)
     if job.retries > 0:
         # Failures so far, counted against the cycle: an operator who raises retries above the
         # cycle's count restarts the back-off from its first interval.

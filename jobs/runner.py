@@ -21,7 +21,7 @@ from django.utils.json import normalize_json
 from jobs import backends, claims, services
 from jobs.claims import JobNotExecutable, JobOutcome, RetryCycle
 from jobs.conf import executor_setting, parse_seconds
-from jobs.handlers import payload_arguments, resolve_handler
+from jobs.handlers import HandlerNotAllowed, payload_arguments, resolve_handler
 from jobs.models import Job
 from project import audit
 from project.errors import BadUserRequest
@@ -107,6 +107,36 @@ def json_value(value):
         return repr(value)
 
 
+def _record_failure(
+    job: Job,
+    worker_id: str,
+    message: str,
+    stacktrace: str,
+    started: float,
+    retry_cycle: RetryCycle | None,
+    next_job: Callable[[], Job | None] | None,
+    *,
+    permanent: bool = True,
+) -> JobOutcome:
+    """Record a failed run (for good when `permanent`) and send django.tasks' task_finished
+    when it is final."""
+    duration_ms = (time.monotonic() - started) * 1000
+    then_start = next_job() if next_job else None
+    outcome = claims.fail_job(
+        job,
+        worker_id,
+        message=message,
+        stacktrace=stacktrace,
+        duration_ms=duration_ms,
+        retry_cycle=retry_cycle,
+        then_start=then_start,
+        permanent=permanent,
+    )
+    outcome.next_started = then_start
+    backends.send_task_signal(job, started=False, outcome=outcome)
+    return outcome
+
+
 def run_claimed_job(
     job: Job,
     worker_id: str,
@@ -124,8 +154,26 @@ def run_claimed_job(
     to record later (with its log rows) instead of writing it now, unless a project's
     django.tasks task_finished receiver waits for it: then it is written first, as always. The
     caller sends task_finished for a deferred success once it is written."""
-    backends.send_task_signal(job, started=True)
     started = time.monotonic()
+    try:
+        resolve_handler(job.handler)
+    except (HandlerNotAllowed, ImportError) as error:
+        # No retry could ever run it (refused, or its module or name is gone): one failure, for
+        # good, instead of a retry cycle spending attempts on the same refusal.
+        reason = (
+            error
+            if isinstance(error, HandlerNotAllowed)
+            else (f"Handler {job.handler!r} cannot be imported: {error}")
+        )
+        message = (
+            f"{reason}. It can never run, so the job is not retried (retries 0); set its "
+            "retries again once the handler is fixed."
+        )
+        # No traceback to show: the last line names the exception, as a traceback's would.
+        kind = type(error)
+        stacktrace = f"{kind.__module__}.{kind.__qualname__}: {message}"
+        return _record_failure(job, worker_id, message, stacktrace, started, retry_cycle, next_job)
+    backends.send_task_signal(job, started=True)
     try:
         value = call_handler(job, timeout=timeout)
     except (JobInterrupted, KeyboardInterrupt):
@@ -133,23 +181,12 @@ def run_claimed_job(
         claims.release_job(job, worker_id, reason)
         raise
     except BaseException as error:  # noqa: BLE001 - a job's failure must never kill the executor
-        duration_ms = (time.monotonic() - started) * 1000
         message = str(error) or type(error).__name__
         stacktrace = "".join(traceback.format_exception(error))
-        then_start = next_job() if next_job else None
-        outcome = claims.fail_job(
-            job,
-            worker_id,
-            message=message,
-            stacktrace=stacktrace,
-            duration_ms=duration_ms,
-            retry_cycle=retry_cycle,
-            then_start=then_start,
-        )
-        outcome.next_started = then_start
         # Inside the except block, as django.tasks receivers expect: exc_info is available.
-        backends.send_task_signal(job, started=False, outcome=outcome)
-        return outcome
+        return _record_failure(
+            job, worker_id, message, stacktrace, started, retry_cycle, next_job, permanent=False
+        )
     duration_ms = (time.monotonic() - started) * 1000
     value = json_value(value)
     then_start = next_job() if next_job else None

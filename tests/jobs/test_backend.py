@@ -16,6 +16,7 @@ from jobs import claims, demo_handlers
 from jobs.backends import DatabaseBackend
 from jobs.models import Job, JobLog
 from project import clock
+from tests.jobs import outside_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -261,7 +262,80 @@ def test_result_of_a_job_with_an_allowed_plain_callable(settings):
     assert result.task.module_path in {"posixpath.join", "os.path.join"}
 
 
-def test_no_result_for_a_job_whose_handler_is_not_allowed():
+def test_a_job_whose_handler_is_not_allowed_answers_its_status():
     job = claims.enqueue_job("os.system", {"args": ["true"]})
-    with pytest.raises(TaskResultDoesNotExist, match="not allowed"):
-        default_task_backend.get_result(job.id)
+    assert default_task_backend.get_result(job.id).status == TaskResultStatus.READY
+    runjobs()
+    result = default_task_backend.get_result(job.id)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.task.module_path == "os.system"
+
+
+# ---------------------------------------------------------------------------------------------
+# What may be a task: the application's own code, refused at enqueue time otherwise; a job whose
+# handler can never run fails once, for good, and still answers its result.
+
+
+def test_a_task_outside_the_installed_apps_is_refused_at_enqueue_time():
+    with pytest.raises(InvalidTask, match="installed app") as refused:
+        outside_tasks.stray.enqueue("x")
+    assert "'tests.jobs.outside_tasks.stray' cannot be enqueued" in str(refused.value)
+    assert not Job.objects.exists()
+    assert not JobLog.objects.exists()
+
+
+def test_a_task_in_a_configured_handler_module_may_be_enqueued(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["tests.jobs.outside_tasks"]}
+    result = outside_tasks.stray.enqueue("allowed")
+    runjobs()
+    assert outside_tasks.stray.get_result(result.id).return_value == "ran"
+
+
+def failed_entries(job_id):
+    return list(JobLog.objects.filter(job_id=job_id, event="failed"))
+
+
+def test_a_job_whose_task_is_not_allowed_fails_once_for_good():
+    # Enqueued before the refusal existed (or written by hand): its handler is refused.
+    outside_tasks.RUNS.clear()
+    job = claims.enqueue_job("tests.jobs.outside_tasks.stray", {"args": ["x"]})
+    assert job.retries == 3
+    runjobs()
+    job.refresh_from_db()
+    assert job.retries == 0  # no retry cycle spending attempts on the same refusal
+    assert "is not allowed" in job.exception_message
+    assert "can never run" in job.exception_message
+    [entry] = failed_entries(job.id)
+    assert entry.retries == 0
+    runjobs()  # nothing left to try
+    assert len(failed_entries(job.id)) == 1
+    assert outside_tasks.RUNS == []
+    # Its result answers the status, matching the caller's own task object.
+    result = outside_tasks.stray.get_result(job.id)
+    assert result.status == TaskResultStatus.FAILED
+    assert [error.exception_class_path for error in result.errors] == [
+        "jobs.handlers.HandlerNotAllowed"
+    ]
+    assert result.finished_at == entry.timestamp
+
+
+def test_a_job_whose_handler_module_is_gone_fails_once_and_answers_failed(settings):
+    settings.TASKYARD_EXECUTOR = {"HANDLER_MODULES": ["tests.jobs.removed"]}
+    job = claims.enqueue_job("tests.jobs.removed.task", {"args": []})
+    before = default_task_backend.get_result(job.id)
+    assert before.status == TaskResultStatus.READY
+    assert before.task.module_path == "tests.jobs.removed.task"
+    runjobs()
+    job.refresh_from_db()
+    assert job.retries == 0
+    assert job.exception_message.startswith("Handler 'tests.jobs.removed.task' cannot be imported")
+    result = default_task_backend.get_result(job.id)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "builtins.ModuleNotFoundError"
+
+
+def test_a_failing_allowed_task_still_spends_one_retry_at_a_time():
+    result = demo_handlers.always_fails.enqueue()
+    runjobs()
+    job = Job.objects.get(id=result.id)
+    assert job.retries == 2
