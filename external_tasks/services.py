@@ -942,8 +942,8 @@ def set_retries(
             log_kwargs={"retries": retries},
             only_if=~Q(retries=retries),
             topics=topics,
-            after_batch=lambda ids: incidents.sync_ids(
-                incidents.FAILED_EXTERNAL_TASK, ExternalTask, ids
+            after_batch=lambda ids: incidents.retries_set(
+                incidents.FAILED_EXTERNAL_TASK, ExternalTask, ids, retries
             ),
         )
         if result.changed and retries > 0:

@@ -446,7 +446,7 @@ def set_retries(
         log_extra={"retries": retries},
         only_if=~unchanged,
         progress=progress,
-        on_changed=lambda ids: incidents.sync_ids(incidents.FAILED_JOB, Job, ids),
+        on_changed=lambda ids: incidents.retries_set(incidents.FAILED_JOB, Job, ids, retries),
     )
 
 

@@ -169,6 +169,17 @@ def sync_ids(incident_type: str, model, ids: Iterable[str], *, now=None) -> tupl
     return sync(incident_type, model.objects.filter(id__in=ids), now=now)
 
 
+def retries_set(incident_type: str, model, ids: Iterable[str], retries: int, *, now=None):
+    """After the rows `ids` of `model` were given `retries`: above 0 resolves their incidents
+    (one UPDATE of the incident table, the rows are not read again), 0 opens them."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    if retries > 0:
+        return resolve(incident_type, ids, now=now)
+    return open_for(incident_type, model.objects.filter(id__in=ids), now=now)
+
+
 def close_sql(incident_type: str, state: str, ids_sql: str, now) -> tuple[str, list]:
     """The UPDATE closing the open incidents of the rows whose ids `ids_sql` selects, as SQL
     to embed in a caller's single statement (a CTE of a DELETE … RETURNING): the worker path
@@ -245,6 +256,7 @@ def set_annotation(user, incident_id: str, annotation: str | None, *, source: st
             user,
             "incident",
             "clear_annotation" if annotation is None else "set_annotation",
+            tenants=[incident.tenant_id],
             ids=[incident.id],
             count=1,
             before={"annotation": before, "configuration": incident.configuration},

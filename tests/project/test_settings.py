@@ -17,7 +17,7 @@ def settings_with(env_update):
         "db = settings.DATABASES['default'];"
         "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']),"
         " 'options': db.get('OPTIONS', {}), 'debug': settings.DEBUG,"
-        " 'hosts': settings.ALLOWED_HOSTS}))"
+        " 'hosts': settings.ALLOWED_HOSTS}, default=repr))"
     )
     env["DJANGO_SETTINGS_MODULE"] = "project.settings"
     output = subprocess.run(
