@@ -2,6 +2,7 @@ from django.db import models
 from django.db.models import Q
 
 from project import clock, tenancy
+from project.filters import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from project.ids import new_id
 from project.indexes import SortIndex, nulls_first
 from project.states import Status, StatusTable
@@ -202,7 +203,7 @@ class ExternalTaskLogQuerySet(models.QuerySet):
         return tenancy.scope(self, user)
 
     def history(self) -> "ExternalTaskLogQuerySet":
-        """The entries Camunda's historic external task log shows (HISTORY_STATES): creation,
+        """The entries Camunda's historic external task log shows (HISTORY_EVENTS): creation,
         failure, success and deletion; not fetches, locks or operators' changes."""
         return self.filter(event__in=list(HISTORY_EVENTS))
 
@@ -217,7 +218,7 @@ class ExternalTaskLog(models.Model):
 
     Each entry keeps the task as it was after the event (topic, worker, retries, priority,
     activity and process fields, tenant): Camunda's historic external task log reads the
-    entries of HISTORY_STATES from here."""
+    entries of project.filters.HISTORY_STATES from here."""
 
     class Event(models.TextChoices):
         CREATED = "created"
@@ -281,13 +282,6 @@ class ExternalTaskLog(models.Model):
 # the history API shows and with which flag. A BPMN error ends the task as a delete does (the
 # process leaves the activity on its error path): a deletion entry, as in Camunda. Fetches,
 # locks, unlocks and operators' changes are for the console only.
-CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG = (
-    "creationLog",
-    "failureLog",
-    "successLog",
-    "deletionLog",
-)
-HISTORY_STATES = (CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG)
 HISTORY_EVENTS = {
     ExternalTaskLog.Event.CREATED: CREATION_LOG,
     ExternalTaskLog.Event.FAILED: FAILURE_LOG,

@@ -12,9 +12,9 @@ from external_tasks.fields import (
     Text,
 )
 from external_tasks.filters import ExternalTaskFilter, VariableConditionsFilter
-from external_tasks.models import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from external_tasks.services import CREATE_FIELDS
 from project import filters
+from project.filters import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from project.rest.dates import format_date
 from project.schema import CamundaDateField
 from project.schema import CountSerializer as CountSerializer  # shared with /incident

@@ -2,6 +2,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
 from project import clock, tenancy
+from project.filters import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from project.ids import new_id
 from project.indexes import SortIndex, nulls_first
 from project.states import Status, StatusTable
@@ -264,7 +265,7 @@ class JobLogQuerySet(models.QuerySet):
         return tenancy.scope(self, user)
 
     def history(self) -> "JobLogQuerySet":
-        """The entries Camunda's historic job log shows (HISTORY_STATES): creation, failure,
+        """The entries Camunda's historic job log shows (HISTORY_EVENTS): creation, failure,
         success and deletion; not claims, locks or operators' changes."""
         return self.filter(event__in=list(HISTORY_EVENTS))
 
@@ -279,7 +280,7 @@ class JobLog(models.Model):
 
     Each entry keeps the job as it was after the event (due date, retries, priority, job
     definition, process fields, tenant) and the host that wrote it: Camunda's historic job log
-    reads the entries of HISTORY_STATES from here."""
+    reads the entries of project.filters.HISTORY_STATES from here."""
 
     class Event(models.TextChoices):
         CREATED = "created"
@@ -351,13 +352,6 @@ class JobLog(models.Model):
 # API shows and with which flag. Our other events (started, lock-expired, retries-set, ...) are
 # for the console's attempt history only. A successful job is deleted without a deletion entry,
 # as in Camunda.
-CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG = (
-    "creationLog",
-    "failureLog",
-    "successLog",
-    "deletionLog",
-)
-HISTORY_STATES = (CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG)
 HISTORY_EVENTS = {
     JobLog.Event.CREATED: CREATION_LOG,
     JobLog.Event.FAILED: FAILURE_LOG,

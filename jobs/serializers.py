@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from jobs.models import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
+from project.filters import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from project.rest.dates import format_date
 
 

@@ -20,6 +20,16 @@ from project.errors import InvalidRequest
 from project.rest.dates import parse_date
 from project.rest.parsers import NUL_MESSAGE, has_nul, parse_int
 
+# Camunda's four log states (the flags of HistoricJobLogDto and HistoricExternalTaskLogDto);
+# each app's log model maps its events onto them (HISTORY_EVENTS there).
+CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG = (
+    "creationLog",
+    "failureLog",
+    "successLog",
+    "deletionLog",
+)
+HISTORY_STATES = (CREATION_LOG, FAILURE_LOG, SUCCESS_LOG, DELETION_LOG)
+
 
 def _bad(name_hint: str, value, why: str) -> ValidationError:
     return ValidationError(f"Cannot set query parameter to value '{value}': {why}", code=name_hint)
@@ -281,7 +291,7 @@ class CamundaLogFilterSet(CamundaFilterSet):
     (creationLog and failureLog together mean failureLog). `withoutTenantId` wins over
     `tenantIdIn`, as the engine's query resets the tenant list when it is set."""
 
-    LOG_STATES = ("creationLog", "failureLog", "successLog", "deletionLog")
+    LOG_STATES = HISTORY_STATES
 
     logId = LogIdFilter()
     activityIdIn = ListFilter(field_name="activity_id")
