@@ -255,12 +255,20 @@ class Command(BaseCommand):
         row["exception_stacktrace"] = python_trace(message, kind, row["handler"])
         row["failed_activity_id"] = row["activity_id"]
         for attempt in range(3 - retries):
+            executor = self.rng.choice(EXECUTORS)
             self.pending_job_logs.append(
                 {
                     "job_id": row["id"],
                     "event": "failed",
                     "timestamp": row["create_time"] + timedelta(minutes=5 * (attempt + 1)),
-                    "worker": self.rng.choice(EXECUTORS),
+                    "worker": executor,
+                    # The history API's columns (HistoricJobLogDto), as the executor writes them.
+                    "hostname": executor.split("@")[1].split(":")[0],
+                    "due_date": row["due_date"],
+                    "priority": row["priority"],
+                    "execution_id": row["execution_id"],
+                    "process_definition_id": row["process_definition_id"],
+                    "failed_activity_id": row["activity_id"],
                     "retries": 2 - attempt,
                     "exception_message": message,
                     "exception_stacktrace": row["exception_stacktrace"],
@@ -371,6 +379,10 @@ class Command(BaseCommand):
             else None,
             "duration_ms": round(self.rng.uniform(20, 60000), 1),
             "topic_name": row["topic_name"],
+            "priority": row["priority"],
+            "activity_instance_id": row["activity_instance_id"],
+            "execution_id": row["execution_id"],
+            "process_definition_id": row["process_definition_id"],
             "tenant_id": row["tenant_id"],
             "process_instance_id": row["process_instance_id"],
             "process_definition_key": row["process_definition_key"],
@@ -454,8 +466,8 @@ class Command(BaseCommand):
                             copy.write_row(
                                 [
                                     json.dumps(row[a])
-                                    if a in json_fields and row[a] is not None
-                                    else row[a]
+                                    if a in json_fields and row.get(a) is not None
+                                    else row.get(a)  # a column the seed leaves out is null
                                     for a in attnames
                                 ]
                             )
