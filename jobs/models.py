@@ -358,3 +358,25 @@ HISTORY_EVENTS = {
     JobLog.Event.SUCCEEDED: SUCCESS_LOG,
     JobLog.Event.DELETED: DELETION_LOG,
 }
+
+
+class ExecutorHeartbeat(models.Model):
+    """A job executor process, as it last reported itself (every few seconds while it runs):
+    the console's executors list, and its warning that batches will not progress when none
+    has been seen for a while."""
+
+    worker_id = models.CharField(primary_key=True, max_length=255)
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    pid = models.IntegerField(null=True, blank=True)
+    # The queues it runs; empty: every queue.
+    queues = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(default=clock.now)
+    last_seen = models.DateTimeField(default=clock.now)
+    running = models.IntegerField(default=0)  # jobs it held when it last reported
+
+    class Meta:
+        ordering = ["-last_seen"]
+        indexes = [models.Index(fields=["-last_seen"], name="executor_seen_idx")]
+
+    def __str__(self):
+        return f"{self.worker_id} (seen {self.last_seen:%Y-%m-%d %H:%M:%S})"

@@ -142,3 +142,98 @@ class Incident(models.Model):
 
     def __str__(self):
         return f"{self.incident_type} {self.configuration} ({self.state})"
+
+
+class Batch(models.Model):
+    """Camunda's batch: an operator action on a fixed set of rows (a snapshot taken when it is
+    created), run by the job executor in chunks. One table for runtime and history: a batch
+    is running (Camunda's /batch) while `end_time` is null, and every batch, running or ended,
+    is Camunda's historic batch (/history/batch) until its history is deleted.
+
+    project.batches creates, suspends, cancels and finishes batches; the job executor runs
+    them (jobs.batches: the seed, monitor and batch job definitions and their jobs)."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"  # every chunk ran (or its failed job was deleted)
+        CANCELLED = "cancelled"  # deleted while running (DELETE /batch/{id} without cascade)
+
+    id = models.CharField(primary_key=True, max_length=64)
+    # Camunda's type name ("set-job-retries", "set-external-task-retries") or ours for the
+    # console's other bulk actions; project.batches.TYPES says what each does.
+    type = models.CharField(max_length=64)
+    # What the rows are, as the audit names them: "job" or "external_task".
+    target_type = models.CharField(max_length=32)
+    # The operation's values (e.g. {"retries": 3}), as its BatchType reads them.
+    parameters = models.JSONField(default=dict, blank=True)
+    # The filter the rows were selected by (audit.record's `filter`) and the same in words, as
+    # the confirmation said it: the console shows both.
+    filter = models.JSONField(null=True, blank=True)
+    description = models.TextField(blank=True, default="")
+    # Rows: snapshotted, changed, skipped (changed meanwhile, or already as asked), and in
+    # chunks whose job failed for good and was deleted.
+    total_rows = models.IntegerField(default=0)
+    rows_changed = models.IntegerField(default=0)
+    rows_skipped = models.IntegerField(default=0)
+    rows_failed = models.IntegerField(default=0)
+    # Camunda's counts of batch jobs: a chunk is one batch job of up to
+    # invocations_per_batch_job rows.
+    total_jobs = models.IntegerField(default=0)
+    jobs_created = models.IntegerField(default=0)
+    completed_jobs = models.IntegerField(default=0)
+    batch_jobs_per_seed = models.IntegerField(default=100)
+    invocations_per_batch_job = models.IntegerField(default=1000)
+    seed_job_definition_id = models.CharField(max_length=64, null=True, blank=True)
+    monitor_job_definition_id = models.CharField(max_length=64, null=True, blank=True)
+    batch_job_definition_id = models.CharField(max_length=64, null=True, blank=True)
+    suspended = models.BooleanField(default=False)
+    # The one tenant of all its rows, or null (rows of several tenants, or of none).
+    tenant_id = models.CharField(max_length=64, null=True, blank=True)
+    create_user_id = models.CharField(max_length=150, null=True, blank=True)
+    source = models.CharField(max_length=16, default="api")  # console / api / command
+    start_time = models.DateTimeField()
+    execution_start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    removal_time = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    # Written when the batch starts, completed when it ends; its tenants (AuditTenant) are the
+    # batch's, so tenancy scopes batches through it.
+    audit_entry = models.ForeignKey(
+        AuditEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["-start_time"],
+                name="batch_running_idx",
+                condition=models.Q(end_time__isnull=True),
+            ),
+            models.Index(fields=["-start_time"], name="batch_start_idx"),
+            models.Index(fields=["tenant_id"], name="batch_tenant_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} batch {self.id} ({self.outcome})"
+
+
+class BatchChunk(models.Model):
+    """The rows of one batch job: up to Batch.invocations_per_batch_job target ids, in id
+    order. Deleted in the same transaction as the chunk's changes, so a chunk runs at most
+    once however often its job is retried (a killed executor's job runs again and finds it
+    gone)."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="chunks")
+    number = models.IntegerField()
+    ids = models.JSONField(default=list)
+    size = models.IntegerField()
+
+    class Meta:
+        ordering = ["batch_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "number"], name="batch_chunk_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.batch_id} chunk {self.number} ({self.size} rows)"
