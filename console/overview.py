@@ -1,28 +1,86 @@
-"""The overview and topics & workers pages: aggregates over whole tables, cached for seconds."""
+"""The overview and topics & workers pages: aggregates over whole tables, cached for seconds.
 
-from datetime import timedelta
+The overview answers "how bad, and is it getting worse?" in one partial that refreshes itself
+(console.js polls `#overview-body` while the tab is visible):
 
+- a tile per status of each kind: exact counts where a bounded count is cheap (at most
+  EXACT_LIMIT rows, the partial status indexes serve them); beyond that on PostgreSQL an
+  estimate from the planner's statistics, marked as one; on SQLite an exact count. Each tile
+  says how many rows entered its status in the last 24 hours against the 24 hours before
+  (from the log: `Resource.status_events`);
+- the throughput chart: completions and failures per time bucket over a window (`?window=`
+  1h / 24h / 7d), and per queue / topic;
+- what needs attention, ranked (ATTENTION_RANKS).
+
+Every figure reads rows through the kind's one scoping entry point (`Resource.visible`,
+`tenancy.scope`), so a tenant viewer's numbers are their tenants' only.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 from django.db.models import Count, F, Max, Min, Q
-from django.db.models.functions import TruncHour
+from django.db.models.functions import TruncHour, TruncMinute
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.vary import vary_on_headers
 
 from console.access import viewer_required
+from console.failures import normalize_message
 from console.resources import EXTERNAL_TASKS, RESOURCES
-from console.tables import bounded_count, count_label
 from external_tasks.models import FAILED as FAILED_TASK
 from external_tasks.models import FETCHABLE as FETCHABLE_TASK
 from external_tasks.models import ExternalTask, ExternalTaskLog
+from jobs.models import ExecutorHeartbeat
 from project import tenancy
 
-CHART_HOURS = 12
 BREAKDOWN_ROWS = 20
 # The overview and topics pages aggregate over big tables; operators reload them often, so
 # their numbers are shared for a few seconds per tenant set (each page says how old they are).
 AGGREGATE_TTL = 15
 WORKER_WINDOW = timedelta(hours=24)
+
+# A status with more rows than this is not counted row by row on PostgreSQL: its tile shows
+# the planner's estimate (marked as one). Counting up to here reads one partial index or a
+# short range of one, a few milliseconds at any table size.
+EXACT_LIMIT = 10_000
+# Seconds between two refreshes of the overview in an open, visible tab.
+REFRESH_SECONDS = 15
+DAY = timedelta(hours=24)
+# Throughput windows: (span, bucket, database truncation of a timestamp before folding).
+WINDOWS = {
+    "1h": (timedelta(hours=1), timedelta(minutes=5), TruncMinute),
+    "24h": (timedelta(hours=24), timedelta(hours=1), TruncHour),
+    "7d": (timedelta(days=7), timedelta(hours=6), TruncHour),
+}
+DEFAULT_WINDOW = "24h"
+BUCKET_WORDS = {"1h": "per 5 minutes", "24h": "per hour", "7d": "per 6 hours"}
+# A worker or executor that holds locks but wrote nothing to the log (an executor: sent no
+# heartbeat) for this long, after being seen within the last day, has stopped.
+STALE_AFTER = timedelta(minutes=10)
+# An error group is new when no failure of it was logged in this lookback before the last day.
+NEW_ERROR_LOOKBACK = timedelta(days=7)
+NEW_ERROR_SQL_GROUPS = 5000
+# A backlog grows when more rows were created than ended in the last day, by at least this
+# share of the created ones (noise on a busy queue is not worth an operator's attention).
+GROWTH_SHARE = 0.1
+ATTENTION_ROWS = 20
+# Most urgent first: locks held by a process that is gone block work until they run out;
+# expired locks and new errors need a look; a growing backlog is a trend.
+ATTENTION_RANKS = {
+    "stopped-worker": 4,
+    "stopped-executor": 4,
+    "expired-locks": 3,
+    "new-error": 2,
+    "growing-backlog": 1,
+}
+# Statuses whose rise is bad news (the tile's trend is shown in the failed colour).
+RISING_IS_BAD = ("failed", "expired", "retrying", "suspended")
 
 
 def _cached(request, name, compute):
@@ -35,11 +93,33 @@ def _cached(request, name, compute):
     return hit["data"], hit["at"]
 
 
+def refresh_seconds() -> int:
+    return int(getattr(settings, "TASKYARD_CONSOLE", {}).get("OVERVIEW_REFRESH", REFRESH_SECONDS))
+
+
 @viewer_required
+@vary_on_headers("HX-Request")
 def overview(request):
-    data, counted_at = _cached(request, "overview", lambda: _overview_data(request.user))
-    context = {"nav_section": "overview", "counted_at": counted_at, **_described(data)}
-    return render(request, "console/overview.html", context)
+    """The overview page; htmx requests (its self-refresh) get only `#overview-body`."""
+    window = request.GET.get("window") or DEFAULT_WINDOW
+    context = {
+        "nav_section": "overview",
+        "window": window,
+        "windows": list(WINDOWS),
+        "refresh_seconds": refresh_seconds(),
+    }
+    if window not in WINDOWS:
+        choices = ", ".join(WINDOWS)
+        context["window_error"] = f"Unknown window {window!r}: choose one of {choices}."
+        return render(request, "console/overview.html", context, status=400)
+    data, counted_at = _cached(
+        request, f"overview:{window}", lambda: _overview_data(request.user, window)
+    )
+    context.update({"counted_at": counted_at, **_described(data)})
+    template = "console/overview.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#overview-body"
+    return render(request, template, context)
 
 
 def _described(data):
@@ -49,7 +129,8 @@ def _described(data):
     for section in data["sections"]:
         resource = RESOURCES[section["resource"]]
         tiles = [{**t, "status": resource.statuses[t["status"]]} for t in section["tiles"]]
-        sections.append({**section, "resource": resource, "tiles": tiles})
+        sources = [{**row} for row in section["throughput"]]
+        sections.append({**section, "resource": resource, "tiles": tiles, "sources": sources})
     tenants = [
         {**line, "counts": [(RESOURCES[key], n) for key, n in line["counts"]]}
         for line in data["tenants"]
@@ -57,40 +138,149 @@ def _described(data):
     return {**data, "sections": sections, "tenants": tenants, "resources": RESOURCES.values()}
 
 
-def _overview_data(user):
+def _overview_data(user, window):
     now = timezone.now()
-    return {
-        "sections": [
+    sections = []
+    for resource in RESOURCES.values():
+        sections.append(
             {
                 "resource": resource.key,
                 "tiles": _tiles(resource, user, now),
-                "attention": _attention(resource, user, now),
+                "breakdown": _breakdown(resource, user, now),
+                "throughput": _throughput_by_source(resource, user, now, window),
             }
-            for resource in RESOURCES.values()
-        ],
+        )
+    return {
+        "sections": sections,
         "tenants": _failed_per_tenant(user),
-        "chart": _chart(user, now),
-        "chart_hours": CHART_HOURS,
+        "chart": _chart(user, now, window),
+        "attention": attention(user, now),
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# State tiles
+
+
+def planned_rows(queryset) -> int:
+    """The number of rows PostgreSQL's planner expects the queryset to return (its statistics,
+    no rows read)."""
+    connection = connections[queryset.db]
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def state_counts(resource, user, now) -> dict[str, tuple[int, bool]]:
+    """{status key: (count, exact)} for every status of the resource, as `user` sees them.
+
+    Exact up to EXACT_LIMIT. Beyond it, SQLite counts exactly (embedded databases are small)
+    while PostgreSQL estimates: the statuses partition the rows, so the biggest status is the
+    planner's estimate of all visible rows less the other statuses, and any other big one is
+    the planner's estimate of its own condition (conditions joined with the negations of every
+    earlier status are where planners guess worst). An estimate is never below the limit the
+    bounded count proved it exceeds."""
+    visible = resource.visible(user)
+    counts: dict[str, tuple[int, bool]] = {}
+    big = []
+    for status in resource.statuses:
+        rows = visible.in_state(status.key, now)
+        n = rows.order_by()[: EXACT_LIMIT + 1].count()
+        if n <= EXACT_LIMIT:
+            counts[status.key] = (n, True)
+        elif connections[rows.db].vendor != "postgresql":
+            counts[status.key] = (rows.order_by().count(), True)
+        else:
+            big.append(status.key)
+    if big:
+        floor = EXACT_LIMIT + 1
+        own = {
+            key: max(planned_rows(visible.filter(resource.statuses[key].condition(now))), floor)
+            for key in big
+        }
+        residual = max(big, key=lambda key: own[key])
+        for key in big:
+            if key != residual:
+                counts[key] = (own[key], False)
+        rest = planned_rows(visible) - sum(n for n, _ in counts.values())
+        counts[residual] = (max(rest, floor), False)
+    return {status.key: counts[status.key] for status in resource.statuses}
+
+
+def estimate_label(n: int) -> str:
+    """An estimate to two significant digits: "≈ 150,000" says it is not a count."""
+    digits = len(str(n))
+    rounded = round(n, 2 - digits) if digits > 2 else n
+    return f"≈ {rounded:,}"
+
+
+def status_flows(resource, user, now) -> dict[str, tuple[int, int]]:
+    """{status key: (entries in the last 24 h, entries in the 24 h before)}: log entries that
+    brought a row into the status (`Resource.status_events`), one grouped pass over two days
+    of the kind's log."""
+    if not resource.status_events:
+        return {}
+    log = resource.outcome_log[0]
+    day_ago = now - DAY
+    events = set()
+    for q in resource.status_events.values():
+        events |= {value for key, value in _leaves(q) if key == "event"}
+        events |= {v for key, values in _leaves(q) if key == "event__in" for v in values}
+    rows = tenancy.scope(log.objects.all(), user).filter(
+        timestamp__gt=now - 2 * DAY, timestamp__lte=now, event__in=sorted(events)
+    )
+    aggregates = {}
+    for key, q in resource.status_events.items():
+        aggregates[f"now_{key}"] = Count("id", filter=q & Q(timestamp__gt=day_ago))
+        aggregates[f"before_{key}"] = Count("id", filter=q & Q(timestamp__lte=day_ago))
+    result = rows.aggregate(**aggregates)
+    return {key: (result[f"now_{key}"], result[f"before_{key}"]) for key in resource.status_events}
+
+
+def _leaves(q):
+    for child in q.children:
+        if isinstance(child, Q):
+            yield from _leaves(child)
+        else:
+            yield child
+
+
 def _tiles(resource, user, now):
-    """A count per status of the resource's status table, each linking to its filtered list."""
+    """A count per status of the resource's status table, each linking to its filtered list,
+    with the rows that entered the status in the last day against the day before."""
+    counts = state_counts(resource, user, now)
+    flows = status_flows(resource, user, now)
     tiles = []
     for status in resource.statuses:
-        n, exact = bounded_count(resource.visible(user).in_state(status.key, now))
-        tiles.append(
-            {
-                "status": status.key,
-                "count": n,
-                "label": count_label(n, exact),
-                "bad": status.key in ("failed", "expired") and n > 0,
+        n, exact = counts[status.key]
+        tile = {
+            "status": status.key,
+            "count": n,
+            "exact": exact,
+            "label": f"{n:,}" if exact else estimate_label(n),
+            "bad": status.key in ("failed", "expired") and n > 0,
+            "flow": None,
+        }
+        if status.key in flows:
+            entered, before = flows[status.key]
+            change = entered - before
+            tile["flow"] = {
+                "entered": entered,
+                "before": before,
+                "change": change,
+                "size": abs(change),
+                "trend": "up" if change > 0 else "down" if change < 0 else "flat",
+                "worse": change > 0 and status.key in RISING_IS_BAD,
             }
-        )
+        tiles.append(tile)
     return tiles
 
 
-def _attention(resource, user, now):
+def _breakdown(resource, user, now):
     """Per source (handler, topic): failed rows and rows holding a live or an expired lock.
 
     Only rows that need attention are read (failed or holding a lock): the failed partial
@@ -124,50 +314,370 @@ def _failed_per_tenant(user):
     ]
 
 
-def _chart_buckets(user, now):
-    """Completions and failures per hour over the last hours, from every resource's log."""
-    start = (now - timedelta(hours=CHART_HOURS - 1)).replace(minute=0, second=0, microsecond=0)
-    buckets = {start + timedelta(hours=i): [0, 0] for i in range(CHART_HOURS)}
+# ---------------------------------------------------------------------------------------------
+# Throughput: completions and failures from every kind's log, over a window.
+
+
+def buckets_for(now, window) -> list[datetime]:
+    """The window's bucket starts, oldest first; the last bucket holds `now`."""
+    span, step, _trunc = WINDOWS[window]
+    seconds = int(step.total_seconds())
+    epoch = int(now.timestamp()) // seconds * seconds
+    last = datetime.fromtimestamp(epoch, tz=UTC)
+    n = int(span / step)
+    return [last - step * (n - 1 - i) for i in range(n)]
+
+
+def _bucket_of(moment, starts, step):
+    index = int((moment - starts[0]) / step)
+    return index if 0 <= index < len(starts) else None
+
+
+def _outcome_rows(resource, user, now, window, *group):
+    """The kind's completions and failures since the window's first bucket, grouped by the
+    database-truncated time, the event and `group`."""
+    model, done, failed = resource.outcome_log
+    _span, _step, trunc = WINDOWS[window]
+    start = buckets_for(now, window)[0]
+    return (
+        tenancy.scope(model.objects.all(), user)
+        .filter(timestamp__gte=start, timestamp__lte=now, event__in=[done, failed])
+        .annotate(moment=trunc("timestamp", tzinfo=UTC))
+        .values("moment", "event", *group)
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
+def _chart(user, now, window):
+    starts = buckets_for(now, window)
+    step = WINDOWS[window][1]
+    totals = [[0, 0] for _ in starts]
     for resource in RESOURCES.values():
-        model, done, failed = resource.outcome_log
-        rows = (
-            tenancy.scope(model.objects.all(), user)
-            .filter(timestamp__gte=start, event__in=[done, failed])
-            .annotate(hour=TruncHour("timestamp"))
-            .values("hour", "event")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        for row in rows:
-            if row["hour"] in buckets:
-                buckets[row["hour"]][0 if row["event"] == done else 1] += row["n"]
-    return buckets
+        _model, done, _failed = resource.outcome_log
+        for row in _outcome_rows(resource, user, now, window):
+            index = _bucket_of(row["moment"], starts, step)
+            if index is not None:
+                totals[index][0 if row["event"] == done else 1] += row["n"]
+    return chart_geometry(starts, totals, window)
 
 
-def _chart(user, now):
-    buckets = _chart_buckets(user, now)
-    peak = max([c + f for c, f in buckets.values()] + [1])
-    width = 100 / CHART_HOURS
+def _nice_ceiling(n: int) -> int:
+    """The smallest 1, 2 or 5 times a power of ten that is at least n (an axis' top)."""
+    scale = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * scale >= n:
+                return step * scale
+        scale *= 10
+
+
+# The chart's drawing box, in SVG units: the axes' labels sit in the margins.
+CHART_W, CHART_H, MARGIN_L, MARGIN_B, MARGIN_T = 640, 200, 48, 34, 8
+
+
+def chart_geometry(starts, totals, window):
+    """Stacked bars (completed below, failed above) with a labelled y axis (count per bucket)
+    and x axis (bucket start, UTC); each bar's <title> gives its exact values on hover."""
+    top = _nice_ceiling(max([c + f for c, f in totals] + [1]))
+    plot_w, plot_h = CHART_W - MARGIN_L, CHART_H - MARGIN_B - MARGIN_T
+    base = MARGIN_T + plot_h
+    width = plot_w / len(starts)
+    span = WINDOWS[window][0]
+    label_every = max(1, len(starts) // 8)
     bars = []
-    for i, (hour, (completed, failures)) in enumerate(sorted(buckets.items())):
-        completed_h = 100 * completed / peak
-        failed_h = 100 * failures / peak
+    for i, (start, (completed, failed)) in enumerate(zip(starts, totals, strict=True)):
+        completed_h = plot_h * completed / top
+        failed_h = plot_h * failed / top
+        fmt = "%a %H:%M" if span > DAY else "%H:%M"
         bars.append(
             {
-                "x": round(i * width + 0.5, 2),
-                "w": round(width - 1, 2),
+                "x": round(MARGIN_L + i * width + width * 0.1, 2),
+                "w": round(width * 0.8, 2),
                 "completed": completed,
-                "failed": failures,
-                "completed_y": round(110 - completed_h, 2),
+                "failed": failed,
+                "completed_y": round(base - completed_h, 2),
                 "completed_h": round(completed_h, 2),
-                "failed_y": round(110 - completed_h - failed_h, 2),
+                "failed_y": round(base - completed_h - failed_h, 2),
                 "failed_h": round(failed_h, 2),
-                "label": hour.strftime("%H:00"),
-                "label_x": round(i * width + width / 2, 2),
+                "label": start.strftime(fmt),
+                "when": start.strftime("%Y-%m-%d %H:%M UTC"),
+                "label_x": round(MARGIN_L + i * width + width / 2, 2),
+                "show_label": i % label_every == 0,
             }
         )
-    total = sum(c + f for c, f in buckets.values())
-    return {"bars": bars, "total": total, "peak": peak}
+    ticks = [
+        {"value": value, "y": round(base - plot_h * value / top, 2)} for value in (0, top // 2, top)
+    ]
+    return {
+        "bars": bars,
+        "ticks": ticks,
+        "total": sum(c + f for c, f in totals),
+        "completed": sum(c for c, _ in totals),
+        "failed": sum(f for _, f in totals),
+        "peak": max([c + f for c, f in totals] + [0]),
+        "bucket_words": BUCKET_WORDS[window],
+        "w": CHART_W,
+        "h": CHART_H,
+        "left": MARGIN_L,
+        "base": base,
+        "top_y": MARGIN_T,
+        "plot_h": plot_h,
+        "axis_y": CHART_H - 4,
+        "y_title_y": round(MARGIN_T + plot_h / 2, 2),
+    }
+
+
+def _throughput_by_source(resource, user, now, window):
+    """Completions and failures in the window per queue (jobs) or topic (tasks), with each
+    source's bars over the window; the busiest first."""
+    if not resource.throughput_field:
+        return []
+    starts = buckets_for(now, window)
+    step = WINDOWS[window][1]
+    _model, done, _failed = resource.outcome_log
+    sources: dict[str, dict] = {}
+    for row in _outcome_rows(resource, user, now, window, resource.throughput_field):
+        name = row[resource.throughput_field] or ""
+        index = _bucket_of(row["moment"], starts, step)
+        if index is None:
+            continue
+        line = sources.setdefault(
+            name, {"name": name, "completed": 0, "failed": 0, "series": [[0, 0] for _ in starts]}
+        )
+        slot = 0 if row["event"] == done else 1
+        line["series"][index][slot] += row["n"]
+        line["completed" if slot == 0 else "failed"] += row["n"]
+    lines = sorted(sources.values(), key=lambda s: (-(s["completed"] + s["failed"]), s["name"]))
+    for line in lines[:BREAKDOWN_ROWS]:
+        total = line["completed"] + line["failed"]
+        line["failure_pct"] = round(100 * line["failed"] / total, 1) if total else 0
+        line["spark"] = _spark(line.pop("series"))
+        if resource.throughput_param and line["name"]:
+            line["url"] = f"{reverse(resource.list_url)}?{resource.throughput_param}={line['name']}"
+    return lines[:BREAKDOWN_ROWS]
+
+
+def _spark(series):
+    """A small bar per bucket (completed and failed, scaled to the source's own peak)."""
+    peak = max([c + f for c, f in series] + [1])
+    width = 100 / len(series)
+    return [
+        {
+            "x": round(i * width, 2),
+            "w": round(max(width - 0.4, 0.3), 2),
+            "c_h": round(20 * c / peak, 2),
+            "c_y": round(20 - 20 * c / peak, 2),
+            "f_h": round(20 * f / peak, 2),
+            "f_y": round(20 - 20 * (c + f) / peak, 2),
+        }
+        for i, (c, f) in enumerate(series)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Needs attention, ranked.
+
+
+def attention(user, now) -> list[dict]:
+    """What needs an operator, most urgent first (ATTENTION_RANKS, then the number of rows):
+    workers and executors that stopped while holding locks, expired locks, error groups first
+    seen in the last day, and queues and topics whose backlog grows."""
+    items = []
+    for resource in RESOURCES.values():
+        items += _stopped_holders(resource, user, now)
+        items += _expired_locks(resource, user, now)
+        items += _new_error_groups(resource, user, now)
+        items += _growing_backlogs(resource, user, now)
+    items += _stopped_executors(user, now)
+    for item in items:
+        item["rank"] = ATTENTION_RANKS[item["kind"]]
+    items.sort(key=lambda i: (-i["rank"], -i["count"], i["title"]))
+    return items[:ATTENTION_ROWS]
+
+
+def _list_url(resource, **params) -> str:
+    return f"{reverse(resource.list_url)}?{urlencode(params)}"
+
+
+def _stopped_holders(resource, user, now):
+    """Processes named on rows as their lock holder that the log saw within the last day but
+    not in the last STALE_AFTER: a worker (or executor) that died with work in its hands."""
+    holder = resource.holder_field
+    held = (
+        resource.visible(user)
+        .filter(**{f"{holder}__isnull": False, "lock_expiration_time__isnull": False})
+        .values(holder)
+        .annotate(n=Count("id"), live=Count("id", filter=Q(lock_expiration_time__gt=now)))
+        .order_by("-n")[:500]
+    )
+    holding = {row[holder]: row for row in held}
+    if not holding:
+        return []
+    log = resource.outcome_log[0]
+    worker = resource.log_worker_field
+    seen = (
+        tenancy.scope(log.objects.all(), user)
+        .filter(**{f"{worker}__in": sorted(holding)}, timestamp__gt=now - DAY)
+        .values(worker)
+        .annotate(last=Max("timestamp"))
+        .order_by()
+    )
+    items = []
+    for row in seen:
+        if row["last"] > now - STALE_AFTER:
+            continue
+        locks = holding[row[worker]]
+        items.append(
+            {
+                "kind": "stopped-worker",
+                "count": locks["n"],
+                "title": f"{row[worker]} stopped",
+                "detail": (
+                    f"holds {locks['n']:,} {resource.plural if locks['n'] != 1 else resource.noun}"
+                    f" ({locks['live']:,} with a live lock); last seen in the log"
+                ),
+                "when": row["last"],
+                "url": _list_url(resource, q=row[worker]),
+            }
+        )
+    return items
+
+
+def _stopped_executors(user, now):
+    """Executors whose heartbeat stopped within the last day. They serve every tenant, so only
+    admins (who see every tenant) are told of them."""
+    if tenancy.tenant_ids(user) is not None:
+        return []
+    beats = ExecutorHeartbeat.objects.filter(
+        last_seen__gt=now - DAY, last_seen__lte=now - STALE_AFTER
+    ).order_by("-last_seen")[:50]
+    return [
+        {
+            "kind": "stopped-executor",
+            "count": beat.running,
+            "title": f"executor {beat.worker_id} stopped",
+            "detail": f"{beat.hostname or 'unknown host'}, {beat.running:,} running at its last "
+            "heartbeat",
+            "when": beat.last_seen,
+            "url": None,
+        }
+        for beat in beats
+    ]
+
+
+def _expired_locks(resource, user, now):
+    rows = (
+        resource.visible(user)
+        .in_state("expired", now)
+        .values(source=F(resource.source_field))
+        .annotate(n=Count("id"))
+        .order_by("-n", "source")[:BREAKDOWN_ROWS]
+    )
+    return [
+        {
+            "kind": "expired-locks",
+            "count": row["n"],
+            "title": f"{row['n']:,} expired "
+            + ("lock" if row["n"] == 1 else "locks")
+            + f" in {resource.source_label} {row['source'] or '(none)'}",
+            "detail": f"{resource.plural} whose holder's lock ran out before it finished",
+            "when": None,
+            "url": _list_url(
+                resource, status="expired", **{resource.source_param: row["source"] or ""}
+            ),
+        }
+        for row in rows
+    ]
+
+
+def _new_error_groups(resource, user, now):
+    """Failure fingerprints (console.failures) logged in the last day and not in the
+    NEW_ERROR_LOOKBACK before it."""
+    log = resource.outcome_log[0]
+    failed_event = resource.outcome_log[2]
+    source, message = resource.source_field, resource.message_field
+    failures = tenancy.scope(log.objects.all(), user).filter(event=failed_event)
+    recent = (
+        failures.filter(timestamp__gt=now - DAY, timestamp__lte=now)
+        .values(source, message)
+        .annotate(n=Count("id"), first=Min("timestamp"))
+        .order_by("-n")[:NEW_ERROR_SQL_GROUPS]
+    )
+    groups: dict[tuple, dict] = {}
+    for row in recent:
+        key = (row[source], normalize_message(row[message]))
+        group = groups.setdefault(key, {"n": 0, "first": row["first"], "example": row[message]})
+        group["n"] += row["n"]
+        group["first"] = min(group["first"], row["first"])
+    if not groups:
+        return []
+    earlier = (
+        failures.filter(
+            timestamp__gt=now - DAY - NEW_ERROR_LOOKBACK,
+            timestamp__lte=now - DAY,
+            **{f"{source}__in": sorted({s for s, _ in groups})},
+        )
+        .values_list(source, message)
+        .distinct()[:NEW_ERROR_SQL_GROUPS]
+    )
+    seen_before = {(s, normalize_message(m)) for s, m in earlier}
+    return [
+        {
+            "kind": "new-error",
+            "count": group["n"],
+            "title": f"new error in {resource.source_label} {where or '(none)'}",
+            "detail": f"{fingerprint} — {group['n']:,} "
+            + ("failure" if group["n"] == 1 else "failures")
+            + " since first seen",
+            "when": group["first"],
+            "url": f"{reverse('failures')}?kind={resource.key}",
+        }
+        for (where, fingerprint), group in groups.items()
+        if (where, fingerprint) not in seen_before
+    ]
+
+
+def _growing_backlogs(resource, user, now):
+    """Queues / topics where the last day created more rows than it ended (by GROWTH_SHARE)."""
+    if not resource.throughput_field or not resource.log_ended:
+        return []
+    log = resource.outcome_log[0]
+    name = resource.throughput_field
+    rows = (
+        tenancy.scope(log.objects.all(), user)
+        .filter(
+            timestamp__gt=now - DAY,
+            timestamp__lte=now,
+            event__in=[resource.log_created, *resource.log_ended],
+        )
+        .values(name)
+        .annotate(
+            created=Count("id", filter=Q(event=resource.log_created)),
+            ended=Count("id", filter=Q(event__in=resource.log_ended)),
+        )
+        .order_by()
+    )
+    items = []
+    for row in rows:
+        growth = row["created"] - row["ended"]
+        if growth <= 0 or growth < GROWTH_SHARE * row["created"]:
+            continue
+        url = None
+        if resource.throughput_param and row[name]:
+            url = _list_url(resource, **{resource.throughput_param: row[name]})
+        items.append(
+            {
+                "kind": "growing-backlog",
+                "count": growth,
+                "title": f"{resource.throughput_label} {row[name] or '(none)'} backlog grows",
+                "detail": f"+{growth:,} in 24 h: {row['created']:,} created, "
+                f"{row['ended']:,} finished",
+                "when": None,
+                "url": url,
+            }
+        )
+    return items
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db.models import Q
+from django.db.models import F, Q
 
 from external_tasks import services as task_services
 from external_tasks.filters import ExternalTaskFilter
@@ -116,6 +116,19 @@ class Resource:
     options: dict = field(default_factory=dict)  # extra keyword arguments of every service call
     reports_progress: bool = False  # the bulk services take a `progress` callback
     retries_take_due_date: bool = False  # set retries may also move the due date
+    # How the overview (console.overview) reads the kind's log (`outcome_log[0]`): the log
+    # entries that bring a row into each status (a tile's change against 24 hours ago), the
+    # events that create and end a row (a growing backlog), the log's column naming the
+    # process that held a row's lock (a worker that stopped), and the column finished work is
+    # grouped by in the throughput chart (a job's queue, a task's topic) with the list
+    # parameter that finds it ("" when the list has none).
+    status_events: dict = field(default_factory=dict)
+    log_created: str = "created"
+    log_ended: tuple[str, ...] = ()
+    log_worker_field: str = "worker"
+    throughput_field: str = ""
+    throughput_label: str = ""
+    throughput_param: str = ""
 
     @property
     def nav_section(self) -> str:
@@ -377,6 +390,23 @@ JOBS = Resource(
     detail_related=("job_definition",),
     reports_progress=True,
     retries_take_due_date=True,
+    status_events={
+        "failed": Q(event=JobLog.Event.FAILED, retries=0),
+        "suspended": Q(event=JobLog.Event.SUSPENDED),
+        "locked": Q(event=JobLog.Event.STARTED),
+        "expired": Q(event=JobLog.Event.LOCK_EXPIRED),
+        "retrying": Q(event=JobLog.Event.FAILED, retries__gt=0),
+        # A created job is due at once unless its due date lies ahead; a new due date ahead
+        # makes it wait.
+        "due": Q(event=JobLog.Event.CREATED)
+        & (Q(due_date__isnull=True) | Q(due_date__lte=F("timestamp"))),
+        "waiting": Q(event__in=[JobLog.Event.CREATED, JobLog.Event.DUE_DATE_SET])
+        & Q(due_date__gt=F("timestamp")),
+    },
+    log_ended=(JobLog.Event.SUCCEEDED, JobLog.Event.DELETED),
+    log_worker_field="worker",
+    throughput_field="queue_name",
+    throughput_label="queue",
 )
 
 EXTERNAL_TASKS = Resource(
@@ -453,6 +483,23 @@ EXTERNAL_TASKS = Resource(
     list_defer=("error_details", "variables", "extension_properties"),
     # The console reports rows that changed meanwhile as skipped instead of failing the action.
     options={"strict": False},
+    # A task's lock running out writes no log entry: its "expired" tile has no change.
+    status_events={
+        "failed": Q(event=ExternalTaskLog.Event.FAILED, retries=0),
+        "suspended": Q(event=ExternalTaskLog.Event.SUSPENDED),
+        "locked": Q(event=ExternalTaskLog.Event.LOCKED),
+        "retrying": Q(event=ExternalTaskLog.Event.FAILED, retries__gt=0),
+        "waiting": Q(event=ExternalTaskLog.Event.CREATED),
+    },
+    log_ended=(
+        ExternalTaskLog.Event.COMPLETED,
+        ExternalTaskLog.Event.BPMN_ERROR,
+        ExternalTaskLog.Event.DELETED,
+    ),
+    log_worker_field="worker_id",
+    throughput_field="topic_name",
+    throughput_label="topic",
+    throughput_param="topicName",
 )
 
 RESOURCES = {resource.key: resource for resource in (JOBS, EXTERNAL_TASKS)}
