@@ -140,20 +140,23 @@ def _described(data):
 
 def _overview_data(user, window):
     now = timezone.now()
+    starts = buckets_for(now, window)
+    totals = [[0, 0] for _ in starts]
     sections = []
     for resource in RESOURCES.values():
+        sources = _throughput(resource, user, now, window, totals)
         sections.append(
             {
                 "resource": resource.key,
                 "tiles": _tiles(resource, user, now),
                 "breakdown": _breakdown(resource, user, now),
-                "throughput": _throughput_by_source(resource, user, now, window),
+                "throughput": sources,
             }
         )
     return {
         "sections": sections,
         "tenants": _failed_per_tenant(user),
-        "chart": _chart(user, now, window),
+        "chart": chart_geometry(starts, totals, window),
         "attention": attention(user, now),
     }
 
@@ -349,19 +352,6 @@ def _outcome_rows(resource, user, now, window, *group):
     )
 
 
-def _chart(user, now, window):
-    starts = buckets_for(now, window)
-    step = WINDOWS[window][1]
-    totals = [[0, 0] for _ in starts]
-    for resource in RESOURCES.values():
-        _model, done, _failed = resource.outcome_log
-        for row in _outcome_rows(resource, user, now, window):
-            index = _bucket_of(row["moment"], starts, step)
-            if index is not None:
-                totals[index][0 if row["event"] == done else 1] += row["n"]
-    return chart_geometry(starts, totals, window)
-
-
 def _nice_ceiling(n: int) -> int:
     """The smallest 1, 2 or 5 times a power of ten that is at least n (an axis' top)."""
     scale = 1
@@ -428,24 +418,27 @@ def chart_geometry(starts, totals, window):
     }
 
 
-def _throughput_by_source(resource, user, now, window):
+def _throughput(resource, user, now, window, totals):
     """Completions and failures in the window per queue (jobs) or topic (tasks), with each
-    source's bars over the window; the busiest first."""
-    if not resource.throughput_field:
-        return []
+    source's bars over the window, the busiest first; adds every bucket's numbers to `totals`
+    (the chart of all kinds), so the log is read once per kind."""
     starts = buckets_for(now, window)
     step = WINDOWS[window][1]
     _model, done, _failed = resource.outcome_log
+    group = (resource.throughput_field,) if resource.throughput_field else ()
     sources: dict[str, dict] = {}
-    for row in _outcome_rows(resource, user, now, window, resource.throughput_field):
-        name = row[resource.throughput_field] or ""
+    for row in _outcome_rows(resource, user, now, window, *group):
         index = _bucket_of(row["moment"], starts, step)
         if index is None:
             continue
+        slot = 0 if row["event"] == done else 1
+        totals[index][slot] += row["n"]
+        if not group:
+            continue
+        name = row[resource.throughput_field] or ""
         line = sources.setdefault(
             name, {"name": name, "completed": 0, "failed": 0, "series": [[0, 0] for _ in starts]}
         )
-        slot = 0 if row["event"] == done else 1
         line["series"][index][slot] += row["n"]
         line["completed" if slot == 0 else "failed"] += row["n"]
     lines = sorted(sources.values(), key=lambda s: (-(s["completed"] + s["failed"]), s["name"]))
@@ -454,7 +447,7 @@ def _throughput_by_source(resource, user, now, window):
         line["failure_pct"] = round(100 * line["failed"] / total, 1) if total else 0
         line["spark"] = _spark(line.pop("series"))
         if resource.throughput_param and line["name"]:
-            line["url"] = f"{reverse(resource.list_url)}?{resource.throughput_param}={line['name']}"
+            line["url"] = _list_url(resource, **{resource.throughput_param: line["name"]})
     return lines[:BREAKDOWN_ROWS]
 
 
@@ -516,9 +509,19 @@ def _stopped_holders(resource, user, now):
         return []
     log = resource.outcome_log[0]
     worker = resource.log_worker_field
+    entries = tenancy.scope(log.objects.all(), user)
+    # Most holders are alive: the last few minutes of the log (a short range of its time
+    # index) clear them; only the others are looked up over the whole day.
+    alive = set(
+        entries.filter(**{f"{worker}__in": sorted(holding)}, timestamp__gt=now - STALE_AFTER)
+        .values_list(worker, flat=True)
+        .distinct()
+    )
+    silent = sorted(set(holding) - alive)
+    if not silent:
+        return []
     seen = (
-        tenancy.scope(log.objects.all(), user)
-        .filter(**{f"{worker}__in": sorted(holding)}, timestamp__gt=now - DAY)
+        entries.filter(**{f"{worker}__in": silent}, timestamp__gt=now - DAY)
         .values(worker)
         .annotate(last=Max("timestamp"))
         .order_by()

@@ -65,7 +65,7 @@ def test_overview_chart_counts_completions_and_failures_from_the_logs(operator_c
 
 def test_overview_empty_states(operator_client):
     html = operator_client.get("/").content.decode()
-    assert "Nothing completed or failed in the last 12 hours" in html
+    assert "Nothing completed or failed in the last 24h" in html
     assert "No failed work" in html
 
 
