@@ -257,3 +257,30 @@
     }
   });
 })();
+
+/* --- overview self-refresh (console/overview.py, templates/console/overview.html) -------------
+   #overview-body carries its URL and interval; it is fetched again (the partial only) while the
+   tab is visible, at once when the tab becomes visible again, and never while it is hidden. */
+(() => {
+  let timer = null;
+  function body() { return document.querySelector("#overview-body[data-refresh-every]"); }
+  function refresh() {
+    const el = body();
+    if (!el || document.visibilityState !== "visible") return;
+    if (document.querySelector("dialog[open]")) return;
+    htmx.ajax("GET", el.dataset.refreshUrl, { target: "#overview-body", swap: "outerHTML" });
+  }
+  function schedule() {
+    if (timer) clearInterval(timer);
+    timer = null;
+    const el = body();
+    if (!el || document.visibilityState !== "visible") return;
+    const seconds = Math.max(1, Number(el.dataset.refreshEvery) || 15);
+    timer = setInterval(refresh, seconds * 1000);
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") refresh();
+    schedule();
+  });
+  document.addEventListener("DOMContentLoaded", schedule);
+})();
