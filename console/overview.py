@@ -515,6 +515,7 @@ def _stopped_holders(resource, user, now):
     alive = set(
         entries.filter(**{f"{worker}__in": sorted(holding)}, timestamp__gt=now - STALE_AFTER)
         .values_list(worker, flat=True)
+        .order_by()
         .distinct()
     )
     silent = sorted(set(holding) - alive)
@@ -622,6 +623,7 @@ def _new_error_groups(resource, user, now):
             **{f"{source}__in": sorted({s for s, _ in groups})},
         )
         .values_list(source, message)
+        .order_by()
         .distinct()[:NEW_ERROR_SQL_GROUPS]
     )
     seen_before = {(s, normalize_message(m)) for s, m in earlier}

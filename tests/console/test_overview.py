@@ -340,3 +340,14 @@ def test_htmx_refresh_gets_only_the_overview_partial(operator_client):
 def test_refresh_interval_is_a_setting(operator_client, settings):
     settings.TASKYARD_CONSOLE = {"OVERVIEW_REFRESH": 3}
     assert 'data-refresh-every="3"' in operator_client.get("/").content.decode()
+
+
+def test_an_error_seen_before_is_not_new_however_many_times_it_failed(operator_user, monkeypatch):
+    # The earlier failures are read as distinct (source, message) pairs, not rows: many
+    # repeats of one message must not crowd out another that was also seen before.
+    monkeypatch.setattr(overview, "NEW_ERROR_SQL_GROUPS", 2)
+    task_log("failed", ago(days=3), retries=1, error_message="disk full")
+    for minutes in (1, 2, 3):
+        task_log("failed", ago(days=2, minutes=minutes), retries=1, error_message="no route")
+    task_log("failed", ago(hours=1), retries=1, error_message="disk full")
+    assert overview.attention(operator_user, timezone.now()) == []
