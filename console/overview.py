@@ -518,6 +518,13 @@ def _stopped_holders(resource, user, now):
         .order_by()
         .distinct()
     )
+    # An executor running one long job writes no log entry meanwhile; its heartbeat says it
+    # is alive.
+    alive |= set(
+        ExecutorHeartbeat.objects.filter(
+            worker_id__in=sorted(set(holding) - alive), last_seen__gt=now - STALE_AFTER
+        ).values_list("worker_id", flat=True)
+    )
     silent = sorted(set(holding) - alive)
     if not silent:
         return []

@@ -351,3 +351,14 @@ def test_an_error_seen_before_is_not_new_however_many_times_it_failed(operator_u
         task_log("failed", ago(days=2, minutes=minutes), retries=1, error_message="no route")
     task_log("failed", ago(hours=1), retries=1, error_message="disk full")
     assert overview.attention(operator_user, timezone.now()) == []
+
+
+def test_an_executor_busy_with_a_long_job_is_not_stopped_while_its_heartbeat_is_fresh(
+    operator_user,
+):
+    make_job(lock_owner="ex-long", lock_expiration_time=later(minutes=50), handler="report")
+    job_log("started", ago(minutes=40), worker="ex-long")
+    items = overview.attention(operator_user, timezone.now())
+    assert [i["title"] for i in items] == ["ex-long stopped"]
+    ExecutorHeartbeat.objects.create(worker_id="ex-long")  # reported just now
+    assert overview.attention(operator_user, timezone.now()) == []
