@@ -166,8 +166,9 @@ class Resource:
 
 
 # ---------------------------------------------------------------------------------------------
-# Free-text search: an exact identifier (indexed lookups) if one matches, else a substring of
-# the handler/topic or the message (a scan, so only when no identifier matched).
+# Free-text search: an exact identifier (indexed lookups) or, for tasks, a business key by its
+# prefix (an index range) if one matches, else a substring of the handler/topic or the message
+# (a scan, so only when no identifier matched).
 
 
 def search_jobs(queryset, text):
@@ -191,7 +192,7 @@ def search_tasks(queryset, text):
         Q(id=text)
         | Q(process_instance_id=text)
         | Q(execution_id=text)
-        | Q(business_key=text)
+        | Q(business_key__startswith=text)
         | Q(activity_id=text)
         | Q(worker_id=text)
         | Q(topic_name=text)
