@@ -24,6 +24,7 @@ from jobs.models import STATUSES as JOB_STATUSES
 from jobs.models import Job, JobLog
 from project import incidents, tenancy
 from project.bulk import BulkResult
+from project.errors import DomainError
 from project.states import StatusTable
 
 HISTORY_ROWS = 200
@@ -61,7 +62,12 @@ class ActionSpec:
         return ACTION_INPUTS.get(self.key)
 
 
-ACTION_INPUTS = {"set_retries": "retries", "set_priority": "priority", "set_due_date": "due_date"}
+ACTION_INPUTS = {
+    "set_retries": "retries",
+    "set_priority": "priority",
+    "set_due_date": "due_date",
+    "retry_with_payload": "payload",
+}
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,16 @@ def _execute_job(user, target, values, *, source, reason, **_ignored) -> BulkRes
     return BulkResult(changed=1)
 
 
+def _retry_with_payload(user, target, values, *, source, reason, **_ignored) -> BulkResult:
+    try:
+        job_services.retry_with_payload(
+            user, target[0], values["payload"], values["retries"], source=source, reason=reason
+        )
+    except DomainError as error:
+        raise ActionInputError(error.message) from None
+    return BulkResult(changed=1)
+
+
 def _set_retries_with_due_date(service):
     def run(user, target, values, **options):
         due = {"due_date": values["due_date"]} if values.get("due_date") else {}
@@ -245,6 +261,7 @@ JOB_ACTIONS = (
     ActionSpec("set_due_date", "Set due date", _with_value(job_services.set_due_date, "due_date")),
     ActionSpec("unlock", "Unlock", _plain(job_services.unlock)),
     ActionSpec("execute", "Execute now", _execute_job, bulk=False, atomic=False),
+    ActionSpec("retry_with_payload", "Retry with this payload", _retry_with_payload, bulk=False),
     ActionSpec("delete", "Delete", _plain(job_services.delete), admin=True, danger=True),
 )
 TASK_ACTIONS = (
