@@ -66,10 +66,18 @@ def parse_values(spec: ActionSpec, post) -> dict:
     if spec.value == "due_date":
         text = (post.get("due_date") or "").strip()
         return {"due_date": _console_date(text) if text else None}
+    if spec.value == "payload":
+        try:
+            payload = json.loads(post.get("payload") or "")
+        except ValueError as error:
+            raise ActionInputError(f"The payload is not valid JSON: {error}") from None
+        retries = _whole(post, "retries", 1, MAX_RETRIES + 1, _RETRY_MESSAGES)
+        return {"payload": payload, "retries": retries}
     return {}
 
 
 _RETRIES_MESSAGES = ("Retries must be a whole number, 0 or more.",) * 2
+_RETRY_MESSAGES = ("Retries must be a whole number, 1 or more.",) * 2
 _PRIORITY_MESSAGES = (
     "Priority must be a whole number.",
     "Priority is out of range (a 64-bit number).",
@@ -112,6 +120,7 @@ def describe(spec: ActionSpec, values: dict) -> str:
         "unlock": "Unlocked",
         "delete": "Deleted",
         "execute": "Executed",
+        "retry_with_payload": "Payload replaced and retried",
     }[spec.key]
 
 

@@ -24,6 +24,7 @@ from jobs.models import STATUSES as JOB_STATUSES
 from jobs.models import Job, JobLog
 from project import incidents, tenancy
 from project.bulk import BulkResult
+from project.errors import DomainError
 from project.states import StatusTable
 
 HISTORY_ROWS = 200
@@ -61,7 +62,12 @@ class ActionSpec:
         return ACTION_INPUTS.get(self.key)
 
 
-ACTION_INPUTS = {"set_retries": "retries", "set_priority": "priority", "set_due_date": "due_date"}
+ACTION_INPUTS = {
+    "set_retries": "retries",
+    "set_priority": "priority",
+    "set_due_date": "due_date",
+    "retry_with_payload": "payload",
+}
 
 
 @dataclass(frozen=True)
@@ -179,8 +185,9 @@ class Resource:
 
 
 # ---------------------------------------------------------------------------------------------
-# Free-text search: an exact identifier (indexed lookups) if one matches, else a substring of
-# the handler/topic or the message (a scan, so only when no identifier matched).
+# Free-text search: an exact identifier (indexed lookups) or, for tasks, a business key by its
+# prefix (an index range) if one matches, else a substring of the handler/topic or the message
+# (a scan, so only when no identifier matched).
 
 
 def search_jobs(queryset, text):
@@ -204,7 +211,7 @@ def search_tasks(queryset, text):
         Q(id=text)
         | Q(process_instance_id=text)
         | Q(execution_id=text)
-        | Q(business_key=text)
+        | Q(business_key__startswith=text)
         | Q(activity_id=text)
         | Q(worker_id=text)
         | Q(topic_name=text)
@@ -224,6 +231,16 @@ def _execute_job(user, target, values, *, source, reason, **_ignored) -> BulkRes
         job_runner.execute_now(user, target[0], source=source, reason=reason)
     except job_services.JobExecutionFailed as exc:
         raise ActionInputError(f"The job ran and failed: {exc.message}") from None
+    return BulkResult(changed=1)
+
+
+def _retry_with_payload(user, target, values, *, source, reason, **_ignored) -> BulkResult:
+    try:
+        job_services.retry_with_payload(
+            user, target[0], values["payload"], values["retries"], source=source, reason=reason
+        )
+    except DomainError as error:
+        raise ActionInputError(error.message) from None
     return BulkResult(changed=1)
 
 
@@ -257,6 +274,7 @@ JOB_ACTIONS = (
     ActionSpec("set_due_date", "Set due date", _with_value(job_services.set_due_date, "due_date")),
     ActionSpec("unlock", "Unlock", _plain(job_services.unlock)),
     ActionSpec("execute", "Execute now", _execute_job, bulk=False, atomic=False),
+    ActionSpec("retry_with_payload", "Retry with this payload", _retry_with_payload, bulk=False),
     ActionSpec("delete", "Delete", _plain(job_services.delete), admin=True, danger=True),
 )
 TASK_ACTIONS = (

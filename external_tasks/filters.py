@@ -6,13 +6,6 @@ console all build `ExternalTaskFilter` from their own input adapter and call `.f
 `project.tenancy.scope`, never here.
 """
 
-import json
-import re
-from collections.abc import Mapping
-
-import django_filters
-from django import forms
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
     ExpressionWrapper,
@@ -31,6 +24,7 @@ from project import clock
 from project.filters import (
     CamundaFilterSet,
     CamundaLogFilterSet,
+    ContainsFilter,
     DateFilter,
     Like,
     LikeFilter,
@@ -38,6 +32,7 @@ from project.filters import (
     LongFilter,
     StringFilter,
     TrueFilter,
+    VariableConditionsFilter,
     like_pattern,
 )
 
@@ -70,92 +65,7 @@ LOG_SORT_KEYS = {
     "tenantId": "tenant_id",
 }
 
-VARIABLE_OPERATORS = ("eq", "neq", "gt", "gteq", "lt", "lteq", "like", "notLike")
 NUMERIC_TYPES = ("Integer", "Long", "Short", "Double")
-
-
-# ---------------------------------------------------------------------------------------------
-# processVariables: [{name, operator, value}] in a body, name_operator_value[,...] in a query.
-
-
-def _query_value(text: str):
-    """GET values arrive as text; Camunda reads numbers and booleans as such."""
-    if text in {"true", "false"}:
-        return text == "true"
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d+\.\d*(?:[eE][-+]?\d+)?", text):
-        return float(text)
-    return text
-
-
-def parse_variable_conditions(value) -> list[dict]:
-    """processVariables input as [{"name", "operator", "value"}]; raise ValidationError."""
-    if value in (None, "", []):
-        return []
-    if isinstance(value, str):
-        conditions = []
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            match = re.fullmatch(
-                r"(?P<name>.+?)_(?P<op>" + "|".join(VARIABLE_OPERATORS) + r")_(?P<value>.*)",
-                item.strip(),
-                flags=re.DOTALL,
-            )
-            if not match:
-                raise ValidationError(
-                    f"variable query parameter '{item}' must be name_operator_value with operator "
-                    f"one of {', '.join(VARIABLE_OPERATORS)}"
-                )
-            conditions.append(
-                {
-                    "name": match["name"],
-                    "operator": match["op"],
-                    "value": _query_value(match["value"]),
-                }
-            )
-        return conditions
-    if isinstance(value, Mapping):
-        value = [value]
-    if not isinstance(value, list | tuple):
-        raise ValidationError("expected a list of {name, operator, value} objects")
-    conditions = []
-    for item in value:
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-            raise ValidationError(
-                f"every condition needs a string 'name', got {json.dumps(item, default=str)}"
-            )
-        operator = item.get("operator")
-        if operator not in VARIABLE_OPERATORS:
-            raise ValidationError(
-                f"invalid variable comparator specified: '{operator}' for variable "
-                f"'{item['name']}'; use one of {', '.join(VARIABLE_OPERATORS)}"
-            )
-        if isinstance(item.get("value"), dict | list):
-            raise ValidationError(f"the value of variable '{item['name']}' must be a scalar")
-        if operator in {"like", "notLike"} and not isinstance(item.get("value"), str):
-            raise ValidationError(
-                f"operator '{operator}' of variable '{item['name']}' needs a string value"
-            )
-        if operator in {"gt", "gteq", "lt", "lteq"} and (
-            item.get("value") is None or isinstance(item.get("value"), bool)
-        ):
-            raise ValidationError(
-                f"operator '{operator}' of variable '{item['name']}' needs a number, "
-                "string or date value"
-            )
-        conditions.append({"name": item["name"], "operator": operator, "value": item.get("value")})
-    return conditions
-
-
-class VariableConditionsField(forms.Field):
-    def to_python(self, value):
-        return parse_variable_conditions(value)
-
-
-class VariableConditionsFilter(django_filters.Filter):
-    field_class = VariableConditionsField
 
 
 def _variable_names(name: str, ignore_case: bool) -> list[str]:
@@ -288,6 +198,8 @@ class ExternalTaskFilter(CamundaFilterSet):
     # Not Camunda parameters: what the Flowable and seed faces (and the console) filter on.
     activityName = StringFilter(field_name="activity_name")
     errorMessage = StringFilter(field_name="error_message")
+    # Not Camunda's: what operators search a failure by.
+    errorMessageContains = ContainsFilter(field_name="error_message")
     withErrorMessage = TrueFilter(method="filter_with_error_message")
     tenantId = StringFilter(field_name="tenant_id")
     tenantIdLike = LikeFilter(field_name="tenant_id")

@@ -177,7 +177,14 @@ class ExternalTask(models.Model):
             # With id: bulk actions on an activity walk its ids in order from this index alone.
             models.Index(fields=["activity_id", "id"], name="ext_activity_idx"),
             SortIndex(nulls_first("tenant_id"), "id", name="ext_tenant_idx"),
-            models.Index(fields=["business_key"], name="ext_business_key_idx"),
+            # Pattern operators: the console's search finds a business key by its prefix
+            # (LIKE 'abc%') through this index whatever the database's collation, and an
+            # equal key (businessKey, the API's filter) still uses it.
+            models.Index(
+                fields=["business_key"],
+                name="ext_business_key_idx",
+                opclasses=["varchar_pattern_ops"],
+            ),
         ]
 
     def __str__(self):

@@ -6,22 +6,31 @@ Sorting is not a filter: `JOB_SORT_KEYS` / `JOB_DEFINITION_SORT_KEYS` map Camund
 to model fields for project.rest.paging.order_by.
 """
 
+import re
 from collections.abc import Mapping
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db import connection
+from django.db.models import BooleanField, F, Q, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 
 from project import clock
 from project.errors import InvalidRequest
 from project.filters import (
     CamundaFilterSet,
     CamundaLogFilterSet,
+    ContainsFilter,
+    Like,
     ListFilter,
     LongFilter,
     NoneFilter,
     StringFilter,
     TrueFilter,
+    VariableConditionsField,
+    VariableConditionsFilter,
+    like_pattern,
 )
 from project.rest.dates import parse_date
 
@@ -207,6 +216,65 @@ class FlagFilter(TrueFilter):
         return qs.filter(condition)
 
 
+# A keyword argument of a job's payload ({"args": [...], "kwargs": {...}}): a Python name.
+KWARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KWARG_LOOKUPS = {
+    "eq": "exact",
+    "neq": "exact",
+    "gt": "gt",
+    "gteq": "gte",
+    "lt": "lt",
+    "lteq": "lte",
+}
+
+
+def _kwarg_is(name: str, kind: str) -> Q:
+    """The keyword argument's JSON value is a number or a string (`kind`)."""
+    column = f'"{Job._meta.db_table}"."payload"'
+    if connection.vendor == "postgresql":
+        sql = f"jsonb_typeof({column} -> 'kwargs' -> %s) = %s"
+        params = [name, "number" if kind == "number" else "string"]
+    else:
+        types = ("integer", "real") if kind == "number" else ("text", "text")
+        sql = f"json_type({column}, %s) IN (%s, %s)"
+        params = [f"$.kwargs.{name}", *types]
+    return Q(RawSQL(sql, params, output_field=BooleanField()))
+
+
+def payload_kwarg_q(name: str, operator: str, value) -> Q:
+    """Jobs whose payload keyword argument `name` satisfies `operator value` (the operators of
+    Camunda's variable conditions, over the raw JSON value: 5 matches 5, "5" matches "5")."""
+    kwargs = KeyTransform("kwargs", F("payload"))
+    has = Q(**{"payload__kwargs__has_key": name})
+    if operator in {"like", "notLike"}:
+        matches = Q(Like(KeyTextTransform(name, kwargs), Value(like_pattern(str(value)))))
+        return matches if operator == "like" else has & ~matches
+    condition = has & Q(**{f"payload__kwargs__{name}__{_KWARG_LOOKUPS[operator]}": value})
+    if operator not in {"eq", "neq"}:
+        # Orderings compare like with like: numbers with numbers, text with text (JSON's
+        # ordering across types differs between the databases and means nothing here).
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        kind = "number" if numeric else "text"
+        condition &= _kwarg_is(name, kind)
+    return has & ~condition if operator == "neq" else condition
+
+
+class PayloadKwargsField(VariableConditionsField):
+    def to_python(self, value):
+        conditions = super().to_python(value)
+        for condition in conditions:
+            name = condition["name"]
+            if not KWARG_NAME.fullmatch(name) or "__" in name:
+                raise ValidationError(
+                    f"'{name}' is not a keyword argument name (letters, digits and single _)"
+                )
+        return conditions
+
+
+class PayloadKwargsFilter(VariableConditionsFilter):
+    field_class = PayloadKwargsField
+
+
 class CamundaMessagesMixin:
     """Pass Camunda's own error messages through unprefixed (e.g. the dueDate comparator)."""
 
@@ -267,6 +335,9 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
     createTimes = ConditionListFilter(field_name="create_time", parameter="createTime")
     withException = FlagFilter(WITH_EXCEPTION)
     exceptionMessage = StringFilter(field_name="exception_message")
+    # Not Camunda's: what operators search a failure by, and a job by its arguments.
+    exceptionMessageContains = ContainsFilter(field_name="exception_message")
+    payloadKwargs = PayloadKwargsFilter(method="filter_payload_kwargs")
     failedActivityId = StringFilter(field_name="failed_activity_id")
     noRetriesLeft = FlagFilter(Q(retries=0))
     active = FlagFilter(Q(suspended=False))
@@ -292,6 +363,13 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
 
     def filter_tenants(self, qs, name, value):
         # The three tenant parameters act together, applied once (on the first one seen).
+        return qs
+
+    def filter_payload_kwargs(self, qs, name, value):
+        for condition in value or ():
+            qs = qs.filter(
+                payload_kwarg_q(condition["name"], condition["operator"], condition["value"])
+            )
         return qs
 
     def filter_queryset(self, queryset):

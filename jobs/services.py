@@ -6,6 +6,7 @@ executor's own transitions (claim, complete, fail, release) are in jobs.claims. 
 is one short transaction; bulk variants are set-based (one UPDATE per batch) and return row counts.
 """
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -880,6 +881,61 @@ def recalculate_due_date(
         )
     set_due_date(user, [job.id], due_date, source=source, reason=reason)
     job.due_date = due_date
+    return job
+
+
+# --- retry with an edited payload -----------------------------------------------------------
+
+# The payload an operator may write back: what a handler is called with (jobs.handlers).
+MAX_PAYLOAD_CHARS = 1_000_000
+
+
+def retry_with_payload(
+    user, job_id: str, payload, retries: int = 1, *, source: str = "api", reason: str = ""
+) -> Job:
+    """Give a job a corrected payload and retries, due now: the operator's fix for a job that
+    failed on its arguments. Refused while an executor runs the job (its live lock), since the
+    running call keeps the old arguments. Logged and audited with the payload before and after.
+    """
+    retries = _check_retries(retries)
+    if retries < 1:
+        raise InvalidRequest("A retry needs at least 1 retry")
+    try:
+        text = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidRequest("The payload must be JSON (no NaN or infinity)") from None
+    if len(text) > MAX_PAYLOAD_CHARS:
+        raise InvalidRequest(f"The payload is longer than {MAX_PAYLOAD_CHARS:,} characters")
+    now = clock.now()
+    with transaction.atomic():
+        get_job(user, job_id)  # 404 for unknown and other tenants' jobs, before any lock
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.lock_expiration_time is not None and job.lock_expiration_time > now:
+            raise BadUserRequest(
+                f"Job {job_id} is running (locked by {job.lock_owner}): retry it once it ends"
+            )
+        before = {"payload": job.payload, "retries": job.retries}
+        job.payload = payload
+        job.retries = retries
+        job.due_date = clock.to_ms(now)
+        job.save(update_fields=["payload", "retries", "due_date"])
+        row = {f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields}
+        _log_entry(
+            row, JobLog.Event.RETRIES_SET, worker=actor_name(user), timestamp=now, payload=payload
+        ).save()
+        incidents.retries_set(incidents.FAILED_JOB, Job, [job.id], retries)
+        audit.record(
+            user,
+            "job",
+            "retry_with_payload",
+            tenants=[job.tenant_id],
+            ids=[job.id],
+            count=1,
+            before=before,
+            after={"payload": payload, "retries": retries, "dueDate": format_date(job.due_date)},
+            source=source,
+            reason=reason,
+        )
     return job
 
 

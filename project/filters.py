@@ -7,6 +7,7 @@ parameters (`data_from_query`: repeated keys and comma-separated lists), Camunda
 `form.errors` instead.
 """
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -186,6 +187,15 @@ class LikeFilter(StringFilter):
         super().__init__(*args, **kwargs)
 
 
+class ContainsFilter(StringFilter):
+    """`fooContains` (ours, not Camunda's): the field contains the text, ignoring case; % and _
+    are plain characters."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["lookup_expr"] = "icontains"
+        super().__init__(*args, **kwargs)
+
+
 class LongFilter(django_filters.Filter):
     field_class = LongField
 
@@ -321,3 +331,90 @@ class CamundaLogFilterSet(CamundaFilterSet):
         if data.get("tenantIdIn"):
             return queryset.filter(tenant_id__in=data["tenantIdIn"])
         return queryset
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions on named values (Camunda's processVariables; a job's payload kwargs):
+# [{name, operator, value}] in a body, name_operator_value[,...] in a query.
+
+VARIABLE_OPERATORS = ("eq", "neq", "gt", "gteq", "lt", "lteq", "like", "notLike")
+
+
+def _query_value(text: str):
+    """GET values arrive as text; Camunda reads numbers and booleans as such."""
+    if text in {"true", "false"}:
+        return text == "true"
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*(?:[eE][-+]?\d+)?", text):
+        return float(text)
+    return text
+
+
+def parse_variable_conditions(value) -> list[dict]:
+    """Conditions input as [{"name", "operator", "value"}]; raise ValidationError."""
+    if value in (None, "", []):
+        return []
+    if isinstance(value, str):
+        conditions = []
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            match = re.fullmatch(
+                r"(?P<name>.+?)_(?P<op>" + "|".join(VARIABLE_OPERATORS) + r")_(?P<value>.*)",
+                item.strip(),
+                flags=re.DOTALL,
+            )
+            if not match:
+                raise ValidationError(
+                    f"variable query parameter '{item}' must be name_operator_value with operator "
+                    f"one of {', '.join(VARIABLE_OPERATORS)}"
+                )
+            conditions.append(
+                {
+                    "name": match["name"],
+                    "operator": match["op"],
+                    "value": _query_value(match["value"]),
+                }
+            )
+        return conditions
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ValidationError("expected a list of {name, operator, value} objects")
+    conditions = []
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise ValidationError(
+                f"every condition needs a string 'name', got {json.dumps(item, default=str)}"
+            )
+        operator = item.get("operator")
+        if operator not in VARIABLE_OPERATORS:
+            raise ValidationError(
+                f"invalid variable comparator specified: '{operator}' for variable "
+                f"'{item['name']}'; use one of {', '.join(VARIABLE_OPERATORS)}"
+            )
+        if isinstance(item.get("value"), dict | list):
+            raise ValidationError(f"the value of variable '{item['name']}' must be a scalar")
+        if operator in {"like", "notLike"} and not isinstance(item.get("value"), str):
+            raise ValidationError(
+                f"operator '{operator}' of variable '{item['name']}' needs a string value"
+            )
+        if operator in {"gt", "gteq", "lt", "lteq"} and (
+            item.get("value") is None or isinstance(item.get("value"), bool)
+        ):
+            raise ValidationError(
+                f"operator '{operator}' of variable '{item['name']}' needs a number, "
+                "string or date value"
+            )
+        conditions.append({"name": item["name"], "operator": operator, "value": item.get("value")})
+    return conditions
+
+
+class VariableConditionsField(forms.Field):
+    def to_python(self, value):
+        return parse_variable_conditions(value)
+
+
+class VariableConditionsFilter(django_filters.Filter):
+    field_class = VariableConditionsField
