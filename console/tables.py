@@ -341,12 +341,12 @@ class Table:
         if not column.nulls_last:
             return list(window(qs.order_by(*self.ordering()), start, count))
         descending = direction == "desc"
-        valued = qs.filter(**{f"{column.field}__isnull": False})
-        valued = valued.order_by(
-            nulls_smallest(F(column.field), descending), *self.ordering(self.sort[1:])
-        )
-        rest = self.sort[1:] or [("id", direction)]
-        empty = qs.filter(**{f"{column.field}__isnull": True}).order_by(*self.ordering(rest))
+        # Both parts keep the column as their first key (all null in the second, so it orders
+        # nothing there): then the index (column NULLS FIRST, id) serves each of them.
+        key = nulls_smallest(F(column.field), descending)
+        rest = self.ordering(self.sort[1:] or [("id", direction)])
+        valued = qs.filter(**{f"{column.field}__isnull": False}).order_by(key, *rest)
+        empty = qs.filter(**{f"{column.field}__isnull": True}).order_by(key, *rest)
         first, second = (empty, valued) if descending else (valued, empty)
         rows = list(window(first, start, count))
         if len(rows) == count:
