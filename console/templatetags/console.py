@@ -88,6 +88,15 @@ def dash(value):
     return "—" if value in (None, "") else value
 
 
+# Two overlapping sheets, drawn inline: no icon font to load, and it takes the text colour.
+COPY_ICON = (
+    '<svg viewBox="0 0 16 16" width="12" height="12" aria-hidden="true" focusable="false">'
+    '<rect x="5.5" y="5.5" width="8.5" height="8.5" rx="1.5" fill="none" stroke="currentColor"'
+    ' stroke-width="1.5"/><path d="M3 10.5V3.5A1.5 1.5 0 0 1 4.5 2h6" fill="none"'
+    ' stroke="currentColor" stroke-width="1.5"/></svg>'
+)
+
+
 @register.simple_tag
 def copyable_id(value, href="", param=""):
     """An id shown short (CSS truncates it, the whole id stays in the text and the title, so
@@ -102,7 +111,7 @@ def copyable_id(value, href="", param=""):
         code = format_html('<a href="{}">{}</a>', href, code)
     button = format_html(
         '<button type="button" class="copy-id" data-copy-text="{}" title="Copy {}"'
-        ' aria-label="Copy {}">⧉</button>',
+        ' aria-label="Copy {}">' + COPY_ICON + "</button>",
         value,
         value,
         value,
