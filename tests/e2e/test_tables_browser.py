@@ -159,6 +159,13 @@ def test_keyboard_search_rows_select_act_bulk_bar_and_paging(page_for, operator_
     help_dialog = page.locator("dialog#help")
     expect(help_dialog).to_be_visible()
     expect(help_dialog).to_contain_text("go to the bulk-action bar")
+    page.keyboard.press("Escape")
+    expect(help_dialog).to_be_hidden()
+    # Enter opens the current row.
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/jobs/{jobs[1].pk}/")
 
 
 def test_copy_an_id_with_one_click_and_choose_columns(page_for, operator_user, live_server):
