@@ -105,12 +105,12 @@ def _console_date(text: str) -> datetime:
 def describe(spec: ActionSpec, values: dict) -> str:
     """The past-tense phrase of a result message: "Retries set to 3"."""
     if spec.key == "set_retries":
-        text = f"Retries set to {values['retries']}"
+        text = f"Retries set to {values['retries']:,}"
         if values.get("due_date"):
             text += f" (due {format_date(values['due_date'])})"
         return text
     if spec.key == "set_priority":
-        return f"Priority set to {values['priority']}"
+        return f"Priority set to {values['priority']:,}"
     if spec.key == "set_due_date":
         due = values.get("due_date")
         return f"Due date set to {format_date(due)}" if due else "Due date cleared (due now)"

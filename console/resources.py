@@ -36,10 +36,17 @@ class ActionInputError(Exception):
 
 @dataclass(frozen=True)
 class Column:
-    key: str  # the name in `sort=` and in the header
+    key: str  # the name in `sort=`, in `columns=` and in the header
     label: str
     field: str | None = None  # model field to sort on; None = not sortable
     numeric: bool = False
+    default: bool = True  # shown until the user chooses columns (console.models.ColumnChoice)
+    required: bool = False  # always shown (the id links to the row)
+    # Rows without a value sort after the others ascending, before them descending: "Due"
+    # ascending is what is due next, and work without a due date is not due next. (The REST
+    # API keeps Camunda's order, nulls smallest; only the console's order differs.)
+    nulls_last: bool = False
+    first: str = "asc"  # the direction of a first click on the header
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,13 @@ class Resource:
             )
             rows = rows.filter(pk__in=annotated.values("configuration"))
         return rows
+
+    @property
+    def columns_url(self) -> str:
+        return f"{self.key}-columns"
+
+    def column(self, key: str) -> Column | None:
+        return next((c for c in self.columns if c.key == key), None)
 
     @property
     def incident_annotation_url(self) -> str:
@@ -343,18 +357,18 @@ JOBS = Resource(
     filterset_class=JobFilter,
     search=search_jobs,
     columns=(
-        Column("id", "ID", "id"),
+        Column("id", "ID", "id", required=True),
         Column("status", "Status"),
         Column("handler", "Handler"),
         Column("retries", "Retries", "retries", numeric=True),
-        Column("priority", "Priority", "priority", numeric=True),
-        Column("due", "Due", "due_date"),
-        Column("created", "Created", "create_time"),
+        Column("priority", "Priority", "priority", numeric=True, first="desc"),
+        Column("due", "Due", "due_date", nulls_last=True),
+        Column("created", "Created", "create_time", first="desc"),
         Column("message", "Exception"),
-        Column("process", "Process instance", "process_instance_id"),
-        Column("activity", "Activity", "activity_id"),
-        Column("lock", "Lock expires", "lock_expiration_time"),
-        Column("tenant", "Tenant", "tenant_id"),
+        Column("process", "Process instance", "process_instance_id", default=False),
+        Column("activity", "Activity", "activity_id", default=False),
+        Column("lock", "Lock expires", "lock_expiration_time", default=False),
+        Column("tenant", "Tenant", "tenant_id", default=False),
     ),
     actions=JOB_ACTIONS,
     export_fields=(
@@ -436,20 +450,20 @@ EXTERNAL_TASKS = Resource(
     filterset_class=ExternalTaskFilter,
     search=search_tasks,
     columns=(
-        Column("id", "ID", "id"),
+        Column("id", "ID", "id", required=True),
         Column("status", "Status"),
         Column("topic", "Topic", "topic_name"),
         # Not sortable: no index on retries (every retries update would pay for one).
         Column("retries", "Retries", numeric=True),
-        Column("priority", "Priority", "priority", numeric=True),
-        Column("created", "Created", "create_time"),
+        Column("priority", "Priority", "priority", numeric=True, first="desc"),
+        Column("created", "Created", "create_time", first="desc"),
         Column("worker", "Worker", "worker_id"),
         Column("lock", "Lock expires", "lock_expiration_time"),
         Column("message", "Error"),
-        Column("process", "Process instance", "process_instance_id"),
+        Column("process", "Process instance", "process_instance_id", default=False),
         Column("business_key", "Business key", "business_key"),
-        Column("activity", "Activity", "activity_id"),
-        Column("tenant", "Tenant", "tenant_id"),
+        Column("activity", "Activity", "activity_id", default=False),
+        Column("tenant", "Tenant", "tenant_id", default=False),
     ),
     actions=TASK_ACTIONS,
     export_fields=(

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import django_filters
-from django.db.models import F
+from django.db.models import F, OrderBy
 from django.http import QueryDict
 from django.utils import timezone
+from django.utils.functional import cached_property
 
+from console.models import ColumnChoice
 from project import filters as shared_filters
 from project.errors import InvalidRequest
 from project.rest.paging import nulls_smallest, window
@@ -28,7 +30,9 @@ DEFAULT_PAGE_SIZE = 50
 COUNT_LIMIT = 10_000
 # Offset paging beyond this point gets slow on big tables; narrower filters are the answer there.
 MAX_PAGE = 2_000
-CONSOLE_KEYS = ("q", "status", "sort", "page", "size")
+CONSOLE_KEYS = ("q", "status", "sort", "page", "size", "columns")
+# Keys that shape the view but not which rows match.
+VIEW_KEYS = ("sort", "page", "size", "columns")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +171,32 @@ def sort_text(sort: list[tuple[str, str]]) -> str:
     return ",".join(("-" if d == "desc" else "") + k for k, d in sort)
 
 
+def parse_columns(values, columns) -> list:
+    """`columns=` (comma-separated or repeated keys) -> the chosen columns in the table's
+    order, required ones included; TableError naming an unknown key."""
+    keys = [k.strip() for v in values for k in str(v).split(",") if k.strip()]
+    known = {c.key for c in columns}
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        names = ", ".join(f"'{k}'" for k in unknown)
+        raise TableError(
+            f"Unknown column {names}: the columns are {', '.join(c.key for c in columns)}"
+        )
+    return [c for c in columns if c.required or c.key in keys]
+
+
+def column_order(column, descending: bool) -> OrderBy:
+    """ORDER BY one column the way the console shows it: nulls smallest as the REST API sorts
+    (project.rest.paging.nulls_smallest), or nulls after the values for a `nulls_last` column."""
+    if column.nulls_last:
+        return (
+            F(column.field).desc(nulls_first=True)
+            if descending
+            else F(column.field).asc(nulls_last=True)
+        )
+    return nulls_smallest(F(column.field), descending)
+
+
 class Table:
     """Everything a table page shows, computed from its query parameters and the user.
 
@@ -175,6 +205,7 @@ class Table:
 
     def __init__(self, query: QueryDict, user, resource, path: str, queryset=None):
         self.resource = resource
+        self.user = user
         self.path = path
         self.statuses = resource.statuses
         self.params = plain_params(query)
@@ -190,6 +221,7 @@ class Table:
         self.sort = self._parse_sort(self.params.get("sort", ""))
         self.size = self._parse_size(query.get("size"))
         self.page = self._parse_page(query.get("page"))
+        self.explicit_columns = self._parse_columns(query.getlist("columns"))
         self.ok = self.valid and not self.errors
 
     def _parse_sort(self, text):
@@ -199,6 +231,57 @@ class Table:
         except TableError as error:
             self.errors.append(str(error))
             return parse_sort(default, columns, default)
+
+    def _parse_columns(self, values):
+        if not any(v.strip() for v in values):
+            return None
+        try:
+            return parse_columns(values, self.resource.columns)
+        except TableError as error:
+            self.errors.append(str(error))
+            return None
+
+    @cached_property
+    def shown_columns(self) -> list:
+        """The columns this table shows: `columns=` from the URL, else the user's saved choice
+        for this kind, else the kind's defaults."""
+        if self.explicit_columns is not None:
+            return self.explicit_columns
+        saved = (
+            ColumnChoice.objects.filter(user_id=self.user.pk, kind=self.resource.key)
+            .values_list("columns", flat=True)
+            .first()
+        )
+        if isinstance(saved, list):
+            keys = {k for k in saved if isinstance(k, str)}
+            return [c for c in self.resource.columns if c.required or c.key in keys]
+        return [c for c in self.resource.columns if c.default or c.required]
+
+    @cached_property
+    def shown(self) -> dict:
+        """{column key: True} for the shown columns (what the row partials test)."""
+        return {c.key: True for c in self.shown_columns}
+
+    @property
+    def columns_chosen_in_url(self) -> bool:
+        return self.explicit_columns is not None
+
+    def column_choices(self):
+        shown = self.shown
+        return [{"column": c, "checked": c.key in shown} for c in self.resource.columns]
+
+    @property
+    def columns_value(self) -> str:
+        return ",".join(c.key for c in self.shown_columns)
+
+    @property
+    def url_without_columns(self) -> str:
+        return self.url(columns=None)
+
+    @property
+    def url_with_columns(self) -> str:
+        """This view as a link that shows the same columns to whoever opens it."""
+        return self.url(columns=self.columns_value)
 
     def _parse_size(self, text):
         size = whole_number(text, DEFAULT_PAGE_SIZE)
@@ -232,26 +315,53 @@ class Table:
             qs = self.resource.search(qs, self.q)
         return qs
 
-    def ordering(self):
+    def ordering(self, sort=None):
         """ORDER BY as the REST API sorts (project.rest.paging.order_by): nulls are the smallest
         value, and ties go by id in the direction of the last key, the order the sort indexes
-        (project.indexes) hold, so an index serves every sortable column both ways."""
-        fields = {c.key: c.field for c in self.resource.columns if c.field}
-        expressions = [
-            nulls_smallest(F(fields[key]), direction == "desc") for key, direction in self.sort
-        ]
-        if "id" not in dict(self.sort):
-            last_descending = self.sort[-1][1] == "desc"
+        (project.indexes) hold, so an index serves every sortable column both ways. A
+        `nulls_last` column (Due) puts its nulls after the values instead (see _rows)."""
+        sort = self.sort if sort is None else sort
+        columns = {c.key: c for c in self.resource.columns if c.field}
+        expressions = [column_order(columns[key], direction == "desc") for key, direction in sort]
+        if "id" not in dict(sort):
+            last_descending = (sort or self.sort)[-1][1] == "desc"
             expressions.append(F("id").desc() if last_descending else F("id").asc())
         return expressions
+
+    def _rows(self, qs, start: int, count: int) -> list:
+        """qs[start : start + count] in the console's order.
+
+        A `nulls_last` leading key is read as two index-ordered parts instead of one ORDER BY
+        ... NULLS LAST: the indexes hold nulls first (project.indexes), so PostgreSQL could only
+        sort the whole match for that order. The rows with a value, in the index's order, then
+        the rows without one by the remaining keys (ascending; the reverse descending). Each
+        part is an index range; the second starts where the first ran out."""
+        lead, direction = self.sort[0]
+        column = self.resource.column(lead)
+        if not column.nulls_last:
+            return list(window(qs.order_by(*self.ordering()), start, count))
+        descending = direction == "desc"
+        # Both parts keep the column as their first key (all null in the second, so it orders
+        # nothing there): then the index (column NULLS FIRST, id) serves each of them.
+        key = nulls_smallest(F(column.field), descending)
+        rest = self.ordering(self.sort[1:] or [("id", direction)])
+        valued = qs.filter(**{f"{column.field}__isnull": False}).order_by(key, *rest)
+        empty = qs.filter(**{f"{column.field}__isnull": True}).order_by(key, *rest)
+        first, second = (empty, valued) if descending else (valued, empty)
+        rows = list(window(first, start, count))
+        if len(rows) == count:
+            return rows
+        # How many rows the first part has: known once it ran out inside the window, else
+        # (the window starts past its end) counted, never beyond `start`.
+        in_first = start + len(rows) if rows or not start else first.order_by()[:start].count()
+        return rows + list(window(second, max(0, start - in_first), count - len(rows)))
 
     def evaluate(self):
         qs = self.matching()
         start = (self.page - 1) * self.size
         # One row more than the page tells whether a next page exists without counting.
         # Each row carries its status key from the app's status table (one CASE in the SELECT).
-        ordered = qs.with_status(timezone.now()).order_by(*self.ordering())
-        rows = list(window(ordered, start, self.size + 1))
+        rows = self._rows(qs.with_status(timezone.now()), start, self.size + 1)
         self.has_next = len(rows) > self.size
         self.rows = rows[: self.size]
         if self.ok:
@@ -279,7 +389,7 @@ class Table:
     @property
     def filter_params(self) -> dict:
         """The parameters that define which rows match (no sort, paging)."""
-        return {k: v for k, v in self.params.items() if k not in ("sort", "page", "size")}
+        return {k: v for k, v in self.params.items() if k not in VIEW_KEYS}
 
     @property
     def form_errors(self) -> list[str]:
@@ -349,16 +459,14 @@ class Table:
         current = dict(self.sort)
         position = {k: i + 1 for i, (k, _) in enumerate(self.sort)}
         result = []
-        for column in self.resource.columns:
+        for column in self.shown_columns:
             header = {"column": column, "sortable": bool(column.field)}
             if column.field:
                 direction = current.get(column.key)
                 flipped = "asc" if direction == "desc" else "desc"
                 # Plain click: sort by this column only (flip it if it already leads).
                 leads = self.sort and self.sort[0][0] == column.key
-                first = flipped if leads else (direction and flipped) or "asc"
-                if column.key in ("created", "due", "priority") and not direction:
-                    first = "desc"
+                first = flipped if leads else (direction and flipped) or column.first
                 header["href"] = self.url(sort=sort_text([(column.key, first)]), page=None)
                 # Shift-click: add as the next key, or flip it where it stands.
                 if direction:

@@ -13,6 +13,7 @@ def resource_urls(prefix: str, resource) -> list:
         path(prefix, views.row_list, kind, name=resource.list_url),
         path(f"{prefix}actions/", actions.act, kind, name=resource.action_url),
         path(f"{prefix}export/", actions.export, kind, name=resource.export_url),
+        path(f"{prefix}columns/", views.save_columns, kind, name=resource.columns_url),
         path(f"{prefix}<str:row_id>/", views.row_detail, kind, name=resource.detail_url),
         path(
             f"{prefix}<str:row_id>/incident/annotation/",

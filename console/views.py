@@ -13,8 +13,9 @@ from django.views.decorators.vary import vary_on_headers
 
 from console.access import operator_required, viewer_required
 from console.failures import failure_groups
+from console.models import ColumnChoice
 from console.resources import JOBS, RESOURCES
-from console.tables import Table, plain_params, querystring, whole_number
+from console.tables import Table, TableError, parse_columns, plain_params, querystring, whole_number
 from jobs import services as job_services
 from jobs.models import JobDefinition
 from project import incidents, tenancy
@@ -137,7 +138,7 @@ def _set_definition_priority(user, definition, post, include_jobs) -> str:
     if priority is None:
         return f"Priority override of {definition.pk} removed."
     jobs_note = " and its jobs" if include_jobs else ""
-    return f"Job definition {definition.pk}{jobs_note}: priority set to {priority}."
+    return f"Job definition {definition.pk}{jobs_note}: priority set to {priority:,}."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,3 +268,31 @@ def search(request):
     ]
     context = {"q": text, "global_q": text, "sections": sections}
     return render(request, "console/search.html", context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Column chooser: the columns a user's table shows, remembered per kind.
+
+
+@require_POST
+@viewer_required
+def save_columns(request, resource_key: str):
+    """Remember the ticked columns for this kind's table (or, with reset, forget them) and go
+    back to the table; an unknown column is refused, naming it."""
+    resource = RESOURCES[resource_key]
+    back = request.POST.get("next") or reverse(resource.list_url)
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse(resource.list_url)
+    if request.POST.get("reset"):
+        ColumnChoice.objects.filter(user=request.user, kind=resource.key).delete()
+        messages.success(request, f"The {resource.noun} table shows its default columns again.")
+        return redirect(back)
+    try:
+        chosen = parse_columns(request.POST.getlist("columns"), resource.columns)
+    except TableError as error:
+        return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+    ColumnChoice.objects.update_or_create(
+        user=request.user, kind=resource.key, defaults={"columns": [c.key for c in chosen]}
+    )
+    messages.success(request, f"Columns saved: {', '.join(c.label for c in chosen)}.")
+    return redirect(back)

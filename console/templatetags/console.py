@@ -5,8 +5,10 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
+from console.changes import changes, reason
 from console.resources import RESOURCES
 from console.tables import bounded_count, count_label
 from project import tenancy
@@ -84,3 +86,55 @@ def badge(status, statuses=None):
 @register.filter
 def dash(value):
     return "—" if value in (None, "") else value
+
+
+# Two overlapping sheets, drawn inline: no icon font to load, and it takes the text colour.
+COPY_ICON = (
+    '<svg viewBox="0 0 16 16" width="12" height="12" aria-hidden="true" focusable="false">'
+    '<rect x="5.5" y="5.5" width="8.5" height="8.5" rx="1.5" fill="none" stroke="currentColor"'
+    ' stroke-width="1.5"/><path d="M3 10.5V3.5A1.5 1.5 0 0 1 4.5 2h6" fill="none"'
+    ' stroke="currentColor" stroke-width="1.5"/></svg>'
+)
+
+
+@register.simple_tag
+def copyable_id(value, href="", param=""):
+    """An id shown short (CSS truncates it, the whole id stays in the text and the title, so
+    selecting it copies all of it) with a copy button beside it; linked to `href`, or to
+    `href?param=value` (the list of rows with that id) with `param`."""
+    if value in (None, ""):
+        return mark_safe('<span class="muted">—</span>')
+    if href and param:
+        href = f"{href}?{urlencode({param: value})}"
+    code = format_html('<code class="id" title="{}">{}</code>', value, value)
+    if href:
+        code = format_html('<a href="{}">{}</a>', href, code)
+    button = format_html(
+        '<button type="button" class="copy-id" data-copy-text="{}" title="Copy {}"'
+        ' aria-label="Copy {}">' + COPY_ICON + "</button>",
+        value,
+        value,
+        value,
+    )
+    return format_html("{}{}", code, button)
+
+
+@register.filter
+def audit_changes(entry) -> list[str]:
+    """An audit entry's before → after as readable lines (console.changes)."""
+    return changes(entry.before, entry.after, entry.target_type)
+
+
+@register.filter
+def audit_reason(entry) -> str:
+    return reason(entry.after)
+
+
+@register.filter
+def filter_words(params) -> str:
+    """An audit entry's filter (query parameters) as "key=value, key=a,b"."""
+    if not isinstance(params, dict):
+        return "" if params is None else str(params)
+    return ", ".join(
+        f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in params.items()
+    )

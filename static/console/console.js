@@ -37,13 +37,24 @@
       if (evt.key === "Escape") evt.target.blur();
       return;
     }
+    if (document.querySelector("dialog[open]")) return; // a dialog has the keyboard
     if (evt.key === "/") {
-      const box = document.querySelector("main [data-search]") || document.querySelector("[data-search]");
+      const box = document.getElementById("global-search") || document.querySelector("[data-search]");
       if (box) { evt.preventDefault(); box.focus(); box.select(); }
-    } else if (evt.key === "j") {
+    } else if (evt.key === "j" || (evt.key === "ArrowDown" && rows().length)) {
+      evt.preventDefault();
       focusRow(current + 1);
-    } else if (evt.key === "k") {
+    } else if (evt.key === "k" || (evt.key === "ArrowUp" && rows().length)) {
+      evt.preventDefault();
       focusRow(current - 1);
+    } else if (ROW_ACTION_KEYS[evt.key]) {
+      actOnRows(ROW_ACTION_KEYS[evt.key]);
+    } else if (evt.key === "b") {
+      goToBulkBar();
+    } else if (evt.key === "n" || evt.key === "p") {
+      const link = document.querySelector(`[data-table] .pager a[rel=${evt.key === "n" ? "next" : "prev"}]`);
+      if (link) link.click();
+      else announce(evt.key === "n" ? "This is the last page" : "This is the first page");
     } else if (evt.key === "x" && current >= 0) {
       const box = rows()[current] && rows()[current].querySelector("input[type=checkbox]");
       if (box) { box.checked = !box.checked; box.dispatchEvent(new Event("change", { bubbles: true })); }
@@ -55,6 +66,35 @@
       if (help && !help.open) help.showModal();
     }
   });
+  // r / s / u: the action on the selected rows (the bulk bar's button), else on the current
+  // row (its row menu's button); either way the server answers with the usual confirmation.
+  const ROW_ACTION_KEYS = { r: "set_retries", s: "suspend", u: "unlock" };
+  function actOnRows(action) {
+    const section = tableSection();
+    if (!section) return;
+    const checked = section.querySelectorAll("tbody input[name=ids]:checked").length;
+    const matching = section.querySelector("[data-scope-matching]");
+    let button = null;
+    if (checked || (matching && matching.checked)) {
+      button = section.querySelector(`[data-bulkbar] button[name=action][value="${action}"]`);
+    } else if (current >= 0 && rows()[current]) {
+      const id = rows()[current].dataset.id;
+      button = rows()[current].querySelector(`button[name=row_action][value="${action}:${CSS.escape(id)}"]`);
+    }
+    if (button) button.click();
+    else announce(checked || current >= 0 ? "You may not do that here" : "Pick a row first: j / k moves, x selects");
+  }
+  function goToBulkBar() {
+    const section = tableSection();
+    const bar = section && section.querySelector("[data-bulkbar]");
+    if (!bar) return;
+    bar.dataset.open = "1"; // shown even with nothing selected: "all matching" is one choice
+    refreshBar(section);
+    const target = section.querySelector("tbody input[name=ids]:checked")
+      ? bar.querySelector("button[name=action]")
+      : bar.querySelector("[data-scope-matching]") || bar.querySelector("button[name=action]");
+    if (target) { target.focus(); bar.scrollIntoView({ block: "nearest" }); }
+  }
   document.addEventListener("click", (evt) => {
     const trigger = evt.target.closest("[data-show-help]");
     if (trigger) document.getElementById("help").showModal();
@@ -85,7 +125,7 @@
     const matching = bar.querySelector("[data-scope-matching]");
     const n = section.querySelectorAll("tbody input[name=ids]:checked").length;
     bar.querySelector("[data-selected-count]").textContent = String(n);
-    if (n || (matching && matching.checked)) bar.removeAttribute("data-empty");
+    if (n || (matching && matching.checked) || bar.dataset.open) bar.removeAttribute("data-empty");
     else bar.setAttribute("data-empty", "");
     const all = section.querySelector("[data-select-all]");
     const boxes = section.querySelectorAll("tbody input[name=ids]");
@@ -283,4 +323,40 @@
     schedule();
   });
   document.addEventListener("DOMContentLoaded", schedule);
+
+/* Copyable ids, the phone menu: small enhancements on top of the page (no JS: the id text is
+   still whole and selectable, the navigation is still a list of links). */
+(function () {
+  "use strict";
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+  }
+  document.addEventListener("click", (evt) => {
+    const button = evt.target.closest("[data-copy-text]");
+    if (!button) return;
+    evt.preventDefault();
+    copyText(button.dataset.copyText).then(() => {
+      button.classList.add("copied");
+      button.setAttribute("aria-label", "Copied");
+      const region = document.getElementById("announcer");
+      if (region) region.textContent = "Copied " + button.dataset.copyText;
+      setTimeout(() => { button.classList.remove("copied"); button.setAttribute("aria-label", "Copy " + button.dataset.copyText); }, 1500);
+    }).catch(() => {});
+  });
+  document.addEventListener("click", (evt) => {
+    const toggle = evt.target.closest("[data-nav-toggle]");
+    if (!toggle) return;
+    const open = document.body.classList.toggle("nav-open");
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
 })();
