@@ -323,6 +323,7 @@
     schedule();
   });
   document.addEventListener("DOMContentLoaded", schedule);
+})();
 
 /* Copyable ids, the phone menu: small enhancements on top of the page (no JS: the id text is
    still whole and selectable, the navigation is still a list of links). */
