@@ -380,3 +380,20 @@ class ExecutorHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.worker_id} (seen {self.last_seen:%Y-%m-%d %H:%M:%S})"
+
+
+class QueuePause(models.Model):
+    """A paused job queue: executors claim none of its jobs while this row exists (jobs.claims);
+    jobs already running finish. Queues belong to the deployment, not to a tenant, so pausing
+    one pauses every tenant's jobs in it (jobs.services.pause_queue says who may)."""
+
+    name = models.CharField(primary_key=True, max_length=100)  # Job.queue_name
+    paused_at = models.DateTimeField(default=clock.now)
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"queue {self.name} paused by {self.paused_by or 'system'}"

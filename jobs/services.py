@@ -16,9 +16,10 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils.dateparse import parse_duration
 
+from jobs import claims
 from jobs.conf import hostname
 from jobs.handlers import check_handler
-from jobs.models import Job, JobDefinition, JobLog
+from jobs.models import Job, JobDefinition, JobLog, QueuePause
 from project import audit, bulk, clock, incidents, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
@@ -957,6 +958,106 @@ def delete(
             reason=reason,
         )
     return BulkResult(changed, skipped)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queues: paused as a whole, for every tenant at once.
+
+QUEUE_NAME_MAX = Job._meta.get_field("queue_name").max_length
+REASON_MAX = 1000
+
+
+def may_pause_queues(user) -> bool:
+    """Who may pause and resume queues: operators whose tenants are not restricted (today
+    that is admins). A queue belongs to the deployment: pausing it stops every tenant's jobs
+    in it, which an operator of some tenants may not decide for the others."""
+    return tenancy.can_operate(user) and tenancy.tenant_ids(user) is None
+
+
+def _check_queue_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("A queue name is required")
+    if "\x00" in name:
+        raise InvalidRequest("A queue name may not contain NUL characters")
+    if len(name) > QUEUE_NAME_MAX:
+        raise InvalidRequest(f"A queue name has at most {QUEUE_NAME_MAX} characters")
+    return name
+
+
+def _check_pause_permission(user) -> None:
+    if not may_pause_queues(user):
+        raise DomainError(
+            "Only operators of every tenant (admins) may pause or resume a queue: "
+            "it stops the jobs of all tenants",
+            status_code=403,
+            error_type="AuthorizationException",
+        )
+
+
+def paused_queues() -> dict[str, QueuePause]:
+    """{queue name: its pause} for every paused queue (deployment-wide, for any viewer)."""
+    return {pause.name: pause for pause in QueuePause.objects.all()}
+
+
+def pause_queue(user, name: str, *, reason: str = "", source: str = "api") -> bool:
+    """Pause a job queue: executors claim none of its jobs until it is resumed; running jobs
+    finish. Any name may be paused, also one without jobs yet (a queue exists by its jobs and
+    its executors). Returns False when it was paused already (nothing changes, no audit)."""
+    _check_pause_permission(user)
+    name = _check_queue_name(name)
+    reason = (reason or "").strip()
+    if "\x00" in reason or len(reason) > REASON_MAX:
+        raise InvalidRequest(f"A reason has at most {REASON_MAX} characters and no NUL")
+    with transaction.atomic():
+        _, created = QueuePause.objects.get_or_create(
+            name=name, defaults={"paused_by": actor_name(user), "reason": reason}
+        )
+        if created:
+            # Rows without a tenant are everyone's: the pause is shown to every viewer of the
+            # queues page, so its audit entry is too. It names no job and counts none.
+            audit.record(
+                user,
+                "queue",
+                "pause",
+                tenants=[None],
+                ids=[name],
+                count=1,
+                before={"paused": False},
+                after={"paused": True},
+                source=source,
+                reason=reason,
+            )
+    return created
+
+
+def resume_queue(user, name: str, *, source: str = "api") -> bool:
+    """Resume a paused job queue; idle executors are woken to take its jobs. Returns False when
+    it was not paused (nothing changes, no audit)."""
+    _check_pause_permission(user)
+    name = _check_queue_name(name)
+    with transaction.atomic():
+        pause = QueuePause.objects.select_for_update().filter(name=name).first()
+        if pause is None:
+            return False
+        pause.delete()
+        audit.record(
+            user,
+            "queue",
+            "resume",
+            tenants=[None],
+            ids=[name],
+            count=1,
+            before={
+                "paused": True,
+                "pausedBy": pause.paused_by,
+                "pausedAt": pause.paused_at.isoformat(),
+            },
+            after={"paused": False},
+            source=source,
+        )
+        # Delivered on commit: PostgreSQL executors waiting on LISTEN claim at once.
+        claims.notify_jobs_ready()
+    return True
 
 
 class JobExecutionFailed(Exception):
