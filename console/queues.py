@@ -250,11 +250,15 @@ def mark_stale_workers(workers: list[dict], tasks, now) -> None:
     for task_id, worker, topic, expires in held:
         at = started.get((task_id, worker))
         durations.setdefault((worker, topic), []).append(expires - at if at else None)
+    # A worker seen on any topic is seen; its lock entries count even when older than the
+    # workers list's window.
     last_seen: dict[str, object] = {}
-    for row in workers:  # a worker seen on any topic is seen
-        previous = last_seen.get(row["worker_id"])
-        if row["last"] and (previous is None or row["last"] > previous):
-            last_seen[row["worker_id"]] = row["last"]
+    sightings = [(row["worker_id"], row["last"]) for row in workers]
+    sightings += [(worker, at) for (_, worker), at in started.items()]
+    for worker, at in sightings:
+        previous = last_seen.get(worker)
+        if at and (previous is None or at > previous):
+            last_seen[worker] = at
     for row in workers:
         # None: none of its locks was among those read (more than HELD_LOCKS_READ held).
         read = durations.get((row["worker_id"], row["topic_name"]))

@@ -91,7 +91,7 @@ def duration(value):
     """A timedelta in words an operator reads at a glance: "45 s", "5 min", "2 h 10 min"."""
     if value is None:
         return "—"
-    seconds = max(int(value.total_seconds()), 0)
+    seconds = max(round(value.total_seconds()), 0)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)
