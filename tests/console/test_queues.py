@@ -5,13 +5,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from external_tasks.models import ExternalTaskLog
 from jobs import claims
 from jobs.models import ExecutorHeartbeat, Job, JobLog, QueuePause
 from project.models import AuditEntry
-from tests.conftest import make_user
 
 from .conftest import HTMX, _client, ago, later, make_job, make_task
 
