@@ -9,6 +9,7 @@ failures, jobs an executor runs) only ever count the viewer's tenants' rows.
 from datetime import timedelta
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.db.models import Count, Max, Min
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseBadRequest, HttpResponseForbidden
@@ -17,7 +18,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from console import overview
 from console.access import operator_required, viewer_required
 from console.resources import JOBS
 from external_tasks.models import ExternalTaskLog
@@ -26,6 +26,7 @@ from jobs.models import ExecutorHeartbeat, Job, JobLog
 from project import tenancy
 from project.errors import DomainError
 
+AGGREGATE_TTL = 15  # seconds
 # Completions and failures per queue and topic are counted over this recent window.
 RATE_WINDOW = timedelta(minutes=15)
 # An executor reports every few seconds; one silent for longer than this has stopped (or hangs).
@@ -83,6 +84,18 @@ def _queue_numbers(user) -> dict:
     ):
         outcomes.setdefault(row["queue_name"], {})[row["event"]] = row["n"]
     return {"by_status": by_status, "ready": ready, "outcomes": outcomes}
+
+
+def _cached_numbers(request, name, compute):
+    """The page's numbers, shared for a few seconds per tenant set as the overview's are
+    (AGGREGATE_TTL); `?fresh` counts again."""
+    tenants = tenancy.tenant_ids(request.user)
+    key = f"console:{name}:" + ("*" if tenants is None else ",".join(sorted(tenants)))
+    hit = cache.get(key)
+    if hit is None or "fresh" in request.GET:
+        hit = {"data": compute(), "at": timezone.now()}
+        cache.set(key, hit, AGGREGATE_TTL)
+    return hit["data"], hit["at"]
 
 
 def _serves(executor: ExecutorHeartbeat, queue: str) -> bool:
@@ -146,7 +159,7 @@ def executor_rows(user, executors: list, now) -> list[dict]:
 
 @viewer_required
 def queues(request):
-    numbers, counted_at = overview._cached(request, "queues", lambda: _queue_numbers(request.user))
+    numbers, counted_at = _cached_numbers(request, "queues", lambda: _queue_numbers(request.user))
     now = timezone.now()
     # Pauses and heartbeats are a few rows each and change by a click: always read fresh.
     pauses = job_services.paused_queues()
