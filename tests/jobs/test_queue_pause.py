@@ -221,3 +221,17 @@ def test_the_claim_stays_one_statement_with_a_pause(admin_user):
     assert [j.id for j in jobs] == [job.id]
     assert len(queries) == 1, [q["sql"] for q in queries]
     assert QueuePause._meta.db_table in queries[0]["sql"]
+
+
+def test_jobs_are_filtered_by_queue_over_rest_get_post_and_count(admin_api):
+    emails = enqueue("emails")
+    enqueue("reports")
+    enqueue("emails-2")
+
+    listed = admin_api.get("/engine-rest/job", {"queueName": "emails"})
+    assert listed.status_code == 200
+    assert [job["id"] for job in listed.json()] == [emails.id]
+    assert admin_api.get("/engine-rest/job/count", {"queueName": "emails"}).json() == {"count": 1}
+    posted = admin_api.post("/engine-rest/job", {"queueName": "emails"}, format="json")
+    assert [job["id"] for job in posted.json()] == [emails.id]
+    assert admin_api.get("/engine-rest/job/count", {"queueName": "nope"}).json() == {"count": 0}
