@@ -10,8 +10,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.core.cache import cache
-from django.db.models import Count, Max, Min
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Max
 from django.http import HttpResponseBadRequest, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -53,23 +52,8 @@ def rate_minutes() -> int:
 def _queue_numbers(user) -> dict:
     """The per-queue counts of the user's jobs and job log: the expensive part, cached."""
     now = timezone.now()
-    jobs = Job.objects.visible_to(user)
-    by_status: dict[str, dict[str, int]] = {}
-    for row in (
-        jobs.with_status(now)
-        .values("queue_name", "status")
-        .annotate(n=Count("id"))
-        .order_by()[: QUEUE_ROWS * 8]
-    ):
-        by_status.setdefault(row["queue_name"], {})[row["status"]] = row["n"]
-    # The backlog: what an executor would claim now (the claim's own selection, less the pause).
-    ready = {
-        row["queue_name"]: (row["n"], row["oldest"])
-        for row in jobs.acquirable(now)
-        .values("queue_name")
-        .annotate(n=Count("id"), oldest=Min(Coalesce("due_date", "create_time")))
-        .order_by()[:QUEUE_ROWS]
-    }
+    # One scan of the user's jobs (Job.objects.per_queue), the status table's counts.
+    per_queue = Job.objects.visible_to(user).per_queue(now)
     outcomes: dict[str, dict[str, int]] = {}
     for row in (
         tenancy.scope(JobLog.objects.all(), user)
@@ -83,7 +67,7 @@ def _queue_numbers(user) -> dict:
         .order_by()[: QUEUE_ROWS * 2]
     ):
         outcomes.setdefault(row["queue_name"], {})[row["event"]] = row["n"]
-    return {"by_status": by_status, "ready": ready, "outcomes": outcomes}
+    return {"per_queue": per_queue, "outcomes": outcomes}
 
 
 def _cached_numbers(request, name, compute):
@@ -105,13 +89,12 @@ def _serves(executor: ExecutorHeartbeat, queue: str) -> bool:
 def queue_rows(numbers: dict, pauses: dict, executors: list, now) -> list[dict]:
     """One row per queue: the user's numbers beside the deployment's pause and executors."""
     alive = [e for e in executors if e.last_seen >= now - EXECUTOR_ALIVE]
-    names = set(numbers["by_status"]) | set(numbers["ready"]) | set(numbers["outcomes"])
+    names = set(numbers["per_queue"]) | set(numbers["outcomes"])
     names |= set(pauses) | set(ALWAYS_LISTED)
     names |= {queue for e in alive for queue in (e.queues or ())}
     rows = []
     for name in sorted(names):
-        statuses = numbers["by_status"].get(name, {})
-        ready, oldest = numbers["ready"].get(name, (0, None))
+        counts = numbers["per_queue"].get(name, {})
         outcomes = numbers["outcomes"].get(name, {})
         completed = outcomes.get(JobLog.Event.SUCCEEDED, 0)
         rows.append(
@@ -119,12 +102,12 @@ def queue_rows(numbers: dict, pauses: dict, executors: list, now) -> list[dict]:
                 "name": name,
                 "batch": name == BATCH_QUEUE,
                 "pause": pauses.get(name),
-                "ready": ready,
-                "oldest_due": oldest,
-                "statuses": statuses,
-                "total": sum(statuses.values()),
-                "running": statuses.get("locked", 0),
-                "failed": statuses.get("failed", 0),
+                "ready": counts.get("ready", 0),
+                "oldest_due": counts.get("oldest_due"),
+                "running": counts.get("locked", 0),
+                "waiting": counts.get("waiting", 0),
+                "retrying": counts.get("retrying", 0),
+                "failed": counts.get("failed", 0),
                 "completed": completed,
                 "rate": completed / rate_minutes(),
                 "recent_failures": outcomes.get(JobLog.Event.FAILED, 0),

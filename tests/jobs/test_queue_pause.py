@@ -235,3 +235,40 @@ def test_jobs_are_filtered_by_queue_over_rest_get_post_and_count(admin_api):
     posted = admin_api.post("/engine-rest/job", {"queueName": "emails"}, format="json")
     assert [job["id"] for job in posted.json()] == [emails.id]
     assert admin_api.get("/engine-rest/job/count", {"queueName": "nope"}).json() == {"count": 0}
+
+
+def test_per_queue_counts_agree_with_the_status_table_and_the_claim():
+    from django.utils import timezone
+
+    from jobs.models import JobDefinition
+
+    now = timezone.now()
+    suspended_definition = JobDefinition.objects.create(suspended=True)
+    active_definition = JobDefinition.objects.create()
+    specs = [
+        {},
+        {"due_date": now + timedelta(hours=1)},
+        {"retries": 0},
+        {"suspended": True},
+        {"lock_owner": "x", "lock_expiration_time": now + timedelta(minutes=1)},
+        {"lock_owner": "x", "lock_expiration_time": now - timedelta(minutes=1)},
+        {"exception_message": "boom", "retries": 2},
+        {"exception_message": "boom", "retries": 2, "due_date": now + timedelta(minutes=5)},
+        {"due_date": now - timedelta(hours=2)},
+    ]
+    for queue in ("a", "b"):
+        for definition in (None, suspended_definition, active_definition):
+            for spec in specs:
+                Job.objects.create(queue_name=queue, job_definition=definition, **spec)
+
+    counts = Job.objects.per_queue(now)
+
+    for queue in ("a", "b"):
+        jobs = Job.objects.filter(queue_name=queue)
+        for key in ("failed", "locked", "retrying", "waiting"):
+            assert counts[queue][key] == jobs.in_state(key, now).count(), key
+        ready = jobs.acquirable(now)
+        assert counts[queue]["ready"] == ready.count()
+        oldest = min(job.due_date or job.create_time for job in ready)
+        assert counts[queue]["oldest_due"] == oldest
+    assert Job.objects.filter(queue_name="none").per_queue(now) == {}
