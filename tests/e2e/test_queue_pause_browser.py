@@ -38,6 +38,12 @@ def test_a_running_executor_stops_taking_a_paused_queues_jobs_and_resumes(
 
     page = page_for(admin_user)
     page.goto(f"{live_server.url}/queues/")
+    # The running executor reports itself (its heartbeat) with the queues it runs.
+    expect(page.locator("#executors tbody tr")).to_have_count(1)
+    executor_row = page.locator("#executors tbody tr").first
+    expect(executor_row).to_contain_text("Running")
+    expect(executor_row).to_contain_text("emails, other")
+    expect(page.locator('tr[data-queue="emails"] td').nth(10)).to_have_text("1")
     row = page.locator('tr[data-queue="emails"]')
     row.get_by_role("textbox").fill("mail relay maintenance")
     row.get_by_role("button", name="Pause queue emails").click()
