@@ -456,3 +456,16 @@ def test_stale_is_judged_on_the_viewers_tasks_only(viewer_client):
 
 def test_htmx_and_plain_requests_both_render_the_queues_page(admin_client):
     assert admin_client.get("/queues/", headers=HTMX).status_code == 200
+
+
+def test_a_jobs_page_names_its_queue_and_says_when_it_is_paused(admin_client, admin_user):
+    from jobs import services
+
+    job = make_job(queue_name="emails")
+    html = admin_client.get(f"/jobs/{job.id}/").content.decode()
+    assert 'href="/jobs/?queueName=emails"' in html
+    assert "Queue paused" not in html
+
+    services.pause_queue(admin_user, "emails")
+    html = admin_client.get(f"/jobs/{job.id}/").content.decode()
+    assert "Queue paused" in html and 'href="/queues/"' in html
