@@ -30,6 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
+from console import queues
 from console.access import viewer_required
 from console.failures import normalize_message
 from console.resources import EXTERNAL_TASKS, RESOURCES
@@ -719,6 +720,13 @@ def _topic_rows(tasks, now):
                 filter=FETCHABLE_TASK
                 & (Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=now)),
             ),
+            # The wait: age of the oldest task a worker could fetch now (the backlog's oldest);
+            # before `suspended`, whose annotation hides the field from later filters.
+            oldest_fetchable=Min(
+                "create_time",
+                filter=FETCHABLE_TASK
+                & (Q(lock_expiration_time__isnull=True) | Q(lock_expiration_time__lte=now)),
+            ),
             locked=Count("id", filter=Q(lock_expiration_time__gt=now)),
             expired=Count("id", filter=Q(worker_id__isnull=False, lock_expiration_time__lte=now)),
             failed=Count("id", filter=FAILED_TASK),
@@ -772,8 +780,15 @@ def _workers(user, tasks, now):
 def _topics_data(user):
     now = timezone.now()
     tasks = ExternalTask.objects.visible_to(user)
+    topics = _topic_rows(tasks, now)
+    rates = queues.topic_rates(user, now)
+    for topic in topics:
+        topic.update(rates.get(topic["topic_name"], {"completed": 0, "failures": 0, "rate": 0.0}))
+    workers = _workers(user, tasks, now)
+    queues.mark_stale_workers(workers, tasks, now)
     return {
-        "topics": _topic_rows(tasks, now),
-        "workers": _workers(user, tasks, now),
+        "topics": topics,
+        "workers": workers,
         "window_hours": int(WORKER_WINDOW.total_seconds() // 3600),
+        "rate_minutes": queues.rate_minutes(),
     }

@@ -21,7 +21,7 @@ from jobs import runner as job_runner
 from jobs import services as job_services
 from jobs.filters import JobFilter
 from jobs.models import STATUSES as JOB_STATUSES
-from jobs.models import Job, JobLog
+from jobs.models import Job, JobLog, QueuePause
 from project import incidents, tenancy
 from project.bulk import BulkResult
 from project.errors import DomainError
@@ -316,7 +316,11 @@ def task_history(user, task_id):
 
 
 def job_extras(job, history) -> dict:
-    return {"payload_json": json.dumps(job.payload, indent=2, default=str) if job else ""}
+    return {
+        "payload_json": json.dumps(job.payload, indent=2, default=str) if job else "",
+        # A paused queue keeps the job's status (Due, ...): the page says why it does not run.
+        "queue_pause": QueuePause.objects.filter(name=job.queue_name).first() if job else None,
+    }
 
 
 def task_extras(task, history) -> dict:

@@ -3,7 +3,7 @@ and detail under its own prefix (the paths bookmarks and tests use)."""
 
 from django.urls import path
 
-from console import actions, overview, views
+from console import actions, overview, queues, views
 from console.resources import EXTERNAL_TASKS, JOBS
 
 
@@ -27,6 +27,8 @@ def resource_urls(prefix: str, resource) -> list:
 urlpatterns = [
     path("", overview.overview, name="overview"),
     path("topics/", overview.topics, name="topics"),
+    path("queues/", queues.queues, name="queues"),
+    path("queues/action/", queues.queue_action, name="queue-action"),
     path("failures/", views.failures, name="failures"),
     path("audit/", views.audit, name="audit"),
     path("search/", views.search, name="search"),

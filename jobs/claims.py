@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils.dateparse import parse_duration
 
 from jobs.conf import executor_setting, hostname, parse_seconds
-from jobs.models import Job, JobDefinition, JobLog
+from jobs.models import Job, JobDefinition, JobLog, QueuePause
 from project import clock, incidents
 
 # PostgreSQL channel an idle `runjobs` LISTENs on; sent (on commit) whenever work becomes ready.
@@ -261,6 +261,10 @@ def _claim_candidates(now, queues) -> QuerySet:
     candidates = Job.objects.acquirable(now)
     if queues:
         candidates = candidates.filter(queue_name__in=list(queues))
+    # Paused queues (jobs.services.pause_queue) give nothing: an anti-join on a table of a few
+    # rows inside the same statement, so the claim stays one statement and a pause takes
+    # effect at every executor's next claim. Jobs already claimed run to their end.
+    candidates = candidates.exclude(Exists(QueuePause.objects.filter(name=OuterRef("queue_name"))))
     return candidates.order_by(F("priority").desc(), F("due_date").asc(nulls_last=True)).values(
         "id", previous_owner=F("lock_owner"), previous_expiry=F("lock_expiration_time")
     )

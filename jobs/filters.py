@@ -348,6 +348,9 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
     tenantIdIn = ListFilter(method="filter_tenants")
     withoutTenantId = TrueFilter(method="filter_tenants")
     includeJobsWithoutTenantId = TrueFilter(method="filter_tenants")
+    # Taskyard's, not Camunda's: the executor's queue (django.tasks queue_name), so the
+    # console's queues page links each queue to exactly its jobs.
+    queueName = StringFilter(field_name="queue_name")
 
     class Meta:
         model = Job

@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 
 from project import clock, tenancy
 from project.filters import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
@@ -101,6 +102,25 @@ STATUSES = StatusTable(
 )
 
 
+def _status_conditions(now, *, definitions: bool) -> dict[str, Q]:
+    """Each status's own condition at `now`; for jobs without a job definition
+    (`definitions=False`) "suspended" is the job's own flag, which is then the same."""
+    conditions = {status.key: status.condition(now) for status in STATUSES}
+    if not definitions:
+        conditions["suspended"] = Q(suspended=True)
+    return conditions
+
+
+def _in_precedence(conditions: dict[str, Q], key: str) -> Q:
+    # As StatusTable.q: the status's condition and none of the earlier ones.
+    q = Q()
+    for status in STATUSES:
+        if status.key == key:
+            return q & conditions[key]
+        q &= ~conditions[status.key]
+    raise KeyError(key)
+
+
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user) -> "JobQuerySet":
         """The jobs `user` may see: their tenants' and tenant-less ones (tenancy.scope)."""
@@ -131,6 +151,49 @@ class JobQuerySet(models.QuerySet):
     def with_status(self, now=None) -> "JobQuerySet":
         """Each job annotated with `status`, its key in STATUSES at `now`."""
         return self.annotate(status=STATUSES.annotation(now or clock.now()))
+
+    def per_queue(self, now=None, keys=("failed", "locked", "retrying", "waiting")) -> dict:
+        """{queue name: {status key: count for `keys`, "ready": what a claim may take now,
+        "oldest_due": the due date (or creation) of the longest-waiting of those}}, read in one
+        scan of these jobs. Counts agree with in_state() and acquirable() row for row."""
+        now = now or clock.now()
+        result: dict[str, dict] = {}
+        # Without a job definition a job is suspended only by its own flag: the definition's
+        # subquery, evaluated per row, cost five times the scan at 1M jobs, so jobs without
+        # one are counted with the flag alone and the others with the whole table.
+        for has_definition in (False, True):
+            conditions = _status_conditions(now, definitions=has_definition)
+            ready = (
+                Q(retries__gt=0)
+                & _is_due(now)
+                & ~conditions["suspended"]
+                & ~STATUSES["locked"].condition(now)
+            )
+            rows = (
+                self.filter(job_definition_id__isnull=not has_definition)
+                .values("queue_name")
+                .annotate(
+                    ready=models.Count("id", filter=ready),
+                    oldest_due=models.Min(Coalesce("due_date", "create_time"), filter=ready),
+                    **{
+                        key: models.Count("id", filter=_in_precedence(conditions, key))
+                        for key in keys
+                    },
+                )
+                .order_by()
+            )
+            for row in rows:
+                into = result.setdefault(
+                    row.pop("queue_name"),
+                    {**dict.fromkeys(keys, 0), "ready": 0, "oldest_due": None},
+                )
+                for key in (*keys, "ready"):
+                    into[key] += row[key]
+                if row["oldest_due"] and (
+                    into["oldest_due"] is None or row["oldest_due"] < into["oldest_due"]
+                ):
+                    into["oldest_due"] = row["oldest_due"]
+        return result
 
 
 class Job(models.Model):
@@ -380,3 +443,20 @@ class ExecutorHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.worker_id} (seen {self.last_seen:%Y-%m-%d %H:%M:%S})"
+
+
+class QueuePause(models.Model):
+    """A paused job queue: executors claim none of its jobs while this row exists (jobs.claims);
+    jobs already running finish. Queues belong to the deployment, not to a tenant, so pausing
+    one pauses every tenant's jobs in it (jobs.services.pause_queue says who may)."""
+
+    name = models.CharField(primary_key=True, max_length=100)  # Job.queue_name
+    paused_at = models.DateTimeField(default=clock.now)
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"queue {self.name} paused by {self.paused_by or 'system'}"

@@ -138,3 +138,20 @@ def filter_words(params) -> str:
     return ", ".join(
         f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in params.items()
     )
+
+
+@register.filter
+def duration(value):
+    """A timedelta in words an operator reads at a glance: "45 s", "5 min", "2 h 10 min"."""
+    if value is None:
+        return "—"
+    seconds = max(round(value.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min" + (f" {seconds} s" if seconds and minutes < 10 else "")
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"{hours // 24} d" + (f" {hours % 24} h" if hours % 24 else "")
