@@ -170,3 +170,49 @@ def test_workers_fetch_the_other_rows_while_a_chunk_holds_its_rows(settings):
     assert sorted(task.id for task in claimed) == sorted(
         ExternalTask.objects.exclude(id__in=first.ids).values_list("id", flat=True)
     )
+
+
+def test_cancelling_waits_for_the_running_chunk_and_keeps_its_changes(settings, monkeypatch):
+    from jobs import batches as engine
+
+    settings.TASKYARD_BATCH_CHUNK_SIZE = 3
+    operator = make_user("bob", "operator", ["acme"])
+    failed_jobs(7)
+    batch = batches.start(operator, "set-job-retries", Job.objects.all(), {"retries": 2})
+    holding, release = threading.Event(), threading.Event()
+    record = batches.record_chunk
+
+    def slow_record(*args):
+        holding.set()  # the chunk's rows are changed and locked, its counts not yet added
+        release.wait()
+        return record(*args)
+
+    monkeypatch.setattr(batches, "record_chunk", slow_record)
+    results = {}
+
+    def run(name, call):
+        try:
+            results[name] = call()
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            results[name] = error
+        finally:
+            connections.close_all()
+
+    chunk = threading.Thread(
+        target=run, args=("chunk", lambda: engine.run_chunk.call(batch=batch.id, chunk=1))
+    )
+    chunk.start()
+    holding.wait()
+    cancel = threading.Thread(
+        target=run, args=("cancel", lambda: batches.delete(operator, batch.id))
+    )
+    cancel.start()
+    release.set()
+    chunk.join()
+    cancel.join()
+
+    assert results == {"chunk": {"changed": 3, "skipped": 0}, "cancel": None}
+    done = Batch.objects.get(pk=batch.id)
+    assert (done.outcome, done.rows_changed, done.completed_jobs) == ("cancelled", 3, 1)
+    assert Job.objects.filter(queue_name="default", retries=2).count() == 3
+    assert not BatchChunk.objects.filter(batch_id=batch.id).exists()
