@@ -137,6 +137,8 @@ def start(
             raise _forbidden("You are not allowed to delete rows: it needs the admin role")
     else:
         _check_operator(user, "start a batch")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidRequest("Batch parameters must be a JSON object")
     parameters = dict(parameters or {})
     if batch_type.check is not None:
         parameters = batch_type.check(parameters)
@@ -220,12 +222,11 @@ def _snapshot(batch: Batch, rows: QuerySet, size: int) -> tuple[int, int]:
         inner_sql, inner_params = selected.query.sql_with_params()
     except EmptyResultSet:  # e.g. a user who sees nothing: queryset.none()
         return 0, 0
-    if connection.vendor == "postgresql":
-        aggregate = "jsonb_agg(numbered.snapshot_id ORDER BY numbered.snapshot_id)"
-    else:
-        # SQLite (3.40) has no ORDER BY inside aggregates; the ordered subquery feeds the
-        # group in id order.
-        aggregate = "json_group_array(numbered.snapshot_id)"
+    # The ordered subquery feeds each group in id order (an ORDER BY inside the aggregate
+    # sorted all the rows a second time; SQLite 3.40 has none anyway). The chunk functions
+    # lock their rows in id order themselves, so nothing depends on it but the reading.
+    aggregate = "jsonb_agg" if connection.vendor == "postgresql" else "json_group_array"
+    aggregate += "(numbered.snapshot_id)"
     table = quote(BatchChunk._meta.db_table)
     sql = (
         f"INSERT INTO {table} (batch_id, number, ids, size) "
