@@ -3,7 +3,7 @@ and detail under its own prefix (the paths bookmarks and tests use)."""
 
 from django.urls import path
 
-from console import actions, overview, views
+from console import actions, batches, overview, views
 from console.resources import EXTERNAL_TASKS, JOBS
 
 
@@ -29,6 +29,9 @@ urlpatterns = [
     path("failures/", views.failures, name="failures"),
     path("audit/", views.audit, name="audit"),
     path("search/", views.search, name="search"),
+    path("batches/", batches.batch_list, name="batch-list"),
+    path("batches/<str:batch_id>/", batches.batch_detail, name="batch-detail"),
+    path("batches/<str:batch_id>/action/", batches.batch_action, name="batch-action"),
     path("failures/act/", actions.failure_action, name="failure-action"),
     path("actions/progress/", actions.progress, name="action-progress"),
     path(

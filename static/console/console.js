@@ -183,6 +183,12 @@
     cancel.closest("dialog").close();
   });
 
+  // A button that asks before it posts (cancelling a batch); without JS it simply posts.
+  document.addEventListener("click", (evt) => {
+    const button = evt.target.closest("[data-confirm-click]");
+    if (button && !window.confirm(button.dataset.confirmClick)) evt.preventDefault();
+  });
+
   // Big bulk actions take a while (100k rows: tens of seconds): say so instead of looking stuck.
   document.addEventListener("submit", (evt) => {
     const form = evt.target;
