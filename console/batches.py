@@ -60,13 +60,7 @@ class BatchView:
 
     @property
     def type_words(self) -> str:
-        batch_type = batches.TYPES.get(self.batch.type)
-        if batch_type is not None:
-            try:
-                return batch_type.words(self.batch.parameters or {})
-            except (KeyError, TypeError, ValueError):
-                pass
-        return self.batch.type.replace("-", " ")
+        return batch_words(self.batch)
 
     @property
     def noun(self) -> str:
@@ -162,6 +156,17 @@ class BatchView:
         return reverse("job-list") + querystring(
             {}, jobDefinitionId=self.batch.batch_job_definition_id, noRetriesLeft="true"
         )
+
+
+def batch_words(batch: Batch) -> str:
+    """What the batch does, in words ("set retries to 3"), as its type says it."""
+    batch_type = batches.TYPES.get(batch.type)
+    if batch_type is not None:
+        try:
+            return batch_type.words(batch.parameters or {})
+        except (KeyError, TypeError, ValueError):
+            pass  # parameters of an older shape: the type name still says what it was
+    return batch.type.replace("-", " ")
 
 
 def duration_words(seconds: float) -> str:

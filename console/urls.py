@@ -33,7 +33,6 @@ urlpatterns = [
     path("batches/<str:batch_id>/", batches.batch_detail, name="batch-detail"),
     path("batches/<str:batch_id>/action/", batches.batch_action, name="batch-action"),
     path("failures/act/", actions.failure_action, name="failure-action"),
-    path("actions/progress/", actions.progress, name="action-progress"),
     path(
         "jobs/definitions/<str:definition_id>/action/",
         views.job_definition_action,

@@ -65,3 +65,42 @@ def executors_seen(queue="batch", within_seconds=30):
         not beat.queues or queue in beat.queues
         for beat in ExecutorHeartbeat.objects.filter(last_seen__gte=since)
     )
+
+
+def chunk_size():
+    from django.conf import settings
+
+    return int(getattr(settings, "TASKYARD_BATCH_CHUNK_SIZE", 1000))
+
+
+def start(user, type_name, rows, parameters, *, filter=None, description="", source="api"):
+    from django.db.models import QuerySet
+
+    from project import audit
+    from project.errors import BadUserRequest
+    from project.ids import new_id
+
+    if not isinstance(rows, QuerySet):
+        raise NotImplementedError("the stand-in takes querysets only")
+    rows = tenancy.scope(rows, user)
+    total = rows.count()
+    if not total:
+        raise BadUserRequest("jobIds is empty")
+    tenants = set(rows.order_by().values_list("tenant_id", flat=True).distinct())
+    target = "job" if "job" in type_name else "external_task"
+    entry = audit.record(
+        user, target, type_name, tenants=tenants, count=total, filter=filter, source=source
+    )
+    return Batch.objects.create(
+        id=new_id(),
+        type=type_name,
+        target_type=target,
+        parameters=parameters,
+        filter=filter,
+        description=description,
+        total_rows=total,
+        create_user_id=user.username,
+        source=source,
+        start_time=timezone.now(),
+        audit_entry=entry,
+    )
