@@ -379,3 +379,19 @@ def test_audit_link_opens_exactly_the_batchs_entry(operator_client, operator_use
     assert AuditEntry.objects.filter(pk=other.pk).exists()
     bad = operator_client.get("/audit/?id=abc").content.decode()
     assert "id must be the number of an audit entry." in bad
+
+
+def test_navigation_counts_the_users_running_batches(viewer_client, operator_user):
+    running(operator_user)
+    running(operator_user)
+    running(operator_user, tenants=("globex",))  # not the viewer's
+    finished(operator_user)
+    html = viewer_client.get("/jobs/").content.decode()
+    assert re.search(r'Batches\s*<span class="count running" title="running batches">2<', html)
+
+
+def test_audit_entry_of_a_batch_links_to_it(operator_client, operator_user):
+    batch = finished(operator_user)
+    AuditEntry.objects.filter(pk=batch.audit_entry_id).update(after={"batch": batch.pk})
+    html = operator_client.get("/audit/").content.decode()
+    assert f'href="/batches/{batch.pk}/">batch</a>' in html
