@@ -395,3 +395,246 @@ def test_audit_entry_of_a_batch_links_to_it(operator_client, operator_user):
     AuditEntry.objects.filter(pk=batch.audit_entry_id).update(after={"batch": batch.pk})
     html = operator_client.get("/audit/").content.decode()
     assert f'href="/batches/{batch.pk}/">batch</a>' in html
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions that start batches
+
+JOBS_URL = "/jobs/actions/"
+TASKS_URL = "/external-tasks/actions/"
+
+
+def confirmed(client, url, follow=True, **data):
+    data.setdefault("confirmed", "1")
+    return client.post(url, data, follow=follow)
+
+
+def failed_job(**fields):
+    from .conftest import make_job
+
+    fields.setdefault("retries", 0)
+    fields.setdefault("exception_message", "boom")
+    return make_job(**fields)
+
+
+@pytest.mark.parametrize(
+    "action, data, batch_type, parameters",
+    [
+        ("set_retries", {"retries": "4"}, "set-job-retries", {"retries": 4}),
+        (
+            "set_retries",
+            {"retries": "2", "due_date": "2031-05-06T07:08:09"},
+            "set-job-retries",
+            {"retries": 2, "dueDate": "2031-05-06T07:08:09.000+0000"},
+        ),
+        ("suspend", {}, "suspend-jobs", {}),
+        ("activate", {}, "activate-jobs", {}),
+        ("unlock", {}, "unlock-jobs", {}),
+        ("set_priority", {"priority": "-5"}, "set-job-priority", {"priority": -5}),
+        (
+            "set_due_date",
+            {"due_date": "2031-05-06T07:08:09"},
+            "set-job-due-date",
+            {"dueDate": "2031-05-06T07:08:09.000+0000"},
+        ),
+        ("set_due_date", {"due_date": ""}, "set-job-due-date", {"dueDate": None}),
+    ],
+)
+def test_all_matching_job_action_starts_its_batch(
+    operator_client, action, data, batch_type, parameters
+):
+    for _ in range(3):
+        failed_job(process_definition_key="orders")
+    failed_job(process_definition_key="other")
+    response = confirmed(
+        operator_client,
+        JOBS_URL,
+        action=action,
+        scope="matching",
+        query="processDefinitionKey=orders&noRetriesLeft=true",
+        expected="3",
+        **data,
+    )
+    batch = Batch.objects.get()
+    assert response.redirect_chain == [(f"/batches/{batch.pk}/", 302)]
+    assert batch.type == batch_type and batch.parameters == parameters
+    assert batch.filter == {"processDefinitionKey": "orders", "noRetriesLeft": "true"}
+    assert batch.description == "Process definition key: orders; No retries left"
+    assert (batch.total_rows, batch.source, batch.create_user_id) == (3, "console", "bob")
+    (message,) = [str(m) for m in response.context["messages"]]
+    assert message.startswith("Batch started: ") and message.endswith(" on 3 jobs.")
+    # The page it lands on is the batch's progress.
+    assert 'id="batch-progress"' in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "action, data, batch_type",
+    [
+        ("set_retries", {"retries": "1"}, "set-external-task-retries"),
+        ("suspend", {}, "suspend-external-tasks"),
+        ("activate", {}, "activate-external-tasks"),
+        ("unlock", {}, "unlock-external-tasks"),
+        ("set_priority", {"priority": "7"}, "set-external-task-priority"),
+    ],
+)
+def test_all_matching_task_action_starts_its_batch(operator_client, action, data, batch_type):
+    from .conftest import make_task
+
+    make_task(topic_name="invoice", retries=0)
+    make_task(topic_name="shipping", retries=0)
+    confirmed(
+        operator_client,
+        TASKS_URL,
+        action=action,
+        scope="matching",
+        query="topicName=invoice",
+        **data,
+    )
+    batch = Batch.objects.get()
+    assert (batch.type, batch.target_type, batch.total_rows) == (batch_type, "external_task", 1)
+    assert batch.description == "Topic name: invoice"
+
+
+def test_admin_deletes_all_matching_through_a_batch(admin_client, operator_client):
+    from .conftest import make_task
+
+    make_task()
+    assert (
+        confirmed(operator_client, TASKS_URL, action="delete", scope="matching").status_code == 403
+    )
+    assert not Batch.objects.exists()
+    confirmed(admin_client, TASKS_URL, action="delete", scope="matching")
+    assert Batch.objects.get().type == "delete-external-tasks"
+
+
+def test_the_confirmation_says_when_a_batch_will_run(operator_client):
+    jobs = [failed_job() for _ in range(2)]
+    matching = operator_client.post(
+        JOBS_URL, {"action": "set_retries", "scope": "matching", "query": "noRetriesLeft=true"}
+    ).content.decode()
+    assert "This starts a batch" in matching and "chunks of 1,000" in matching
+    selected = operator_client.post(
+        JOBS_URL, {"action": "set_retries", "scope": "ids", "ids": [j.pk for j in jobs]}
+    ).content.decode()
+    assert "This starts a batch" not in selected
+
+
+def test_small_selection_stays_synchronous(operator_client):
+    from jobs.models import Job
+
+    jobs = [failed_job() for _ in range(3)]
+    response = confirmed(
+        operator_client, JOBS_URL, action="set_retries", retries="5", ids=[j.pk for j in jobs]
+    )
+    assert not Batch.objects.exists()
+    assert set(Job.objects.values_list("retries", flat=True)) == {5}
+    assert [str(m) for m in response.context["messages"]] == ["Retries set to 5 on 3 jobs."]
+    assert response.redirect_chain == [("/jobs/", 302)]
+
+
+def test_selection_beyond_the_limit_becomes_a_batch(operator_client, monkeypatch):
+    from console import actions
+    from jobs.models import Job
+
+    monkeypatch.setattr(actions, "SYNC_LIMIT", 2)
+    jobs = [failed_job() for _ in range(3)]
+    foreign = failed_job(tenant_id="globex")
+    ids = [j.pk for j in jobs] + [foreign.pk]
+    response = confirmed(operator_client, JOBS_URL, action="suspend", ids=ids)
+    batch = Batch.objects.get()
+    assert response.redirect_chain == [(f"/batches/{batch.pk}/", 302)]
+    # Another tenant's id is not in it (nor counted); the filter is the ids.
+    assert (batch.type, batch.total_rows, batch.filter) == ("suspend-jobs", 3, None)
+    assert batch.description == "4 jobs selected"
+    assert not Job.objects.filter(suspended=True).exists()  # the executor does it
+
+
+def test_nothing_left_to_match_starts_no_batch(operator_client):
+    from jobs.models import Job
+
+    failed_job()
+    Job.objects.update(retries=3)  # fixed meanwhile, between confirmation and click
+    response = confirmed(
+        operator_client,
+        JOBS_URL,
+        action="set_retries",
+        retries="1",
+        scope="matching",
+        query="noRetriesLeft=true",
+        expected="1",
+    )
+    assert not Batch.objects.exists() and not AuditEntry.objects.exists()
+    assert [str(m) for m in response.context["messages"]] == [
+        "Nothing to do: no jobs match any more."
+    ]
+
+
+def test_htmx_confirmation_redirects_the_browser_to_the_batch(operator_client):
+    failed_job()
+    response = confirmed(
+        operator_client,
+        JOBS_URL,
+        follow=False,
+        headers=HTMX,
+        action="suspend",
+        scope="matching",
+        query="noRetriesLeft=true",
+    )
+    batch = Batch.objects.get()
+    assert response["HX-Redirect"] == f"/batches/{batch.pk}/"
+
+
+def test_viewer_cannot_start_a_batch(viewer_client):
+    failed_job()
+    response = confirmed(viewer_client, JOBS_URL, action="suspend", scope="matching")
+    assert response.status_code == 403 and not Batch.objects.exists()
+
+
+def test_an_operators_batch_holds_only_their_tenants_rows(operator_client, operator_user):
+    failed_job()
+    failed_job(tenant_id=None)
+    failed_job(tenant_id="globex")
+    confirmed(operator_client, JOBS_URL, action="suspend", scope="matching", query="")
+    batch = Batch.objects.get()
+    assert batch.total_rows == 2 and batch.tenant_id is None  # acme and a shared row
+    assert batches_visible_to(operator_user) == [batch.pk]
+
+
+def batches_visible_to(user):
+    from project import batches
+
+    return list(batches.visible(user).values_list("pk", flat=True))
+
+
+def test_failure_group_action_starts_a_batch_of_the_groups_rows(operator_client):
+    from console.failures import failure_groups
+    from jobs.models import Job
+
+    a = failed_job(exception_message="card 1 declined")
+    b = failed_job(exception_message="card 2 declined")
+    failed_job(exception_message="timeout")
+    group = next(
+        g for g in failure_groups(operator_client_user(), "job") if "card" in g["fingerprint"]
+    )
+    response = operator_client.post(
+        "/failures/act/",
+        {"group": group["key"], "kind": "job", "action": "suspend"},
+        follow=True,
+    )
+    batch = Batch.objects.get()
+    assert response.redirect_chain == [(f"/batches/{batch.pk}/", 302)]
+    assert (batch.type, batch.total_rows) == ("suspend-jobs", 2)
+    assert batch.filter == {"failureGroup": "card <n> declined", "where": "billing.tasks.charge"}
+    assert batch.description == (
+        "Failed jobs of handler billing.tasks.charge with error “card <n> declined”"
+    )
+    from .conftest import run_batches
+
+    run_batches()
+    assert set(Job.objects.filter(suspended=True).values_list("pk", flat=True)) == {a.pk, b.pk}
+
+
+def operator_client_user():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username="bob")
