@@ -638,3 +638,17 @@ def operator_client_user():
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.get(username="bob")
+
+
+def test_a_batch_job_links_to_its_batch(operator_client, operator_user):
+    from jobs.models import JobDefinition
+
+    from .conftest import make_job
+
+    batch = running(operator_user)
+    definition = JobDefinition.objects.create(
+        job_type="set-job-retries", job_configuration=batch.pk, tenant_id="acme"
+    )
+    job = make_job(queue_name="batch", job_definition=definition)
+    html = operator_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'href="/batches/{batch.pk}/" data-batch-link' in html
