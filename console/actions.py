@@ -285,8 +285,10 @@ def start_batch(request, resource, spec, rows, values, selection, expected, next
     words = batch_words(batch)
     text = f"Batch started: {words} on {plural(batch.total_rows, resource.noun)}"
     gone = (expected or 0) - batch.total_rows
-    if gone > 0:
+    if gone > 0 and selection.scope == "matching":
         text += f" ({gone:,} stopped matching since you confirmed)"
+    elif gone > 0:
+        text += f" ({gone:,} of the selected are gone or not visible to you)"
     messages.success(request, text + ".")
     return _finish(request, reverse("batch-detail", args=[batch.pk]))
 

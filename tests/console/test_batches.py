@@ -546,6 +546,9 @@ def test_selection_beyond_the_limit_becomes_a_batch(operator_client, monkeypatch
     # Another tenant's id is not in it (nor counted); the filter is the ids.
     assert (batch.type, batch.total_rows, batch.filter) == ("suspend-jobs", 3, None)
     assert batch.description == "4 jobs selected"
+    assert [str(m) for m in response.context["messages"]] == [
+        "Batch started: suspend on 3 jobs (1 of the selected are gone or not visible to you)."
+    ]
     assert not Job.objects.filter(suspended=True).exists()  # the executor does it
 
 
