@@ -234,7 +234,9 @@ def run(request, resource, spec, selection: Selection, values, post, next_url):
         target, expected = selection.ids, len(selection.ids)
     reason = (post.get("reason") or "").strip()[:REASON_LENGTH]
     if runs_as_batch(spec, selection):
-        return start_batch(request, resource, spec, target, values, selection, expected, next_url)
+        return start_batch(
+            request, resource, spec, target, values, selection, expected, next_url, reason
+        )
     options = resource.service_options(
         source="console", filter=selection.audit_filter, reason=reason
     )
@@ -263,7 +265,7 @@ def batch_parameters(values: dict) -> dict:
     return parameters
 
 
-def start_batch(request, resource, spec, rows, values, selection, expected, next_url):
+def start_batch(request, resource, spec, rows, values, selection, expected, next_url, reason):
     """Start the action's batch over `rows` and lead the operator to its progress page."""
     try:
         batch = batches.start(
@@ -274,6 +276,7 @@ def start_batch(request, resource, spec, rows, values, selection, expected, next
             filter=selection.audit_filter,
             description=selection.words or f"{plural(len(selection.ids), resource.noun)} selected",
             source="console",
+            reason=reason,
         )
     except BadUserRequest:
         # Nothing matched any more (Camunda's "jobIds is empty"): no batch was written.

@@ -404,9 +404,9 @@ JOBS_URL = "/jobs/actions/"
 TASKS_URL = "/external-tasks/actions/"
 
 
-def confirmed(client, url, follow=True, **data):
+def confirmed(client, url, follow=True, headers=None, **data):
     data.setdefault("confirmed", "1")
-    return client.post(url, data, follow=follow)
+    return client.post(url, data, follow=follow, headers=headers or {})
 
 
 def failed_job(**fields):
