@@ -30,11 +30,7 @@ def batch_executor(tmp_path):
 
     def start():
         output = tmp_path / "runjobs.log"
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "TASKYARD_BATCH_MONITOR_INTERVAL": "0.5",
-        }
+        env = {**os.environ, "DATABASE_URL": database_url()}
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runjobs", "--queue", "batch", "--poll-interval", "0.2"],
             cwd=settings.BASE_DIR,
