@@ -139,6 +139,8 @@ def start(
             raise _forbidden("You are not allowed to delete rows: it needs the admin role")
     else:
         _check_operator(user, "start a batch")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidRequest("Batch parameters must be a JSON object")
     parameters = dict(parameters or {})
     if batch_type.check is not None:
         parameters = batch_type.check(parameters)

@@ -122,3 +122,97 @@ def test_exact_counts_while_workers_change_the_same_tasks(executors, settings): 
     assert len(logs) == len(set(logs)) == done.rows_changed + sum(retried_by_others)
     assert not ExternalTask.objects.filter(retries=0).exists()
     assert not ExternalTask.objects.exclude(retries=3).exists()
+
+
+def test_workers_fetch_the_other_rows_while_a_chunk_holds_its_rows(settings):
+    from django.db import transaction
+
+    from external_tasks.services import TopicRequest
+
+    settings.TASKYARD_BATCH_CHUNK_SIZE = 20
+    operator = make_user("bob", "operator", ["acme"])
+    worker = make_user("walter", "worker", ["acme"])
+    ExternalTask.objects.bulk_create(
+        ExternalTask(topic_name="invoices", retries=3, tenant_id="acme") for _ in range(40)
+    )
+    batch = batches.start(
+        operator, "set-external-task-priority", ExternalTask.objects.all(), {"priority": 5}
+    )
+    first = BatchChunk.objects.get(batch_id=batch.id, number=1)
+    holding, release = threading.Event(), threading.Event()
+
+    def chunk_in_progress():
+        try:
+            with transaction.atomic():
+                batch_type = batches.TYPES[batch.type]
+                batch_type.apply(operator, first.ids, batch.parameters)
+                holding.set()
+                release.wait()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=chunk_in_progress)
+    thread.start()
+    try:
+        holding.wait()
+        with connections["default"].cursor() as cursor:
+            # Waiting for the chunk's locks would fail the claim instead of hanging the test.
+            cursor.execute("SET lock_timeout = '10s'")
+        claimed = task_services.fetch_and_lock(
+            worker, "w1", 40, [TopicRequest("invoices", lock_duration_ms=60_000)]
+        )
+    finally:
+        release.set()
+        thread.join()
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+
+    assert sorted(task.id for task in claimed) == sorted(
+        ExternalTask.objects.exclude(id__in=first.ids).values_list("id", flat=True)
+    )
+
+
+def test_cancelling_waits_for_the_running_chunk_and_keeps_its_changes(settings, monkeypatch):
+    from jobs import batches as engine
+
+    settings.TASKYARD_BATCH_CHUNK_SIZE = 3
+    operator = make_user("bob", "operator", ["acme"])
+    failed_jobs(7)
+    batch = batches.start(operator, "set-job-retries", Job.objects.all(), {"retries": 2})
+    holding, release = threading.Event(), threading.Event()
+    record = batches.record_chunk
+
+    def slow_record(*args):
+        holding.set()  # the chunk's rows are changed and locked, its counts not yet added
+        release.wait()
+        return record(*args)
+
+    monkeypatch.setattr(batches, "record_chunk", slow_record)
+    results = {}
+
+    def run(name, call):
+        try:
+            results[name] = call()
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            results[name] = error
+        finally:
+            connections.close_all()
+
+    chunk = threading.Thread(
+        target=run, args=("chunk", lambda: engine.run_chunk.call(batch=batch.id, chunk=1))
+    )
+    chunk.start()
+    holding.wait()
+    cancel = threading.Thread(
+        target=run, args=("cancel", lambda: batches.delete(operator, batch.id))
+    )
+    cancel.start()
+    release.set()
+    chunk.join()
+    cancel.join()
+
+    assert results == {"chunk": {"changed": 3, "skipped": 0}, "cancel": None}
+    done = Batch.objects.get(pk=batch.id)
+    assert (done.outcome, done.rows_changed, done.completed_jobs) == ("cancelled", 3, 1)
+    assert Job.objects.filter(queue_name="default", retries=2).count() == 3
+    assert not BatchChunk.objects.filter(batch_id=batch.id).exists()

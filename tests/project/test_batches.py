@@ -154,6 +154,7 @@ def test_no_matching_rows_is_camundas_bad_user_request_and_writes_nothing(operat
         ("suspend-jobs", {"suspended": True}),
         ("set-external-task-retries", {"retries": None}),
         ("no-such-type", {}),
+        ("set-job-retries", [1]),
     ],
 )
 def test_bad_parameters_are_refused_before_anything_is_written(
