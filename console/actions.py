@@ -11,20 +11,17 @@ rows that stopped matching are reported as skipped.
 import csv
 import itertools
 import json
-import secrets
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.core.cache import cache
 from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.http import (
     HttpResponseBadRequest,
     HttpResponseForbidden,
-    JsonResponse,
     QueryDict,
     StreamingHttpResponse,
 )
@@ -36,12 +33,13 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from console.access import operator_required, viewer_required
+from console.batches import batch_words
 from console.failures import failure_groups, group_rows
 from console.resources import RESOURCES, ActionInputError, ActionSpec
 from console.tables import Table, whole_number
-from project import tenancy
+from project import batches, tenancy
 from project.bulk import BulkResult
-from project.errors import DomainError
+from project.errors import BadUserRequest, DomainError
 from project.rest.dates import format_date, parse_date
 from project.rest.parsers import has_nul
 
@@ -219,8 +217,22 @@ def act(request, resource_key: str):
     return run(request, resource, spec, selection, values, post, next_url)
 
 
+# Selected rows up to this many are changed at once, inside the request (a page holds at most
+# 200; a second or so of row locks at worst). All matching rows, and bigger selections, become
+# a batch that the job executor runs in chunks (project.batches).
+SYNC_LIMIT = 1000
+
+
+def runs_as_batch(spec: ActionSpec, selection: Selection) -> bool:
+    """Whether the confirmed action starts a batch instead of changing rows in the request."""
+    if spec.batch_type is None:
+        return False
+    return selection.scope == "matching" or len(selection.ids) > SYNC_LIMIT
+
+
 def run(request, resource, spec, selection: Selection, values, post, next_url):
-    """Call the service on what was confirmed and tell the operator what it did."""
+    """Act on what was confirmed: start a batch (all matching rows, big selections) and go to
+    its progress page, or call the service at once and tell the operator what it did."""
     user = request.user
     expected = whole_number(post.get("expected"), -1)
     if selection.scope == "matching":
@@ -229,11 +241,13 @@ def run(request, resource, spec, selection: Selection, values, post, next_url):
         expected = expected if expected >= 0 else None
     else:
         target, expected = selection.ids, len(selection.ids)
+    reason = (post.get("reason") or "").strip()[:REASON_LENGTH]
+    if runs_as_batch(spec, selection):
+        return start_batch(
+            request, resource, spec, target, values, selection, expected, next_url, reason
+        )
     options = resource.service_options(
-        source="console",
-        filter=selection.audit_filter,
-        reason=(post.get("reason") or "").strip()[:REASON_LENGTH],
-        progress=_progress_reporter(user, post.get("op"), expected),
+        source="console", filter=selection.audit_filter, reason=reason
     )
     try:
         with transaction.atomic() if spec.atomic else nullcontext():
@@ -248,6 +262,47 @@ def run(request, resource, spec, selection: Selection, values, post, next_url):
     text = _result_text(resource, spec, values, result.changed, skipped)
     (messages.success if result.changed or not skipped else messages.warning)(request, text + ".")
     return _finish(request, next_url)
+
+
+def batch_parameters(values: dict) -> dict:
+    """The action's values as a batch keeps them (JSON, Camunda's names)."""
+    names = {"retries": "retries", "priority": "priority", "due_date": "dueDate"}
+    parameters = {}
+    for key, value in values.items():
+        text = format_date(value) if isinstance(value, datetime) else value
+        parameters[names.get(key, key)] = text
+    return parameters
+
+
+def start_batch(request, resource, spec, rows, values, selection, expected, next_url, reason):
+    """Start the action's batch over `rows` and lead the operator to its progress page."""
+    try:
+        batch = batches.start(
+            request.user,
+            spec.batch_type,
+            rows,
+            batch_parameters(values),
+            filter=selection.audit_filter,
+            description=selection.words or f"{plural(len(selection.ids), resource.noun)} selected",
+            source="console",
+            reason=reason,
+        )
+    except BadUserRequest:
+        # Nothing matched any more (Camunda's "jobIds is empty"): no batch was written.
+        messages.warning(request, f"Nothing to do: no {resource.noun}s match any more.")
+        return _finish(request, next_url)
+    except DomainError as exc:
+        messages.error(request, f"{spec.label} failed: {exc.message}")
+        return _finish(request, next_url)
+    words = batch_words(batch)
+    text = f"Batch started: {words} on {plural(batch.total_rows, resource.noun)}"
+    gone = (expected or 0) - batch.total_rows
+    if gone > 0 and selection.scope == "matching":
+        text += f" ({gone:,} stopped matching since you confirmed)"
+    elif gone > 0:
+        text += f" ({gone:,} of the selected are gone or not visible to you)"
+    messages.success(request, text + ".")
+    return _finish(request, reverse("batch-detail", args=[batch.pk]))
 
 
 def _skipped(result: BulkResult, scope: str, expected: int | None) -> int:
@@ -321,46 +376,15 @@ class Confirmation:
             # Full precision: a millisecond cut would leave out rows created in the same moment.
             "as_of": timezone.now().isoformat(),
             "error": error,
+            "as_batch": runs_as_batch(self.spec, selection),
+            "chunk_size": batches.chunk_size(),
             "post": self.post,
             "action_url": self.request.path,
-            "op": secrets.token_urlsafe(9),
         }
         template = "console/confirm.html"
         if self.request.htmx:
             template += "#confirm-dialog"
         return render(self.request, template, context, status=400 if error else 200)
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress of a running bulk action, polled by the confirmation dialog.
-
-PROGRESS_TTL = 600
-
-
-def _progress_key(user, op: str) -> str:
-    return f"console:progress:{user.pk}:{op}"
-
-
-def _progress_reporter(user, op, expected):
-    """A callback the bulk services call after each batch; the confirmation dialog polls it."""
-    if not op or len(op) > 32:
-        return None
-
-    def report(matched, changed):
-        cache.set(
-            _progress_key(user, op),
-            {"matched": matched, "changed": changed, "total": expected},
-            PROGRESS_TTL,
-        )
-
-    return report
-
-
-@viewer_required
-def progress(request):
-    """How far a running bulk action of this user has got (JSON; {} when unknown)."""
-    op = request.GET.get("op") or ""
-    return JsonResponse(cache.get(_progress_key(request.user, op)) or {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,26 +417,31 @@ def failure_action(request):
         return _finish(request, back)
     try:
         values = parse_values(spec, request.POST)
-        options = resource.service_options(
-            source="console",
-            filter={
-                "failureGroup": group["fingerprint"],
-                "where": group["where"],
-                **({"annotation": annotation} if annotation else {}),
-            },
-            reason="",
-        )
-        result = spec.run(request.user, group_rows(request.user, group), values, **options)
     except ActionInputError as exc:
         messages.error(request, str(exc))
         return _finish(request, back)
-    except DomainError as exc:
-        messages.error(request, f"{spec.label} failed: {exc.message}")
-        return _finish(request, back)
-    skipped = max(group["count"] - result.changed, result.skipped, 0)
-    text = _result_text(resource, spec, values, result.changed, skipped)
-    messages.success(request, text + f" — error group “{group['fingerprint']}”.")
-    return _finish(request, back)
+    # The same run step as every other action: the group's rows become a batch.
+    post = request.POST.copy()
+    post.setdefault("expected", str(group["count"]))
+    return run(request, resource, spec, group_selection(request.user, group), values, post, back)
+
+
+def group_selection(user, group) -> Selection:
+    """A failure group's rows as the selection of an action on all of them."""
+    resource = group["resource"]
+    annotation = group.get("annotation")
+    words = (
+        f"Failed {resource.plural} of {resource.source_label} {group['where'] or '(none)'} "
+        f"with error “{group['fingerprint']}”"
+    )
+    if annotation:
+        words += f", incident annotation containing “{annotation}”"
+    audit_filter = {
+        "failureGroup": group["fingerprint"],
+        "where": group["where"],
+        **({"annotation": annotation} if annotation else {}),
+    }
+    return Selection("matching", [], "", group_rows(user, group), audit_filter, words)
 
 
 # ---------------------------------------------------------------------------------------------

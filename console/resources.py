@@ -54,7 +54,7 @@ class ActionSpec:
     key: str
     label: str
     # The service call: run(user, target, values, **options) -> BulkResult, where target is a
-    # list of ids or a queryset and options are source, filter, reason (and progress).
+    # list of ids or a queryset and options are source, filter and reason.
     run: Callable[..., BulkResult]
     admin: bool = False  # only admins (delete)
     danger: bool = False
@@ -62,6 +62,9 @@ class ActionSpec:
     # Bulk changes commit together; running a job must not: its failure is recorded by the
     # executor's path and has to survive the error the console then reports.
     atomic: bool = True
+    # The project.batches type that runs this action on all matching rows (and on big
+    # selections) in the job executor; None: always synchronous.
+    batch_type: str | None = None
 
     @property
     def value(self) -> str | None:
@@ -127,7 +130,6 @@ class Resource:
     list_defer: tuple[str, ...] = ()  # big fields the table never shows
     detail_related: tuple[str, ...] = ()
     options: dict = field(default_factory=dict)  # extra keyword arguments of every service call
-    reports_progress: bool = False  # the bulk services take a `progress` callback
     retries_take_due_date: bool = False  # set retries may also move the due date
     # How the overview (console.overview) reads the kind's log (`outcome_log[0]`): the log
     # entries that bring a row into each status (a tile's change against 24 hours ago), the
@@ -191,11 +193,8 @@ class Resource:
     def bulk_actions(self) -> list[ActionSpec]:
         return [a for a in self.actions if a.bulk]
 
-    def service_options(self, *, source, filter, reason, progress=None) -> dict:
-        options = {"source": source, "filter": filter, "reason": reason, **self.options}
-        if self.reports_progress and progress is not None:
-            options["progress"] = progress
-        return options
+    def service_options(self, *, source, filter, reason) -> dict:
+        return {"source": source, "filter": filter, "reason": reason, **self.options}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,23 +280,71 @@ def _plain(service):
 
 
 JOB_ACTIONS = (
-    ActionSpec("set_retries", "Set retries", _set_retries_with_due_date(job_services.set_retries)),
-    ActionSpec("suspend", "Suspend", _plain(job_services.suspend)),
-    ActionSpec("activate", "Activate", _plain(job_services.activate)),
-    ActionSpec("set_priority", "Set priority", _with_value(job_services.set_priority, "priority")),
-    ActionSpec("set_due_date", "Set due date", _with_value(job_services.set_due_date, "due_date")),
-    ActionSpec("unlock", "Unlock", _plain(job_services.unlock)),
+    ActionSpec(
+        "set_retries",
+        "Set retries",
+        _set_retries_with_due_date(job_services.set_retries),
+        batch_type="set-job-retries",
+    ),
+    ActionSpec("suspend", "Suspend", _plain(job_services.suspend), batch_type="suspend-jobs"),
+    ActionSpec("activate", "Activate", _plain(job_services.activate), batch_type="activate-jobs"),
+    ActionSpec(
+        "set_priority",
+        "Set priority",
+        _with_value(job_services.set_priority, "priority"),
+        batch_type="set-job-priority",
+    ),
+    ActionSpec(
+        "set_due_date",
+        "Set due date",
+        _with_value(job_services.set_due_date, "due_date"),
+        batch_type="set-job-due-date",
+    ),
+    ActionSpec("unlock", "Unlock", _plain(job_services.unlock), batch_type="unlock-jobs"),
     ActionSpec("execute", "Execute now", _execute_job, bulk=False, atomic=False),
     ActionSpec("retry_with_payload", "Retry with this payload", _retry_with_payload, bulk=False),
-    ActionSpec("delete", "Delete", _plain(job_services.delete), admin=True, danger=True),
+    ActionSpec(
+        "delete",
+        "Delete",
+        _plain(job_services.delete),
+        admin=True,
+        danger=True,
+        batch_type="delete-jobs",
+    ),
 )
 TASK_ACTIONS = (
-    ActionSpec("set_retries", "Set retries", _with_value(task_services.set_retries, "retries")),
-    ActionSpec("suspend", "Suspend", _plain(task_services.suspend)),
-    ActionSpec("activate", "Activate", _plain(task_services.activate)),
-    ActionSpec("set_priority", "Set priority", _with_value(task_services.set_priority, "priority")),
-    ActionSpec("unlock", "Unlock", _plain(task_services.unlock)),
-    ActionSpec("delete", "Delete", _plain(task_services.delete), admin=True, danger=True),
+    ActionSpec(
+        "set_retries",
+        "Set retries",
+        _with_value(task_services.set_retries, "retries"),
+        batch_type="set-external-task-retries",
+    ),
+    ActionSpec(
+        "suspend", "Suspend", _plain(task_services.suspend), batch_type="suspend-external-tasks"
+    ),
+    ActionSpec(
+        "activate",
+        "Activate",
+        _plain(task_services.activate),
+        batch_type="activate-external-tasks",
+    ),
+    ActionSpec(
+        "set_priority",
+        "Set priority",
+        _with_value(task_services.set_priority, "priority"),
+        batch_type="set-external-task-priority",
+    ),
+    ActionSpec(
+        "unlock", "Unlock", _plain(task_services.unlock), batch_type="unlock-external-tasks"
+    ),
+    ActionSpec(
+        "delete",
+        "Delete",
+        _plain(task_services.delete),
+        admin=True,
+        danger=True,
+        batch_type="delete-external-tasks",
+    ),
 )
 
 
@@ -424,7 +471,6 @@ JOBS = Resource(
     inline=("processDefinitionKey", "activityId", "tenantIdIn", "withException", "noRetriesLeft"),
     list_defer=("exception_stacktrace", "payload"),
     detail_related=("job_definition",),
-    reports_progress=True,
     retries_take_due_date=True,
     status_events={
         "failed": Q(event=JobLog.Event.FAILED, retries=0),

@@ -3,7 +3,7 @@ and detail under its own prefix (the paths bookmarks and tests use)."""
 
 from django.urls import path
 
-from console import actions, overview, queues, views
+from console import actions, batches, overview, queues, views
 from console.resources import EXTERNAL_TASKS, JOBS
 
 
@@ -32,8 +32,10 @@ urlpatterns = [
     path("failures/", views.failures, name="failures"),
     path("audit/", views.audit, name="audit"),
     path("search/", views.search, name="search"),
+    path("batches/", batches.batch_list, name="batch-list"),
+    path("batches/<str:batch_id>/", batches.batch_detail, name="batch-detail"),
+    path("batches/<str:batch_id>/action/", batches.batch_action, name="batch-action"),
     path("failures/act/", actions.failure_action, name="failure-action"),
-    path("actions/progress/", actions.progress, name="action-progress"),
     path(
         "jobs/definitions/<str:definition_id>/action/",
         views.job_definition_action,

@@ -194,6 +194,12 @@ def failures(request):
 
 def _audit_filtered(entries, get) -> tuple:
     errors = []
+    if entry := get.get("id", "").strip():
+        # One entry, as a batch's page links to it.
+        if entry.isdigit() and len(entry) < 19:
+            entries = entries.filter(pk=int(entry))
+        else:
+            errors.append("id must be the number of an audit entry.")
     if username := get.get("user", "").strip():
         entries = entries.filter(username=username)
     if action := get.get("action", "").strip():

@@ -122,9 +122,11 @@ def start(
     filter: dict | None = None,
     description: str = "",
     source: str = "api",
+    reason: str = "",
 ) -> Batch:
     """Create a batch of `type_name` over `rows` (a queryset of the type's model, or ids) as
-    the user sees them; answers the Batch at once, the executor does the work.
+    the user sees them; answers the Batch at once, the executor does the work. The operator's
+    `reason` is kept in the audit entry (`after.reason`), as the synchronous actions keep it.
 
     Bad parameters, an unknown type or no matching rows raise before anything is written; as
     Camunda, no rows is a 400 ("jobIds is empty"). Ids the user cannot see are not in the
@@ -181,6 +183,7 @@ def start(
                 "planned": total,
             },
             source=source,
+            reason=reason,
         )
         real = {tenant for tenant in tenants if tenant is not None}
         batch.tenant_id = next(iter(real)) if len(real) == 1 and None not in tenants else None

@@ -44,6 +44,17 @@ def nav_counts(user):
 
 
 @register.simple_tag
+def running_batches(user) -> int:
+    """Batches of the user's that are still running, beside "Batches" in the navigation."""
+    from project import batches
+
+    try:
+        return batches.visible(user).filter(end_time__isnull=True).count()
+    except DatabaseError:
+        return 0
+
+
+@register.simple_tag
 def user_summary(user):
     roles = tenancy.roles(user)
     role = next((r for r in (tenancy.ADMIN, tenancy.OPERATOR, tenancy.VIEWER) if r in roles), "")

@@ -223,29 +223,22 @@
     cancel.closest("dialog").close();
   });
 
-  // Big bulk actions take a while (100k rows: tens of seconds): say so instead of looking stuck.
+  // A button that asks before it posts (cancelling a batch); without JS it simply posts.
+  document.addEventListener("click", (evt) => {
+    const button = evt.target.closest("[data-confirm-click]");
+    if (button && !window.confirm(button.dataset.confirmClick)) evt.preventDefault();
+  });
+
+  // A confirmed action answers with its result or its batch's page: no double submit meanwhile.
   document.addEventListener("submit", (evt) => {
     const form = evt.target;
     if (!form.closest("[data-confirm]")) return;
     const button = form.querySelector("button[type=submit]");
     if (!button) return;
     button.disabled = true;
-    button.textContent = "Working… large selections take a while";
+    button.textContent = form.querySelector("[data-batch]") ? "Starting the batch…" : "Working…";
     form.setAttribute("aria-busy", "true");
     announce("Working on it");
-    // Poll the progress the bulk services report after each batch, until the page moves on.
-    const op = form.querySelector("input[name=op]");
-    if (!op) return;
-    const url = op.dataset.progressUrl + "?op=" + encodeURIComponent(op.value);
-    const fmt = new Intl.NumberFormat();
-    setInterval(() => {
-      fetch(url, { credentials: "same-origin" }).then((r) => r.json()).then((p) => {
-        if (p && p.matched !== undefined) {
-          const total = p.total ? " of " + fmt.format(p.total) : "";
-          button.textContent = `Working… ${fmt.format(p.matched)}${total} rows done`;
-        }
-      }).catch(() => {});
-    }, 1000);
   });
 
   // --- row menus: one open at a time; scrolling, Escape or a click elsewhere closes them ----

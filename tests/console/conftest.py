@@ -1,8 +1,10 @@
 """Console fixtures: logged-in browsers per role and quick row factories."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -22,6 +24,13 @@ def make_task(**fields) -> ExternalTask:
     fields.setdefault("topic_name", "invoice")
     fields.setdefault("tenant_id", "acme")
     return ExternalTask.objects.create(**fields)
+
+
+def run_batches() -> str:
+    """Run the batch queue until nothing is left to run, as a job executor does."""
+    out = StringIO()
+    call_command("runjobs", "--once", "--queue", "batch", stdout=out, stderr=out)
+    return out.getvalue()
 
 
 def ago(**delta):

@@ -8,7 +8,7 @@ from external_tasks import services as task_services
 from jobs import services as job_services
 from project.models import AuditEntry, Incident
 from tests.conftest import make_user
-from tests.console.conftest import make_job, make_task
+from tests.console.conftest import make_job, make_task, run_batches
 
 pytestmark = pytest.mark.django_db
 
@@ -127,6 +127,7 @@ def test_the_failures_view_filters_by_annotation_text_and_fixes_only_that_part(
             "annotation": "vendor fix",
         },
     )
+    run_batches()
     annotated.refresh_from_db()
     other.refresh_from_db()
     assert (annotated.retries, other.retries) == (2, 0)

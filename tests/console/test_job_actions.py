@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from jobs.models import Job, JobDefinition, JobLog
-from project.models import AuditEntry
-from tests.console.conftest import later, make_job
+from project.models import AuditEntry, Batch
+from tests.console.conftest import later, make_job, run_batches
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +71,17 @@ def test_operator_acts_on_one_selected_or_all_matching_jobs(
         post = {"scope": "ids", "ids": [j.pk for j in targets]}
     response = act(operator_client, action=action, **post, **data)
     assert response.status_code == 200
+    n = len(targets)
+    if scope == "matching":
+        # All matching rows: a batch, and the confirmation leads to its page.
+        batch = Batch.objects.get()
+        assert response.redirect_chain[-1][0] == f"/batches/{batch.pk}/"
+        assert (batch.target_type, batch.total_rows, batch.source) == ("job", n, "console")
+        assert batch.description == "Process definition key: orders; No retries left"
+        (message,) = messages_of(response)
+        assert message.startswith("Batch started: ") and message.endswith(f" on {n} jobs.")
+        assert Job.objects.get(pk=targets[0].pk).retries == 0  # the executor does the work
+        run_batches()
     for job in targets:
         job.refresh_from_db()
         for field, value in expected.items():
@@ -78,8 +89,8 @@ def test_operator_acts_on_one_selected_or_all_matching_jobs(
     bystander.refresh_from_db()
     assert bystander.retries == 0 and bystander.lock_owner == "ex-1"
     assert bystander.priority == 0 and not bystander.suspended
-    n = len(targets)
-    assert messages_of(response) == [f"{phrase} on {n} job{'s' if n > 1 else ''}."]
+    if scope != "matching":
+        assert messages_of(response) == [f"{phrase} on {n} job{'s' if n > 1 else ''}."]
     entry = AuditEntry.objects.get()
     assert entry.action == f"job.{action}" and entry.source == "console" and entry.count == n
     assert sorted(entry.target_ids) == sorted(j.pk for j in targets)
@@ -104,9 +115,12 @@ def test_only_admins_delete_jobs(operator_client, admin_client):
     assert act(operator_client, action="delete", scope="ids", ids=[job.pk]).status_code == 403
     assert Job.objects.filter(pk=job.pk).exists()
     response = act(admin_client, action="delete", scope="matching", query="")
+    assert Batch.objects.get().type == "delete-jobs"
+    run_batches()
     assert not Job.objects.exists()
-    assert messages_of(response) == ["Deleted on 1 job."]
+    assert messages_of(response)[0].endswith(" on 1 job.")
     assert AuditEntry.objects.get().action == "job.delete"
+    assert act(operator_client, action="delete", scope="matching", query="").status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -199,34 +213,18 @@ def test_job_definition_actions_forbidden_for_viewers_and_hidden_across_tenants(
     assert not foreign.suspended
 
 
-def test_bulk_progress_is_reported_for_the_confirmation_dialog_to_poll(operator_client):
-    jobs = [make_job(retries=0) for _ in range(3)]
-    confirm = operator_client.post(
-        URL, {"action": "set_retries", "scope": "matching", "query": "noRetriesLeft=true"}
-    ).content.decode()
-    assert 'name="op"' in confirm and "/actions/progress/" in confirm
-    act(
-        operator_client,
-        action="set_retries",
-        retries="2",
-        scope="ids",
-        ids=[j.pk for j in jobs],
-        op="op-1",
-    )
-    progress = operator_client.get("/actions/progress/?op=op-1").json()
-    assert progress == {"matched": 3, "changed": 3, "total": 3}
-    assert operator_client.get("/actions/progress/?op=unknown").json() == {}
-
-
 def test_admin_acts_on_every_tenants_jobs_and_operator_only_on_theirs(
     admin_client, operator_client
 ):
     jobs = [make_job(tenant_id=t, retries=0) for t in ("acme", "globex", None)]
-    response = act(operator_client, action="suspend", scope="matching", query="")
-    assert messages_of(response) == ["Suspended on 2 jobs."]  # acme and the shared one
+    act(operator_client, action="suspend", scope="matching", query="")
+    assert Batch.objects.get().total_rows == 2  # acme and the shared one
+    run_batches()
     assert not Job.objects.get(pk=jobs[1].pk).suspended
-    response = act(admin_client, action="suspend", scope="matching", query="")
-    assert messages_of(response) == ["Suspended on 1 job."]
+    act(admin_client, action="suspend", scope="matching", query="")
+    run_batches()
+    batch = Batch.objects.latest("start_time")
+    assert (batch.total_rows, batch.rows_changed, batch.rows_skipped) == (3, 1, 2)
     assert all(Job.objects.get(pk=j.pk).suspended for j in jobs)
 
 
@@ -263,6 +261,8 @@ def test_reason_reaches_the_audit_entry_of_a_bulk_job_action(operator_client):
         query="processDefinitionKey=orders",
         reason="ticket OPS-7",
     )
+    run_batches()
     entry = AuditEntry.objects.get()
     assert entry.action == "job.set_retries" and entry.count == 2
     assert entry.after["reason"] == "ticket OPS-7"
+    assert entry.after["outcome"] == "completed"

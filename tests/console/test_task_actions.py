@@ -4,8 +4,8 @@ import pytest
 from django.test import Client
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
-from project.models import AuditEntry
-from tests.console.conftest import HTMX, later, make_task
+from project.models import AuditEntry, Batch
+from tests.console.conftest import HTMX, later, make_task, run_batches
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +46,13 @@ def test_operator_acts_on_one_selected_or_all_matching_tasks(
         post = {"scope": "ids", "ids": [t.pk for t in targets]}
     response = act(operator_client, action=action, **post, **data)
     assert response.status_code == 200
+    if scope == "matching":
+        batch = Batch.objects.get()
+        assert response.redirect_chain[-1][0] == f"/batches/{batch.pk}/"
+        assert (batch.target_type, batch.total_rows) == ("external_task", len(targets))
+        assert batch.description == "Topic name: invoice; No retries left"
+        assert batch.filter == {"topicName": "invoice", "noRetriesLeft": "true"}
+        run_batches()
     for task in targets:
         task.refresh_from_db()
         for field, value in expected.items():
@@ -158,10 +165,14 @@ def test_all_matching_applies_to_what_matched_at_confirmation_time(operator_clie
         as_of=confirmed_at.isoformat(),
         expected="2",
     )
+    assert messages_of(response) == [
+        "Batch started: set retries to 1 on 1 external task (1 stopped matching since you "
+        "confirmed)."
+    ]
+    run_batches()
     old.refresh_from_db()
     newer.refresh_from_db()
     assert old.retries == 1 and newer.retries == 0
-    assert "on 1 external task (1 skipped" in messages_of(response)[0]
 
 
 def test_reason_is_kept_in_the_audit_entry(operator_client):
@@ -260,12 +271,24 @@ def test_failure_group_one_click_set_retries(operator_client):
         {"group": group["key"], "kind": "task", "action": "set_retries", "retries": "2"},
         follow=True,
     )
+    batch = Batch.objects.get()
+    assert response.redirect_chain[-1][0] == f"/batches/{batch.pk}/"
+    assert (batch.type, batch.total_rows, batch.parameters) == (
+        "set-external-task-retries",
+        2,
+        {"retries": 2},
+    )
+    assert (
+        batch.description == "Failed external tasks of topic geo with error “address <n> not found”"
+    )
+    assert "Batch started: set retries to 2 on 2 external tasks." in messages_of(response)
+    run_batches()
     for task in (a, b, other):
         task.refresh_from_db()
     assert (a.retries, b.retries, other.retries) == (2, 2, 0)
-    assert "Retries set to 2 on 2 external tasks" in messages_of(response)[0]
     entry = AuditEntry.objects.get()
     assert entry.filter["failureGroup"] == "address <n> not found"
+    assert entry.count == 2
 
 
 def test_failure_group_action_forbidden_for_viewers(viewer_client):
@@ -291,5 +314,6 @@ def test_admin_acts_on_every_tenants_tasks(admin_client):
         scope="matching",
         query="noRetriesLeft=true",
     )
-    assert messages_of(response) == ["Retries set to 1 on 3 external tasks."]
+    assert messages_of(response) == ["Batch started: set retries to 1 on 3 external tasks."]
+    run_batches()
     assert all(ExternalTask.objects.get(pk=t.pk).retries == 1 for t in tasks)

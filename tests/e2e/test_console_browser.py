@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from external_tasks.models import ExternalTask
 from project.models import AuditEntry
+from tests.console.conftest import run_batches
 
 pytestmark = [
     pytest.mark.browser,
@@ -105,11 +106,20 @@ def test_select_all_matching_set_retries_confirm_and_audit(page_for, operator_us
     assert "No retries left; Topic name: invoice" in dialog.inner_text()
     page.fill("#confirm-retries", "5")
     page.fill("#confirm-reason", "gateway fixed")
+    assert "This starts a batch" in dialog.inner_text()
     dialog.locator("button[type=submit]").click()
-    page.wait_for_selector(".messages")
-    assert "Retries set to 5 on 20 external tasks." in page.locator(".messages").inner_text()
-    assert page.locator("#task-table h1").inner_text() == "0 external tasks"
+    # All matching rows: a batch, and the confirmation leads to its page.
+    page.wait_for_url(re.compile(r"/batches/[^/]+/$"))
+    assert (
+        "Batch started: set retries to 5 on 20 external tasks."
+        in page.locator(".messages").inner_text()
+    )
+    run_batches()
+    page.reload()
+    assert page.locator("#batch-progress [data-state]").inner_text() == "Completed"
     assert ExternalTask.objects.filter(topic_name="invoice", retries=5).count() == 20
+    page.goto(f"{live_server.url}/external-tasks/?noRetriesLeft=true&topicName=invoice")
+    assert page.locator("#task-table h1").inner_text() == "0 external tasks"
     page.click("nav.side >> text=Audit")
     row = page.locator("#audit-table tbody tr").first
     assert "external_task.set_retries" in row.inner_text() and "bob" in row.inner_text()

@@ -34,6 +34,9 @@ def test_screenshots_of_main_pages(page_for, admin_user, live_server, scheme):
         "failures": "/failures/",
         "audit": "/audit/",
     }
+    batch = _batches(admin_user)
+    pages["batches"] = "/batches/"
+    pages["batch"] = f"/batches/{batch.pk}/"
     for name, path in pages.items():
         page.goto(live_server.url + path)
         page.screenshot(path=str(target / f"{name}-{scheme}.png"), full_page=True)
@@ -48,3 +51,29 @@ def test_screenshots_of_main_pages(page_for, admin_user, live_server, scheme):
     page.click(".bulkbar button[value=set_retries]")
     page.locator("dialog#confirm-dialog").wait_for(state="visible")
     page.screenshot(path=str(target / f"jobs-confirm-{scheme}.png"))
+
+
+def _batches(user):
+    """A batch half done and one finished, for the Batches pages."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import Job
+    from project import batches
+    from project.models import Batch
+
+    failed = Job.objects.filter(retries=0)
+    done = batches.start(user, "suspend-jobs", failed, {}, description="No retries left")
+    Batch.objects.filter(pk=done.pk).update(
+        end_time=timezone.now(), outcome="completed", rows_changed=done.total_rows
+    )
+    batch = batches.start(
+        user, "set-job-retries", Job.objects.all(), {"retries": 3}, description="All jobs"
+    )
+    Batch.objects.filter(pk=batch.pk).update(
+        rows_changed=batch.total_rows // 3,
+        rows_skipped=2,
+        execution_start_time=timezone.now() - timedelta(seconds=12),
+    )
+    return batch

@@ -95,7 +95,6 @@ _VOLATILE = [
     (re.compile(r'("X-CSRFToken": ")[^"]+'), r"\1…"),
     (re.compile(r"\d{8}-\d{6}"), "<stamp>"),
     (re.compile(r'(name="as_of" value=")[^"]+'), r"\1…"),
-    (re.compile(r'(name="op" value=")[^"]+'), r"\1…"),  # the progress token of one action
 ]
 
 

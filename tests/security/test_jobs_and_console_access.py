@@ -15,6 +15,7 @@ from external_tasks.models import ExternalTask
 from jobs.models import Job, JobDefinition
 from project.models import AuditEntry
 from tests.conftest import make_user
+from tests.console.conftest import run_batches
 
 JOB = "/engine-rest/job"
 DEF = "/engine-rest/job-definition"
@@ -273,6 +274,7 @@ def test_console_bulk_action_by_query_touches_only_own_tenant(bob, two_tenants, 
         },
     )
     assert response.status_code in (200, 302)
+    run_batches()
     model, prefix = (Job, "job") if url.startswith("/jobs") else (ExternalTask, "task")
     assert model.objects.get(pk=two_tenants[f"{prefix}-acme"].id).retries == 6
     assert model.objects.get(pk=two_tenants[f"{prefix}-globex"].id).retries == 0
