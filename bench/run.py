@@ -37,13 +37,14 @@ from bench.common import ROOT, Report, log  # noqa: E402
 from bench.database import prepare_database, setup_django  # noqa: E402
 from bench.executor import run_executor  # noqa: E402
 from bench.http_workers import run_http  # noqa: E402
+from bench.indexes import run_indexes  # noqa: E402
 from bench.longpoll import run_longpoll  # noqa: E402
 from bench.machine import machine  # noqa: E402
 from bench.memory import run_memory  # noqa: E402
 from bench.queries import run_queries  # noqa: E402
 from bench.server import Server  # noqa: E402
 
-SECTIONS = ["ceiling", "http", "executor", "queries", "bulk", "longpoll", "memory"]
+SECTIONS = ["indexes", "ceiling", "http", "executor", "queries", "bulk", "longpoll", "memory"]
 # The sections that talk to one server, started once for all of them, in this order.
 SERVER_SECTIONS = {
     "http": run_http,
@@ -115,6 +116,11 @@ def main(argv=None):
         with Server(args.db, args.server_workers, args.conn_max_age) as server:
             asyncio.run(warm_up(server.base))
             run_queries(args, report, server, state, section="queries settled")
+    if "indexes" in only:
+        # On the settled seed, with no server running: it drops indexes inside transactions.
+        connection.close()
+        log("index audit of the external-task table")
+        run_indexes(args, report, args.db, state)
     if "ceiling" in only:
         log("raw-SQL ceiling")
         run_ceiling(args, report, args.db, state)
