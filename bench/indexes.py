@@ -258,6 +258,15 @@ def capture(samples) -> list[dict]:
     workloads.append(
         {"name": "long-poll re-check (expired locks)", "kind": "worker", "statements": kept(ctx)}
     )
+    # The /metrics backlog gauge: tasks per topic and status (bounded counts or samples).
+    from external_tasks.models import STATUSES, ExternalTask
+    from project import metrics
+
+    with CaptureQueriesContext(connection) as ctx:
+        metrics._count_backlog(ExternalTask, "topic_name", STATUSES.partition(datetime.now(UTC)))
+    workloads.append(
+        {"name": "metrics: backlog by topic and status", "kind": "metrics", "statements": kept(ctx)}
+    )
     return [w for w in workloads if w["statements"]]
 
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime  # noqa: E402
 
 from django.db import connection  # noqa: E402
 
+from bench.batches import run_batch  # noqa: E402
 from bench.bulk import run_bulk  # noqa: E402
 from bench.ceiling import run_ceiling  # noqa: E402
 from bench.clients import warm_up  # noqa: E402
@@ -44,12 +45,23 @@ from bench.memory import run_memory  # noqa: E402
 from bench.queries import run_queries  # noqa: E402
 from bench.server import Server  # noqa: E402
 
-SECTIONS = ["indexes", "ceiling", "http", "executor", "queries", "bulk", "longpoll", "memory"]
+SECTIONS = [
+    "indexes",
+    "ceiling",
+    "http",
+    "executor",
+    "queries",
+    "bulk",
+    "batch",
+    "longpoll",
+    "memory",
+]
 # The sections that talk to one server, started once for all of them, in this order.
 SERVER_SECTIONS = {
     "http": run_http,
     "queries": run_queries,
     "bulk": run_bulk,
+    "batch": run_batch,
     "longpoll": run_longpoll,
     "memory": run_memory,
 }
@@ -91,10 +103,23 @@ def parse_arguments(argv):
         help="CONN_MAX_AGE for the server (the product default is 0: a connection pool; "
         "above 0 replaces the pool by persistent connections)",
     )
+    parser.add_argument(
+        "--batch-chunk-sizes",
+        default="",
+        help="batch section: also run the batch with these TASKYARD_BATCH_CHUNK_SIZE values "
+        "(comma-separated), each beside the same raw UPDATE",
+    )
+    parser.add_argument(
+        "--batch-executor-concurrency",
+        type=int,
+        default=None,
+        help="batch section: runjobs --concurrency of the batch executor (default: its own)",
+    )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     if args.backlog is None:
         args.backlog = 20_000 if args.quick else 100_000
+    args.batch_chunk_sizes = [int(n) for n in args.batch_chunk_sizes.split(",") if n.strip()]
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
