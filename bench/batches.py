@@ -30,7 +30,7 @@ import time
 import uuid
 
 from bench.bulk import pick_rows
-from bench.clients import client_session
+from bench.clients import client_session, warm_up
 from bench.common import ADMIN, ROOT, TASK_TABLE, delete_topic, insert_tasks, ms, pct, sql
 from bench.http_workers import http_workers
 
@@ -159,6 +159,7 @@ def run_batch(args, report, server, state):
         "s",
         f"topic {rows['topic_name']}",
     )
+    asyncio.run(warm_up(server.base))  # each server process verifies the logins once
     executor = start_executor(args.db, getattr(args, "batch_executor_concurrency", None))
     try:
         time.sleep(3)  # the executor's start-up is not the batch's time
@@ -228,7 +229,7 @@ def run_batch(args, report, server, state):
 
         # (c) the workers alone, then while a second batch runs on the first topic.
         seconds_alone = 3 if quick else 10
-        overlap = min(seconds_alone, max(processed * 0.9, 1.0))
+        overlap = min(seconds_alone, max(processed * 0.8, 1.0))
         alone_topic = f"bench-batch-alone-{uuid.uuid4().hex[:8]}"
         insert_tasks(alone_topic, args.backlog)
         connection.close()
@@ -240,7 +241,7 @@ def run_batch(args, report, server, state):
         connection.close()
         _s, status, second = start_by_api(server, query, base + 4)
         if not (second and batch_row(second) and batch_row(second).end_time is None):
-            _s, second = start_in_process(rows["topic_name"], base + 4, rows.get("tenant_id"))
+            _s, second = start_in_process(rows["topic_name"], base + 6, rows.get("tenant_id"))
         busy = asyncio.run(http_workers(server.base, busy_topic, 10, overlap, args.concurrency))
         still = batch_row(second)
         counted = still.rows_changed + still.rows_skipped + still.rows_failed

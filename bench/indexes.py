@@ -212,7 +212,8 @@ def capture(samples) -> list[dict]:
         return [
             q["sql"]
             for q in ctx.captured_queries
-            if TASK_TABLE in q["sql"] and not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
+            if TASK_TABLE in q["sql"]
+            and not q["sql"].startswith(("SAVEPOINT", "RELEASE", "EXPLAIN"))
         ]
 
     workloads = []
