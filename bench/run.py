@@ -30,6 +30,7 @@ from datetime import UTC, datetime  # noqa: E402
 
 from django.db import connection  # noqa: E402
 
+from bench.batches import run_batch  # noqa: E402
 from bench.bulk import run_bulk  # noqa: E402
 from bench.ceiling import run_ceiling  # noqa: E402
 from bench.clients import warm_up  # noqa: E402
@@ -37,18 +38,30 @@ from bench.common import ROOT, Report, log  # noqa: E402
 from bench.database import prepare_database, setup_django  # noqa: E402
 from bench.executor import run_executor  # noqa: E402
 from bench.http_workers import run_http  # noqa: E402
+from bench.indexes import run_indexes  # noqa: E402
 from bench.longpoll import run_longpoll  # noqa: E402
 from bench.machine import machine  # noqa: E402
 from bench.memory import run_memory  # noqa: E402
 from bench.queries import run_queries  # noqa: E402
 from bench.server import Server  # noqa: E402
 
-SECTIONS = ["ceiling", "http", "executor", "queries", "bulk", "longpoll", "memory"]
+SECTIONS = [
+    "indexes",
+    "ceiling",
+    "http",
+    "executor",
+    "queries",
+    "bulk",
+    "batch",
+    "longpoll",
+    "memory",
+]
 # The sections that talk to one server, started once for all of them, in this order.
 SERVER_SECTIONS = {
     "http": run_http,
     "queries": run_queries,
     "bulk": run_bulk,
+    "batch": run_batch,
     "longpoll": run_longpoll,
     "memory": run_memory,
 }
@@ -90,10 +103,23 @@ def parse_arguments(argv):
         help="CONN_MAX_AGE for the server (the product default is 0: a connection pool; "
         "above 0 replaces the pool by persistent connections)",
     )
+    parser.add_argument(
+        "--batch-chunk-sizes",
+        default="",
+        help="batch section: also run the batch with these TASKYARD_BATCH_CHUNK_SIZE values "
+        "(comma-separated), each beside the same raw UPDATE",
+    )
+    parser.add_argument(
+        "--batch-executor-concurrency",
+        type=int,
+        default=None,
+        help="batch section: runjobs --concurrency of the batch executor (default: its own)",
+    )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     if args.backlog is None:
         args.backlog = 20_000 if args.quick else 100_000
+    args.batch_chunk_sizes = [int(n) for n in args.batch_chunk_sizes.split(",") if n.strip()]
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
@@ -115,6 +141,11 @@ def main(argv=None):
         with Server(args.db, args.server_workers, args.conn_max_age) as server:
             asyncio.run(warm_up(server.base))
             run_queries(args, report, server, state, section="queries settled")
+    if "indexes" in only:
+        # On the settled seed, with no server running: it drops indexes inside transactions.
+        connection.close()
+        log("index audit of the external-task table")
+        run_indexes(args, report, args.db, state)
     if "ceiling" in only:
         log("raw-SQL ceiling")
         run_ceiling(args, report, args.db, state)

@@ -84,3 +84,66 @@ def test_percentile_is_nearest_rank():
 class _AnyValue(dict):
     def __missing__(self, key):
         return f"sample-{key}"
+
+
+# --- the index audit and the batch figures (issue #22) ---------------------------------------
+
+
+def test_the_plan_runs_the_index_audit_first_and_the_batch_with_the_server():
+    from bench import run
+
+    assert run.SECTIONS[0] == "indexes"  # on the settled seed, before anything writes
+    assert "batch" in run.SERVER_SECTIONS
+    args, only = run.parse_arguments(["--only", "indexes,batch", "--batch-chunk-sizes", "500,2000"])
+    assert only == ["indexes", "batch"]
+    assert args.batch_chunk_sizes == [500, 2000]
+    assert run.parse_arguments([])[0].batch_chunk_sizes == []
+
+
+def test_index_audit_workloads_are_their_own_metrics():
+    from bench.indexes import extra_workloads
+
+    samples = {key: f"sample-{key}" for key in (*SAMPLE_SQL, "task_business_key")}
+    extra = [q for group in extra_workloads(samples) for q in group]
+    names = [q.name for q in extra]
+    assert len(names) == len(set(names))
+    bench_names = {q.name for q in (*API_QUERIES, *COUNT_QUERIES, *CONSOLE_PAGES)}
+    assert not set(names) & bench_names
+    # Every sortable column of the console's task table is read once.
+    sorts = {q.params["sort"] for q in extra if "sort" in q.params}
+    assert {"-topic", "-worker", "-lock", "-tenant", "-business_key"} <= sorts
+
+
+def test_an_index_definition_moves_to_the_copy_under_its_own_name():
+    from bench.indexes import COPY_TABLE, on_copy
+
+    definition = (
+        "CREATE INDEX ext_fetch_order_idx ON public.external_tasks_externaltask USING btree "
+        "(topic_name, create_time, id) WHERE ((NOT suspended) AND has_retries)"
+    )
+    assert on_copy(definition, "ext_fetch_order_idx") == (
+        f"CREATE INDEX ext_fetch_order_idx_copy ON {COPY_TABLE} USING btree "
+        "(topic_name, create_time, id) WHERE ((NOT suspended) AND has_retries)"
+    )
+
+
+def test_the_audit_table_shows_each_index_with_its_queries_and_cost():
+    from bench.indexes import markdown
+
+    text = markdown(
+        indexes={"a_idx": "…", "b_idx": "…"},
+        sizes={"a_idx": 2**21},
+        baseline={"q": 0.002},
+        plans={"q": {"a_idx"}},
+        without={"a_idx": {"q": (0.5, {"b_idx"})}, "b_idx": {}},
+        bulk={
+            "rows": 100,
+            "table_rows": 1000,
+            "primary key only": (1.0, 2**20),
+            "a_idx": (1.5, 3 * 2**20),
+            "b_idx": (1.25, 2**20),
+            "all indexes": (2.0, 4 * 2**20),
+        },
+    )
+    assert "| `a_idx` | 2 MB | q: 2.0 → 500.0 (b_idx) | +0.50 (+2) |" in text
+    assert "| `b_idx` | 0 MB | no measured query reads it | +0.25 (+0) |" in text
