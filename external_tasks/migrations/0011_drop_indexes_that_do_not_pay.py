@@ -10,7 +10,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('external_tasks', '0009_incident_backfill'),
+        ('external_tasks', '0010_business_key_prefix_index'),
     ]
 
     operations = [
