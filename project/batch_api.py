@@ -414,8 +414,8 @@ class BatchViewSet(viewsets.ViewSet):
         parameters=[ID_PARAMETER],
         request=SuspensionStateSerializer,
         description="A suspended batch runs no further batch job until it is activated. An "
-        "unknown or ended batch is a 400, as in Camunda.",
-        responses={204: None, **errors(400)},
+        "unknown or ended batch is a 400, as in Camunda (404: a path that can name no batch).",
+        responses={204: None, **errors(400, 404)},
     )
     @action(detail=True, methods=["put"])
     def suspended(self, request, batch_id):
@@ -437,8 +437,9 @@ class BatchViewSet(viewsets.ViewSet):
         request=None,
         description="Cancels a running batch: its jobs and job definitions are deleted (a "
         "batch job already running finishes first) and its history is kept, ended, unless "
-        "`cascade` is true. An unknown or ended batch is a 400, as in Camunda.",
-        responses={204: None, **errors(400)},
+        "`cascade` is true. An unknown or ended batch is a 400, as in Camunda (404: a path "
+        "that can name no batch).",
+        responses={204: None, **errors(400, 404)},
     )
     def destroy(self, request, batch_id):
         cascade = _flag(request.query_params, "cascade")

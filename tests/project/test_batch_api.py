@@ -458,3 +458,68 @@ def test_suspending_or_deleting_an_unknown_or_ended_batch_is_camunda_400(admin_a
 def test_deleting_unknown_history_is_a_404(admin_api):
     message = error(admin_api.delete(f"{HISTORY}/nope"), 404)
     assert message == "Historic batch with id 'nope' does not exist"
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAPI
+
+
+def test_the_schema_documents_the_batch_resources_under_camunda_operation_ids(admin_api):
+    response = admin_api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    schema = response.json()
+    operations = {
+        (path, method): operation["operationId"]
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+        if "/batch" in path or path.endswith(("/job/retries", "/retries-async"))
+    }
+    assert operations == {
+        ("/engine-rest/batch", "get"): "getBatches",
+        ("/engine-rest/batch/count", "get"): "getBatchesCount",
+        ("/engine-rest/batch/statistics", "get"): "getBatchStatistics",
+        ("/engine-rest/batch/statistics/count", "get"): "getBatchStatisticsCount",
+        ("/engine-rest/batch/{batch_id}", "get"): "getBatch",
+        ("/engine-rest/batch/{batch_id}", "delete"): "deleteBatch",
+        ("/engine-rest/batch/{batch_id}/suspended", "put"): "updateBatchSuspensionState",
+        ("/engine-rest/history/batch", "get"): "getHistoricBatches",
+        ("/engine-rest/history/batch/count", "get"): "getHistoricBatchesCount",
+        ("/engine-rest/history/batch/{batch_id}", "get"): "getHistoricBatch",
+        ("/engine-rest/history/batch/{batch_id}", "delete"): "deleteHistoricBatch",
+        ("/engine-rest/job/retries", "post"): "setJobRetriesAsyncOperation",
+        (
+            "/engine-rest/external-task/retries-async",
+            "post",
+        ): "setExternalTaskRetriesAsyncOperation",
+    }
+    listed = schema["paths"]["/engine-rest/batch"]["get"]
+    assert {p["name"] for p in listed["parameters"]} == {
+        "batchId",
+        "type",
+        "tenantIdIn",
+        "withoutTenantId",
+        "suspended",
+        "createdBy",
+        "startedBefore",
+        "startedAfter",
+        "withFailures",
+        "withoutFailures",
+        "sortBy",
+        "sortOrder",
+        "firstResult",
+        "maxResults",
+    }
+    sort_by = next(p for p in listed["parameters"] if p["name"] == "sortBy")
+    assert set(sort_by["schema"]["enum"]) == {"batchId", "tenantId"}
+    history = schema["paths"]["/engine-rest/history/batch"]["get"]["parameters"]
+    sort_by = next(p for p in history if p["name"] == "sortBy")
+    assert set(sort_by["schema"]["enum"]) == {"batchId", "startTime", "endTime", "tenantId"}
+    components = schema["components"]["schemas"]
+    assert list(components["BatchStatisticsDto"]["properties"])[-3:] == [
+        "remainingJobs",
+        "completedJobs",
+        "failedJobs",
+    ]
+    assert "endTime" in components["HistoricBatchDto"]["properties"]
+    for operation in ("/engine-rest/job/retries", "/engine-rest/external-task/retries-async"):
+        answer = schema["paths"][operation]["post"]["responses"]["200"]
+        assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/BatchDto")
