@@ -67,23 +67,6 @@ class CountSerializer(serializers.Serializer):
     count = serializers.IntegerField()
 
 
-class BatchSerializer(serializers.Serializer):
-    """Camunda's BatchDto. Taskyard applies the batch at once; the counts say what it did."""
-
-    id = serializers.CharField()
-    type = serializers.CharField()
-    totalJobs = serializers.IntegerField()
-    jobsCreated = serializers.IntegerField()
-    batchJobsPerSeed = serializers.IntegerField()
-    invocationsPerBatchJob = serializers.IntegerField()
-    seedJobDefinitionId = serializers.CharField(allow_null=True)
-    monitorJobDefinitionId = serializers.CharField(allow_null=True)
-    batchJobDefinitionId = serializers.CharField(allow_null=True)
-    suspended = serializers.BooleanField()
-    tenantId = serializers.CharField(allow_null=True)
-    createUserId = serializers.CharField(allow_null=True)
-
-
 # Request bodies, for the OpenAPI schema (the views validate with Camunda's messages).
 
 
