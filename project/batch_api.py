@@ -522,9 +522,10 @@ class HistoricBatchViewSet(viewsets.ViewSet):
         tags=["Historic Batch"],
         parameters=[ID_PARAMETER],
         request=None,
-        description="Deletes the batch's history; a batch still running is cancelled first, "
-        "as DELETE /batch/{id}?cascade=true does.",
-        responses={204: None, **errors(404)},
+        description="Deletes an ended batch's history. A running batch's history is its "
+        "runtime row too: cancel it first (DELETE /batch/{id}, or with cascade=true to delete "
+        "both at once); until then this is a 400.",
+        responses={204: None, **errors(400, 404)},
     )
     def destroy(self, request, batch_id):
         self._get(request, batch_id)
