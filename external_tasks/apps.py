@@ -9,7 +9,12 @@ class ExternalTasksConfig(AppConfig):
 
     def ready(self):
         # Models may be imported only once the app registry is ready, hence here.
+        from external_tasks import services
         from external_tasks.models import STATUSES, ExternalTask
+        from project import batches
+
+        for batch_type in services.batch_types():
+            batches.register(batch_type)
 
         # The status table's partition: disjoint and covering every task, so the gauge's states
         # are the console's badges.

@@ -266,7 +266,7 @@ def _bulk(
             _check_all_found(ids, all_ids)
         requested = len(ids) if ids is not None else len(all_ids)
         change = _BatchChange(
-            changes, event, log_kwargs, only_if, delete, topics, clock.now(), after_batch
+            changes, event, clock.now(), log_kwargs, only_if, delete, topics, after_batch
         )
         count, single_before = 0, None
         for start in range(0, len(all_ids), BATCH_SIZE):
@@ -299,11 +299,11 @@ class _BatchChange:
 
     changes: dict
     event: str
-    log_kwargs: dict | None
-    only_if: Q | None
-    delete: bool
-    topics: set | None
     now: datetime  # one timestamp for every log entry of the action
+    log_kwargs: dict | None = None
+    only_if: Q | None = None
+    delete: bool = False
+    topics: set | None = None
     after_batch: Callable[[list[str]], object] | None = None
 
     def apply(self, batch: list, single: bool) -> tuple[int, dict | None]:
@@ -876,6 +876,11 @@ def release(user, worker_id: str, task_id: str | None = None) -> int:
 # Operators (ids, a list of ids or a queryset; audited)
 
 
+# Each operator change as _BatchChange's fields: the synchronous action (_bulk) and the batch
+# chunk (_chunk_of) apply the same change through _BatchChange.apply.
+_UNLOCK = {"changes": {"lock_expiration_time": None, "worker_id": None}, "event": Event.UNLOCKED}
+
+
 def unlock(
     user, target, *, strict: bool = True, source: str = "api", reason: str = "", filter=None
 ) -> BulkResult:
@@ -885,8 +890,7 @@ def unlock(
         result = _bulk(
             user,
             target,
-            changes={"lock_expiration_time": None, "worker_id": None},
-            event=Event.UNLOCKED,
+            **_UNLOCK,
             action="unlock",
             strict=strict,
             source=source,
@@ -907,6 +911,18 @@ def _check_retries(retries):
         raise InvalidRequest("The number of retries cannot be negative")
     if retries >= 2**31:
         raise InvalidRequest("The number of retries is out of range for java type int")
+
+
+def _retries_change(retries: int) -> dict:
+    return {
+        "changes": {"retries": retries},
+        "event": Event.RETRIES_SET,
+        "log_kwargs": {"retries": retries},
+        "only_if": ~Q(retries=retries),
+        "after_batch": lambda ids: incidents.retries_set(
+            incidents.FAILED_EXTERNAL_TASK, ExternalTask, ids, retries
+        ),
+    }
 
 
 def set_retries(
@@ -931,24 +947,30 @@ def set_retries(
         result = _bulk(
             user,
             target,
-            changes={"retries": retries},
-            event=Event.RETRIES_SET,
+            **_retries_change(retries),
             action="set_retries",
             strict=strict,
             source=source,
             reason=reason,
             filter=filter,
             after={"retries": retries},
-            log_kwargs={"retries": retries},
-            only_if=~Q(retries=retries),
             topics=topics,
-            after_batch=lambda ids: incidents.retries_set(
-                incidents.FAILED_EXTERNAL_TASK, ExternalTask, ids, retries
-            ),
         )
         if result.changed and retries > 0:
             notify.announce(sorted(topics)[:1000])
     return result
+
+
+def _priority_change(priority: int) -> dict:
+    return {"changes": {"priority": priority}, "event": Event.PRIORITY_SET}
+
+
+def _check_priority(priority) -> int:
+    if priority is None or isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidRequest("Priority must be an integer (java type long)")
+    if not -(2**63) <= priority < 2**63:
+        raise InvalidRequest("Priority is out of range for java type long")
+    return priority
 
 
 def set_priority(
@@ -962,15 +984,11 @@ def set_priority(
     filter=None,
 ) -> BulkResult:
     """Set the priority used by fetchAndLock with usePriority."""
-    if priority is None or isinstance(priority, bool) or not isinstance(priority, int):
-        raise InvalidRequest("Priority must be an integer (java type long)")
-    if not -(2**63) <= priority < 2**63:
-        raise InvalidRequest("Priority is out of range for java type long")
+    _check_priority(priority)
     return _bulk(
         user,
         target,
-        changes={"priority": priority},
-        event=Event.PRIORITY_SET,
+        **_priority_change(priority),
         action="set_priority",
         strict=strict,
         source=source,
@@ -980,6 +998,14 @@ def set_priority(
     )
 
 
+def _suspended_change(suspended: bool) -> dict:
+    return {
+        "changes": {"suspended": suspended},
+        "event": Event.SUSPENDED if suspended else Event.ACTIVATED,
+        "only_if": Q(suspended=not suspended),
+    }
+
+
 def suspend(
     user, target, *, strict: bool = True, source: str = "api", reason: str = "", filter=None
 ) -> BulkResult:
@@ -987,15 +1013,13 @@ def suspend(
     return _bulk(
         user,
         target,
-        changes={"suspended": True},
-        event=Event.SUSPENDED,
+        **_suspended_change(True),
         action="suspend",
         strict=strict,
         source=source,
         reason=reason,
         filter=filter,
         after={"suspended": True},
-        only_if=Q(suspended=False),
     )
 
 
@@ -1008,15 +1032,13 @@ def activate(
         result = _bulk(
             user,
             target,
-            changes={"suspended": False},
-            event=Event.ACTIVATED,
+            **_suspended_change(False),
             action="activate",
             strict=strict,
             source=source,
             reason=reason,
             filter=filter,
             after={"suspended": False},
-            only_if=Q(suspended=True),
             topics=topics,
         )
         if result.changed:
@@ -1031,14 +1053,117 @@ def delete(
     return _bulk(
         user,
         target,
-        changes={},
-        event=Event.DELETED,
+        **_DELETE,
         action="delete",
         strict=strict,
         source=source,
         reason=reason,
         filter=filter,
         after=None,
-        delete=True,
-        after_batch=lambda ids: incidents.delete(incidents.FAILED_EXTERNAL_TASK, ids),
     )
+
+
+_DELETE = {
+    "changes": {},
+    "event": Event.DELETED,
+    "delete": True,
+    "after_batch": lambda ids: incidents.delete(incidents.FAILED_EXTERNAL_TASK, ids),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches (project.batches): the chunk functions of the external task batch types
+
+
+def _chunk_of(change_for: Callable[[dict], dict], announces: Callable[[dict], bool]):
+    """A BatchType.apply running the change of `change_for(parameters)` through
+    _BatchChange.apply, the synchronous actions' per-batch path, on the ids of one chunk that
+    are still there and visible to the batch's creator; no audit entry (the batch has one)."""
+
+    def apply(user, ids, parameters) -> BulkResult:
+        visible = list(
+            ExternalTask.objects.visible_to(user)
+            .filter(pk__in=[i for i in ids if not has_nul(i)])
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        topics: set = set()
+        change = _BatchChange(**change_for(parameters), topics=topics, now=clock.now())
+        changed, _ = change.apply(visible, False) if visible else (0, None)
+        if changed and announces(parameters):
+            notify.announce(sorted(topics)[:1000])
+        return BulkResult(changed, max(len(ids) - changed, 0))
+
+    return apply
+
+
+def _only(parameters: dict, *names: str) -> dict:
+    unknown = set(parameters) - set(names)
+    if unknown:
+        raise InvalidRequest(f"Unknown batch parameters: {', '.join(sorted(unknown))}")
+    return parameters
+
+
+def _check_retries_parameters(parameters: dict) -> dict:
+    _only(parameters, "retries")
+    _check_retries(parameters.get("retries"))
+    return {"retries": parameters["retries"]}
+
+
+def _check_priority_parameters(parameters: dict) -> dict:
+    _only(parameters, "priority")
+    return {"priority": _check_priority(parameters.get("priority"))}
+
+
+def batch_types():
+    """The external task batch types (external_tasks.apps registers them)."""
+    from project.batches import BatchType
+
+    def kind(name, action, change_for, words, check=_only, announces=lambda p: False, **extra):
+        apply = _chunk_of(change_for, announces)
+        return BatchType(name, TARGET_TYPE, action, ExternalTask, apply, words, check, **extra)
+
+    return [
+        kind(
+            "set-external-task-retries",
+            "set_retries",
+            lambda p: _retries_change(p["retries"]),
+            lambda p: f"set retries to {p['retries']}",
+            _check_retries_parameters,
+            announces=lambda p: p["retries"] > 0,
+        ),
+        kind(
+            "suspend-external-tasks",
+            "suspend",
+            lambda p: _suspended_change(True),
+            lambda p: "suspend",
+        ),
+        kind(
+            "activate-external-tasks",
+            "activate",
+            lambda p: _suspended_change(False),
+            lambda p: "activate",
+            announces=lambda p: True,
+        ),
+        kind(
+            "unlock-external-tasks",
+            "unlock",
+            lambda p: _UNLOCK,
+            lambda p: "unlock",
+            announces=lambda p: True,
+        ),
+        kind(
+            "set-external-task-priority",
+            "set_priority",
+            lambda p: _priority_change(p["priority"]),
+            lambda p: f"set priority to {p['priority']}",
+            _check_priority_parameters,
+        ),
+        kind(
+            "delete-external-tasks",
+            "delete",
+            lambda p: _DELETE,
+            lambda p: "delete",
+            deletes=True,
+        ),
+    ]

@@ -9,7 +9,14 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         # Models may be imported only once the app registry is ready, hence here.
+        from jobs import batches, services
         from jobs.models import STATUSES, Job
+        from project import batches as project_batches
+
+        # The batch engine, and the job batch types: project/ never imports jobs/.
+        project_batches.use_engine(batches.ENGINE)
+        for batch_type in services.batch_types():
+            project_batches.register(batch_type)
 
         # The status table's partition: disjoint and covering every job, so the gauge's states
         # are the console's badges and a job of a suspended definition counts as suspended,

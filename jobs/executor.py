@@ -20,8 +20,9 @@ from django import db
 from django.db import connection
 
 from jobs import backends, claims, runner
+from jobs.models import ExecutorHeartbeat
 from jobs.runner import JobInterrupted
-from project import metrics
+from project import clock, metrics
 
 logger = logging.getLogger("jobs.executor")
 
@@ -81,6 +82,67 @@ class LockRenewer(threading.Thread):
         self.stopping.set()
         if self.is_alive():
             self.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# Telling the world this executor is alive
+
+HEARTBEAT_INTERVAL = 5.0  # seconds between two ExecutorHeartbeat writes
+
+
+class Heartbeat(threading.Thread):
+    """Writes this executor's ExecutorHeartbeat row (host, pid, queues, jobs held) every few
+    seconds from its own thread and connection; the row goes on a clean stop. The console's
+    executors list reads the rows, and project.batches.executors_seen() warns when no executor
+    of the batch queue has been seen for a while (then batches do not progress)."""
+
+    def __init__(self, worker_id: str, queues: list[str], renewer: "LockRenewer", interval=None):
+        super().__init__(name=f"heartbeat {worker_id}", daemon=True)
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.renewer = renewer
+        self.interval = HEARTBEAT_INTERVAL if interval is None else interval
+        self.stopping = threading.Event()
+        self.started_at = clock.now()
+
+    def beat(self) -> None:
+        """Write the row now; a failed write is logged, never fatal (the next one may work)."""
+        with self.renewer.guard:
+            running = len(self.renewer.job_ids)
+        try:
+            ExecutorHeartbeat.objects.update_or_create(
+                worker_id=self.worker_id,
+                defaults={"last_seen": clock.now(), "running": running},
+                create_defaults={
+                    "hostname": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "queues": self.queues,
+                    "started_at": self.started_at,
+                    "last_seen": clock.now(),
+                    "running": running,
+                },
+            )
+        except db.DatabaseError:
+            logger.warning("%s: cannot write its heartbeat", self.worker_id, exc_info=True)
+            if threading.current_thread() is self:
+                db.connections.close_all()  # a fresh connection for the next beat
+
+    def run(self):
+        try:
+            while not self.stopping.wait(self.interval):
+                self.beat()
+        finally:
+            db.connections.close_all()
+
+    def stop(self) -> None:
+        """Stop beating and remove the row (called from the executor's own thread)."""
+        self.stopping.set()
+        if self.is_alive():
+            self.join()
+        try:
+            ExecutorHeartbeat.objects.filter(worker_id=self.worker_id).delete()
+        except db.DatabaseError:
+            logger.warning("%s: cannot remove its heartbeat", self.worker_id, exc_info=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +357,7 @@ class Executor:
         number of jobs run."""
         options = self.options
         renewer = LockRenewer(options.worker_id, options.lock_time)
+        heartbeat = Heartbeat(options.worker_id, options.queues, renewer)
         # Successes are written from a second connection, which sees only committed rows: not
         # inside a caller's transaction (tests), and not on SQLite (one writer at a time).
         self.recorder = None
@@ -312,6 +375,11 @@ class Executor:
             renewer.start()
             if self.recorder is not None:
                 self.recorder.start()
+            heartbeat.beat()
+            # From a thread of its own only where it can see committed rows and write beside
+            # us: not inside a caller's transaction (tests) nor for a one-off `--once` run.
+            if not options.once and not connection.in_atomic_block:
+                heartbeat.start()
             try:
                 self.run_until_stopped(renewer, waiter)
             except JobInterrupted:
@@ -319,6 +387,7 @@ class Executor:
             finally:
                 if self.recorder is not None:
                     self.recorder.stop()  # writes what it still holds
+                heartbeat.stop()
                 renewer.stop()
                 if waiter is not None:
                     waiter.close()

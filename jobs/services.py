@@ -9,6 +9,7 @@ is one short transaction; bulk variants are set-based (one UPDATE per batch) and
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
@@ -171,47 +172,73 @@ def _histogram(counter: Counter, field: str) -> dict:
     return {field: {str(value): count for value, count in counter.items()}}
 
 
+@dataclass(frozen=True)
+class _Change:
+    """One operator change of jobs, applied a batch of ids at a time: set `changes` on the
+    rows `only_if` admits, log `event` for each (with `log_extra`), then `on_changed(ids)`
+    (set_retries opens and resolves incidents there). The synchronous actions and the batch
+    chunks (project.batches) run it through the same _apply_change."""
+
+    changes: dict
+    event: str
+    only_if: Q | None = None
+    before_field: str | None = None
+    log_extra: dict | None = None
+    on_changed: Callable[[list[str]], object] | None = None
+
+
+def _apply_change(user, ids: list[str], change: _Change, now) -> list[tuple]:
+    """Lock, update and log the rows of `ids` that still qualify, in id order; returns (id,
+    value of `before_field` before the change) per row changed."""
+    update_batch = (
+        _update_batch_at_once if connection.vendor == "postgresql" else _update_batch_in_steps
+    )
+    rows = update_batch(
+        user,
+        ids,
+        change.changes,
+        change.event,
+        now,
+        change.only_if,
+        change.before_field,
+        change.log_extra,
+    )
+    if rows and change.on_changed is not None:
+        change.on_changed([row_id for row_id, _ in rows])
+    return rows
+
+
 def _bulk_update(
     user,
     jobs,
+    change: _Change,
     *,
-    changes: dict,
-    event: str,
     action: str,
-    only_if: Q | None = None,
-    before_field: str | None = None,
     after: dict | None = None,
     source: str = "api",
     reason: str = "",
     filter: dict | None = None,
-    log_extra: dict | None = None,
     progress: Progress | None = None,
-    on_changed: Callable[[list[str]], object] | None = None,
 ) -> BulkResult:
-    """The one set-based update behind every job operator action.
+    """The one set-based update behind every synchronous job operator action.
 
-    Per batch: lock the rows that still qualify, one UPDATE, one INSERT of log entries, then
-    `on_changed(ids changed)` (set_retries opens and resolves incidents there). The whole
-    action is one transaction with its audit entry, so it lands completely or not at all.
+    Per batch of BATCH_SIZE ids: _apply_change. The whole action is one transaction with its
+    audit entry, so it lands completely or not at all.
     """
     asked = _asked_ids(jobs)
     changed = matched = 0
     ids_changed: list[str] = []
     before = Counter()
+    before_field = change.before_field
     now = clock.now()
-    update_batch = (
-        _update_batch_at_once if connection.vendor == "postgresql" else _update_batch_in_steps
-    )
     tenants: set = set()
     with transaction.atomic():
         for ids in _batches(user, jobs, tenants):
             matched += len(ids)
-            rows = update_batch(user, ids, changes, event, now, only_if, before_field, log_extra)
+            rows = _apply_change(user, ids, change, now)
             if not rows:
                 continue
             changed += len(rows)
-            if on_changed is not None:
-                on_changed([row_id for row_id, _ in rows])
             if before_field:
                 before.update(value for _, value in rows)
             if len(ids_changed) < audit.MAX_IDS:
@@ -423,29 +450,36 @@ def set_retries(
     the next run."""
     retries = _check_retries(retries)
     due_date = clock.to_ms(due_date)
-    changes = {"retries": retries}
     after = {"retries": retries}
+    if due_date is not None:
+        after["dueDate"] = format_date(due_date)
+    return _bulk_update(
+        user,
+        jobs,
+        _retries_change(retries, due_date),
+        action="set_retries",
+        after=after,
+        source=source,
+        reason=reason,
+        filter=filter,
+        progress=progress,
+    )
+
+
+def _retries_change(retries: int, due_date: datetime | None) -> _Change:
+    changes = {"retries": retries}
     # Jobs that already look like this are left alone (counted as skipped): no new row
     # version in every index, no history entry saying nothing happened.
     unchanged = Q(retries=retries)
     if due_date is not None:
         changes["due_date"] = due_date
-        after["dueDate"] = format_date(due_date)
         unchanged &= Q(due_date=due_date)
-    return _bulk_update(
-        user,
-        jobs,
+    return _Change(
         changes=changes,
         event=JobLog.Event.RETRIES_SET,
-        action="set_retries",
-        before_field="retries",
-        after=after,
-        source=source,
-        reason=reason,
-        filter=filter,
-        log_extra={"retries": retries},
         only_if=~unchanged,
-        progress=progress,
+        before_field="retries",
+        log_extra={"retries": retries},
         on_changed=lambda ids: incidents.retries_set(incidents.FAILED_JOB, Job, ids, retries),
     )
 
@@ -482,15 +516,21 @@ def set_suspended(
     return _bulk_update(
         user,
         jobs,
-        changes={"suspended": suspended},
-        only_if=Q(suspended=not suspended),
-        event=JobLog.Event.SUSPENDED if suspended else JobLog.Event.ACTIVATED,
+        _suspended_change(suspended),
         action="suspend" if suspended else "activate",
         after={"suspended": suspended},
         source=source,
         reason=reason,
         filter=filter,
         progress=progress,
+    )
+
+
+def _suspended_change(suspended: bool) -> _Change:
+    return _Change(
+        changes={"suspended": suspended},
+        event=JobLog.Event.SUSPENDED if suspended else JobLog.Event.ACTIVATED,
+        only_if=Q(suspended=not suspended),
     )
 
 
@@ -744,15 +784,19 @@ def set_priority(
     return _bulk_update(
         user,
         jobs,
-        changes={"priority": priority},
-        event=JobLog.Event.PRIORITY_SET,
+        _priority_change(priority),
         action="set_priority",
-        before_field="priority",
         after={"priority": priority},
         source=source,
         reason=reason,
         filter=filter,
         progress=progress,
+    )
+
+
+def _priority_change(priority: int) -> _Change:
+    return _Change(
+        changes={"priority": priority}, event=JobLog.Event.PRIORITY_SET, before_field="priority"
     )
 
 
@@ -828,8 +872,7 @@ def set_due_date(
     return _bulk_update(
         user,
         jobs,
-        changes={"due_date": due_date},
-        event=JobLog.Event.DUE_DATE_SET,
+        _due_date_change(due_date),
         action="set_due_date",
         after={"dueDate": format_date(due_date), "cascade": cascade},
         source=source,
@@ -837,6 +880,10 @@ def set_due_date(
         filter=filter,
         progress=progress,
     )
+
+
+def _due_date_change(due_date: datetime | None) -> _Change:
+    return _Change(changes={"due_date": due_date}, event=JobLog.Event.DUE_DATE_SET)
 
 
 _TIMER_PREFIX = re.compile(r"^\s*(DATE|DURATION|CYCLE)\s*:\s*", re.IGNORECASE)
@@ -886,6 +933,13 @@ def recalculate_due_date(
 # --- unlock, delete, execute ----------------------------------------------------------------
 
 
+_UNLOCK = _Change(
+    changes={"lock_owner": None, "lock_expiration_time": None},
+    event=JobLog.Event.UNLOCKED,
+    only_if=Q(lock_owner__isnull=False) | Q(lock_expiration_time__isnull=False),
+)
+
+
 def unlock(
     user,
     jobs,
@@ -899,9 +953,7 @@ def unlock(
     return _bulk_update(
         user,
         jobs,
-        changes={"lock_owner": None, "lock_expiration_time": None},
-        only_if=Q(lock_owner__isnull=False) | Q(lock_expiration_time__isnull=False),
-        event=JobLog.Event.UNLOCKED,
+        _UNLOCK,
         action="unlock",
         after={"lockOwner": None},
         source=source,
@@ -929,16 +981,8 @@ def delete(
     with transaction.atomic():
         for ids in _batches(user, jobs, tenants):
             matched += len(ids)
-            row_ids = list(
-                Job.objects.select_for_update()
-                .filter(id__in=ids)
-                .order_by("id")
-                .values_list("id", flat=True)
-            )
-            if row_ids:
-                _insert_logs(row_ids, JobLog.Event.DELETED, now, worker=actor_name(user))
-                changed += Job.objects.filter(id__in=row_ids).delete()[0]
-                incidents.delete(incidents.FAILED_JOB, row_ids)
+            row_ids = _delete_ids(user, ids, now)
+            changed += len(row_ids)
             if len(ids_deleted) < audit.MAX_IDS:
                 ids_deleted.extend(row_ids)
             if progress is not None:
@@ -959,6 +1003,18 @@ def delete(
     return BulkResult(changed, skipped)
 
 
+def _delete_ids(user, ids: list[str], now) -> list[str]:
+    """Lock (in id order), log and delete the jobs of `ids` still there, their incidents with
+    them; returns the ids deleted. The one delete path of the action and of a batch chunk."""
+    locked = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
+    row_ids = list(locked.values_list("id", flat=True))
+    if row_ids:
+        _insert_logs(row_ids, JobLog.Event.DELETED, now, worker=actor_name(user))
+        Job.objects.filter(id__in=row_ids).delete()
+        incidents.delete(incidents.FAILED_JOB, row_ids)
+    return row_ids
+
+
 class JobExecutionFailed(Exception):
     """Raised by runner.execute_now when the job's handler raised; the failure is already
     recorded. Here rather than in the runner: the REST face and the console catch it beside
@@ -968,3 +1024,125 @@ class JobExecutionFailed(Exception):
         super().__init__(message)
         self.job_id = job_id
         self.message = message
+
+
+# --- batches (project.batches): the chunk functions of the job batch types -----------------
+
+
+def _visible_ids(user, ids: list[str]) -> list[str]:
+    """The ids of a chunk that are still there and still visible to the batch's creator."""
+    rows = tenancy.scope(Job.objects.filter(id__in=list(ids)), user).order_by("id")
+    return list(rows.values_list("id", flat=True))
+
+
+def _chunk_of(change_for: Callable[[dict], _Change]):
+    """A BatchType.apply running `change_for(parameters)` through _apply_change: the same
+    statements as the synchronous action, on one chunk, without an audit entry."""
+
+    def apply(user, ids, parameters) -> BulkResult:
+        rows = _apply_change(user, _visible_ids(user, ids), change_for(parameters), clock.now())
+        return BulkResult(len(rows), max(len(ids) - len(rows), 0))
+
+    return apply
+
+
+def _delete_chunk(user, ids, parameters) -> BulkResult:
+    deleted = _delete_ids(user, _visible_ids(user, ids), clock.now())
+    return BulkResult(len(deleted), max(len(ids) - len(deleted), 0))
+
+
+def _only(parameters: dict, *names: str) -> dict:
+    unknown = set(parameters) - set(names)
+    if unknown:
+        raise InvalidRequest(f"Unknown batch parameters: {', '.join(sorted(unknown))}")
+    return parameters
+
+
+def _due_date_parameter(value) -> str | None:
+    """A due date of batch parameters, as stored (Camunda's date format) or None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_date(clock.to_ms(value))
+    if not isinstance(value, str):
+        raise InvalidRequest(f"dueDate must be a date string, got {value!r}")
+    return format_date(clock.to_ms(parse_date(value)))
+
+
+def _read_due_date(value) -> datetime | None:
+    return clock.to_ms(parse_date(value)) if value is not None else None
+
+
+def _check_retries_parameters(parameters: dict) -> dict:
+    _only(parameters, "retries", "dueDate")
+    checked = {"retries": _check_retries(parameters.get("retries"))}
+    if parameters.get("dueDate") is not None:
+        checked["dueDate"] = _due_date_parameter(parameters["dueDate"])
+    return checked
+
+
+def _retries_words(parameters: dict) -> str:
+    words = f"set retries to {parameters['retries']}"
+    if parameters.get("dueDate"):
+        words += f" and due date to {parameters['dueDate']}"
+    return words
+
+
+def _check_priority_parameters(parameters: dict) -> dict:
+    _only(parameters, "priority")
+    return {"priority": _check_priority(parameters.get("priority"))}
+
+
+def _check_due_date_parameters(parameters: dict) -> dict:
+    _only(parameters, "dueDate")
+    return {"dueDate": _due_date_parameter(parameters.get("dueDate"))}
+
+
+def _no_parameters(parameters: dict) -> dict:
+    return _only(parameters)
+
+
+def batch_types():
+    """The job batch types (jobs.apps registers them with project.batches)."""
+    from project.batches import BatchType
+
+    def kind(name, action, apply, words, check=_no_parameters, deletes=False):
+        return BatchType(name, "job", action, Job, apply, words, check, deletes)
+
+    return [
+        kind(
+            "set-job-retries",
+            "set_retries",
+            _chunk_of(lambda p: _retries_change(p["retries"], _read_due_date(p.get("dueDate")))),
+            _retries_words,
+            _check_retries_parameters,
+        ),
+        kind(
+            "suspend-jobs",
+            "suspend",
+            _chunk_of(lambda p: _suspended_change(True)),
+            lambda p: "suspend",
+        ),
+        kind(
+            "activate-jobs",
+            "activate",
+            _chunk_of(lambda p: _suspended_change(False)),
+            lambda p: "activate",
+        ),
+        kind("unlock-jobs", "unlock", _chunk_of(lambda p: _UNLOCK), lambda p: "unlock"),
+        kind(
+            "set-job-priority",
+            "set_priority",
+            _chunk_of(lambda p: _priority_change(p["priority"])),
+            lambda p: f"set priority to {p['priority']}",
+            _check_priority_parameters,
+        ),
+        kind(
+            "set-job-due-date",
+            "set_due_date",
+            _chunk_of(lambda p: _due_date_change(_read_due_date(p.get("dueDate")))),
+            lambda p: f"set due date to {p['dueDate']}" if p.get("dueDate") else "clear due date",
+            _check_due_date_parameters,
+        ),
+        kind("delete-jobs", "delete", _delete_chunk, lambda p: "delete", deletes=True),
+    ]

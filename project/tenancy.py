@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Aggregate, JSONField, OuterRef, Q, QuerySet, Subquery
 
-from project.models import Membership
+from project.models import AuditEntry, Membership
 
 VIEWER = "viewer"
 OPERATOR = "operator"
@@ -132,3 +132,15 @@ def may_use_tenant(user, tenant_id: str | None) -> bool:
     """Whether the user may create or act on a row of this tenant."""
     tenants = tenant_ids(user)
     return tenants is None or tenant_id is None or tenant_id in tenants
+
+
+def scope_batches(queryset: QuerySet, user) -> QuerySet:
+    """Restrict batches to those `user` may see: readers (viewer, operator, admin) see a batch
+    when they may see its audit entry, i.e. every tenant its rows touched is theirs (rows
+    without a tenant are everyone's); admins see all. A batch whose audit entry is gone
+    (pruned) is shown to admins only."""
+    if user is None or not user.is_authenticated or not can_view(user):
+        return queryset.none()
+    if is_admin(user):
+        return queryset
+    return queryset.filter(audit_entry__in=AuditEntry.objects.within(tenant_ids(user)).values("pk"))

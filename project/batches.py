@@ -1,0 +1,438 @@
+"""Batches: an operator action on a whole query, answered at once and run by the job executor
+in chunks (Camunda's batch model).
+
+`start()` takes a snapshot of the rows (their ids, in chunks of TASKYARD_BATCH_CHUNK_SIZE, by
+one INSERT … SELECT), writes the Batch row and its audit entry, and has the engine create the
+seed, monitor and batch job definitions and the seed job, all in one transaction. The engine
+(jobs.batches, installed by jobs.apps with use_engine) runs the chunks: each chunk job applies
+its BatchType's `apply` to its ids in one transaction with the batch's counters and the
+deletion of its BatchChunk, so a chunk runs at most once however often its job runs.
+
+project/ never imports the apps above it: the apps register their batch types (register())
+and the engine (use_engine()) when they are ready.
+"""
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
+from django.db.models.expressions import RawSQL
+
+from project import audit, clock, tenancy
+from project.bulk import BulkResult
+from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
+from project.ids import new_id
+from project.models import AuditEntry, AuditTenant, Batch, BatchChunk
+
+TARGET_TYPE = "batch"
+DEFAULT_CHUNK_SIZE = 1000
+DEFAULT_JOBS_PER_SEED = 100
+
+
+@dataclass(frozen=True)
+class BatchType:
+    """What a kind of batch does to its rows; registered by the app that owns the rows."""
+
+    name: str  # Camunda's type name ("set-job-retries") or ours ("suspend-jobs")
+    target_type: str  # "job" | "external_task" (the audit's target type)
+    action: str  # the audit verb, as the synchronous action records it ("set_retries")
+    model: type  # the rows' model
+    # (user, ids, parameters) -> BulkResult: one chunk, set-based, inside the caller's
+    # transaction; re-scopes the ids by the user, writes the log rows and incidents like the
+    # synchronous action, but no audit entry (the batch has one).
+    apply: Callable
+    # (parameters) -> str, e.g. "set retries to 3": the console's and the audit's words.
+    words: Callable
+    # (parameters) -> parameters: validated and normalised (JSON-safe) before anything is
+    # written; raises InvalidRequest. None: taken as given.
+    check: Callable | None = None
+    # Deleting rows is an admin's action: such batches need tenancy.can_delete to start.
+    deletes: bool = False
+
+
+TYPES: dict[str, BatchType] = {}
+
+
+def register(batch_type: BatchType) -> None:
+    """Make a batch type known (apps call this in AppConfig.ready())."""
+    TYPES[batch_type.name] = batch_type
+
+
+_engine = None
+
+
+def use_engine(engine) -> None:
+    """Install the engine that runs batches (jobs.batches.ENGINE, from jobs.apps.ready())."""
+    global _engine
+    _engine = engine
+
+
+def engine():
+    if _engine is None:
+        raise RuntimeError("No batch engine installed (is the jobs app installed?)")
+    return _engine
+
+
+def chunk_size() -> int:
+    """Rows per batch job (Camunda's invocationsPerBatchJob): TASKYARD_BATCH_CHUNK_SIZE."""
+    size = getattr(settings, "TASKYARD_BATCH_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)
+    return max(int(size), 1)
+
+
+def jobs_per_seed() -> int:
+    """Batch jobs the seed job creates per run (Camunda's batchJobsPerSeed)."""
+    return max(int(getattr(settings, "TASKYARD_BATCH_JOBS_PER_SEED", DEFAULT_JOBS_PER_SEED)), 1)
+
+
+def monitor_interval() -> timedelta:
+    """How long the monitor job waits between its looks at a batch that is not done."""
+    return timedelta(seconds=float(getattr(settings, "TASKYARD_BATCH_MONITOR_INTERVAL", 10)))
+
+
+# --- roles ----------------------------------------------------------------------------------
+
+
+def _forbidden(message: str) -> DomainError:
+    return DomainError(message, status_code=403, error_type="AuthorizationException")
+
+
+def _check_operator(user, what: str) -> None:
+    if not tenancy.can_operate(user):
+        raise _forbidden(f"You are not allowed to {what}: it needs the operator or admin role")
+
+
+# --- starting -------------------------------------------------------------------------------
+
+# Camunda's BadUserRequestException of setJobRetriesAsync / setRetriesAsync on no rows.
+EMPTY_NAMES = {"job": "jobIds", "external_task": "externalTaskIds"}
+
+
+def start(
+    user,
+    type_name: str,
+    rows,
+    parameters: dict,
+    *,
+    filter: dict | None = None,
+    description: str = "",
+    source: str = "api",
+) -> Batch:
+    """Create a batch of `type_name` over `rows` (a queryset of the type's model, or ids) as
+    the user sees them; answers the Batch at once, the executor does the work.
+
+    Bad parameters, an unknown type or no matching rows raise before anything is written; as
+    Camunda, no rows is a 400 ("jobIds is empty"). Ids the user cannot see are not in the
+    batch (they are not in its total either)."""
+    batch_type = TYPES.get(type_name)
+    if batch_type is None:
+        raise InvalidRequest(f"Unknown batch type '{type_name}'")
+    if batch_type.deletes:
+        if not tenancy.can_delete(user):
+            raise _forbidden("You are not allowed to delete rows: it needs the admin role")
+    else:
+        _check_operator(user, "start a batch")
+    parameters = dict(parameters or {})
+    if batch_type.check is not None:
+        parameters = batch_type.check(parameters)
+    source_rows = _scoped_rows(user, batch_type.model, rows)
+    size = chunk_size()
+    now = clock.now()
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            id=new_id(),
+            type=batch_type.name,
+            target_type=batch_type.target_type,
+            parameters=parameters,
+            filter=filter,
+            description=description,
+            invocations_per_batch_job=size,
+            batch_jobs_per_seed=jobs_per_seed(),
+            create_user_id=getattr(user, "username", None) or None,
+            source=source,
+            start_time=now,
+        )
+        chunks, total = _snapshot(batch, source_rows, size)
+        if total == 0:
+            # Rolls back the batch row: nothing is written.
+            raise BadUserRequest(f"{EMPTY_NAMES.get(batch_type.target_type, 'ids')} is empty")
+        tenants = set(source_rows.order_by().values_list("tenant_id", flat=True).distinct())
+        first_ids = BatchChunk.objects.filter(batch=batch, number=1).values_list("ids", flat=True)
+        entry = audit.record(
+            user,
+            batch_type.target_type,
+            batch_type.action,
+            tenants=tenants,
+            ids=(first_ids.first() or [])[: audit.MAX_IDS],
+            filter=filter,
+            count=total,
+            after={
+                **parameters,
+                "batch": batch.id,
+                "batchType": batch_type.name,
+                "outcome": Batch.Outcome.RUNNING,
+                "planned": total,
+            },
+            source=source,
+        )
+        real = {tenant for tenant in tenants if tenant is not None}
+        batch.tenant_id = next(iter(real)) if len(real) == 1 and None not in tenants else None
+        batch.total_rows = total
+        batch.total_jobs = chunks
+        batch.audit_entry = entry
+        if not description:
+            batch.description = batch_type.words(parameters)
+        engine().create(batch)  # job definitions and the seed job; sets their ids on batch
+        batch.save()
+    return batch
+
+
+def _scoped_rows(user, model, rows) -> QuerySet:
+    """The rows as a scoped queryset of `model`: a queryset is re-scoped (twice is harmless,
+    forgetting once is a leak); ids go in as one array parameter, not a giant IN list."""
+    if isinstance(rows, QuerySet):
+        if rows.model is not model:
+            raise InvalidRequest(f"{rows.model.__name__} rows for a {model.__name__} batch")
+        return tenancy.scope(rows, user)
+    ids = sorted({rows} if isinstance(rows, str) else {str(row) for row in rows})
+    ids = [row_id for row_id in ids if "\x00" not in row_id]  # no such id can exist
+    if not ids:
+        return model.objects.none()
+    if connection.vendor == "postgresql":
+        listed = RawSQL("SELECT unnest(%s::text[])", [ids])
+    else:
+        listed = RawSQL("SELECT value FROM json_each(%s)", [json.dumps(ids)])
+    return tenancy.scope(model.objects.filter(pk__in=listed), user)
+
+
+def _snapshot(batch: Batch, rows: QuerySet, size: int) -> tuple[int, int]:
+    """Copy the ids of `rows` into BatchChunk rows of `size` ids each, in id order, with one
+    INSERT … SELECT (the ids never travel to Python); returns (chunks, rows)."""
+    quote = connection.ops.quote_name
+    # A named column: the subquery's output is read by name.
+    selected = rows.order_by().annotate(snapshot_id=F("pk")).values("snapshot_id")
+    try:
+        inner_sql, inner_params = selected.query.sql_with_params()
+    except EmptyResultSet:  # e.g. a user who sees nothing: queryset.none()
+        return 0, 0
+    # The ordered subquery feeds each group in id order (an ORDER BY inside the aggregate
+    # sorted all the rows a second time; SQLite 3.40 has none anyway). The chunk functions
+    # lock their rows in id order themselves, so nothing depends on it but the reading.
+    aggregate = "jsonb_agg" if connection.vendor == "postgresql" else "json_group_array"
+    aggregate += "(numbered.snapshot_id)"
+    table = quote(BatchChunk._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} (batch_id, number, ids, size) "
+        f"SELECT %s, numbered.chunk, {aggregate}, COUNT(*) FROM ("
+        "SELECT s.snapshot_id, (ROW_NUMBER() OVER (ORDER BY s.snapshot_id) - 1) / %s + 1 "
+        f"AS chunk FROM ({inner_sql}) s ORDER BY s.snapshot_id"
+        ") numbered GROUP BY numbered.chunk RETURNING size"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [batch.id, size, *inner_params])
+        sizes = [row[0] for row in cursor.fetchall()]
+    return len(sizes), sum(sizes)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def visible(user) -> QuerySet:
+    """Every batch (running or ended) the user may see (tenancy.scope_batches)."""
+    return tenancy.scope_batches(Batch.objects.all(), user)
+
+
+def get(user, batch_id: str, *, running: bool = False) -> Batch:
+    """The batch, or NotFound (also for other tenants' batches); with `running`, an ended
+    batch is not found either (Camunda's /batch/{id} only knows running ones)."""
+    batches = visible(user)
+    if running:
+        batches = batches.filter(end_time__isnull=True)
+    batch = None
+    if isinstance(batch_id, str) and "\x00" not in batch_id:
+        batch = batches.filter(id=batch_id).first()
+    if batch is None:
+        if running:
+            raise NotFound(f"Batch for id '{batch_id}' cannot be found")
+        raise NotFound(f"Historic batch for id '{batch_id}' cannot be found")
+    return batch
+
+
+def failed_jobs(batch_ids) -> dict[str, int]:
+    """{batch id: its batch jobs with no retries left} (Camunda's failedJobs)."""
+    return engine().failed_jobs(list(batch_ids))
+
+
+def executors_seen(queue: str = "batch", within_seconds: int = 30) -> bool:
+    """Whether a job executor running `queue` reported itself in the last `within_seconds`:
+    without one, batches do not progress (the console says so)."""
+    return engine().executors_seen(queue, within_seconds)
+
+
+def creator(batch: Batch):
+    """The user a batch acts for (its chunks re-scope by their tenants now), or None."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(is_active=True)
+    entry = batch.audit_entry
+    if entry is not None and entry.user_id is not None:
+        return users.filter(pk=entry.user_id).first()
+    if batch.create_user_id:
+        return users.filter(username=batch.create_user_id).first()
+    return None
+
+
+# --- operator actions -----------------------------------------------------------------------
+
+
+def _tenants_of(batch: Batch):
+    """The batch's tenants, as its audit entry recorded them (None: unknown)."""
+    if batch.audit_entry_id is None:
+        return None
+    entry = AuditEntry.objects.filter(pk=batch.audit_entry_id).first()
+    if entry is None or entry.admin_only:
+        return None
+    return set(AuditTenant.objects.filter(entry_id=entry.pk).values_list("tenant_id", flat=True))
+
+
+def _record(user, batch: Batch, verb: str, source: str, **after) -> None:
+    audit.record(
+        user,
+        TARGET_TYPE,
+        verb,
+        tenants=_tenants_of(batch),
+        ids=[batch.id],
+        count=1,
+        after={"batchType": batch.type, **after},
+        source=source,
+    )
+
+
+def set_suspended(user, batch_id: str, suspended: bool, *, source: str = "api") -> Batch:
+    """Suspend (no further chunk starts; a running one finishes) or resume a running batch."""
+    _check_operator(user, "suspend or activate a batch")
+    if not isinstance(suspended, bool):
+        raise InvalidRequest("suspended must be true or false")
+    with transaction.atomic():
+        get(user, batch_id, running=True)
+        batch = Batch.objects.select_for_update().get(pk=batch_id)
+        if batch.end_time is not None:
+            raise NotFound(f"Batch for id '{batch_id}' cannot be found")
+        if batch.suspended != suspended:
+            batch.suspended = suspended
+            batch.save(update_fields=["suspended"])
+            engine().set_suspended(batch, suspended)
+            verb = "suspend" if suspended else "activate"
+            _record(user, batch, verb, source, suspended=suspended)
+    return batch
+
+
+def delete(user, batch_id: str, *, cascade: bool = False, source: str = "api") -> None:
+    """Cancel a running batch: its jobs and job definitions go, a chunk that is running
+    finishes first (its changes stay); its history stays, ended and "cancelled", unless
+    `cascade` (admins only), which removes it too."""
+    if cascade:
+        if not tenancy.can_delete(user):
+            raise _forbidden("You are not allowed to delete batch history: it needs the admin role")
+    else:
+        _check_operator(user, "cancel a batch")
+    with transaction.atomic():
+        get(user, batch_id, running=True)
+        # Lock order, as a chunk takes them: its chunk rows (ascending), then the batch row.
+        # A running chunk holds its chunk row, so this waits for it to commit.
+        remaining = list(
+            BatchChunk.objects.select_for_update()
+            .filter(batch_id=batch_id)
+            .order_by("number")
+            .values_list("size", flat=True)
+        )
+        batch = Batch.objects.select_for_update().get(pk=batch_id)
+        if batch.end_time is not None:
+            raise NotFound(f"Batch for id '{batch_id}' cannot be found")
+        engine().cancel(batch)
+        BatchChunk.objects.filter(batch_id=batch_id).delete()
+        _record(user, batch, "cancel", source, cascade=cascade, rowsNotRun=sum(remaining))
+        if cascade:
+            batch.delete()
+            return
+        batch.end_time = clock.now()
+        batch.outcome = Batch.Outcome.CANCELLED
+        batch.save(update_fields=["end_time", "outcome"])
+        _complete_audit(batch)
+
+
+def delete_history(user, batch_id: str, *, source: str = "api") -> None:
+    """Remove an ended batch's history (DELETE /history/batch/{id}; admins only). A running
+    batch must be cancelled first: its history is its runtime row too."""
+    if not tenancy.can_delete(user):
+        raise _forbidden("You are not allowed to delete batch history: it needs the admin role")
+    with transaction.atomic():
+        batch = get(user, batch_id)
+        if batch.end_time is None:
+            raise BadUserRequest(
+                f"Batch {batch_id} is still running: cancel it (DELETE /batch/{batch_id}) first"
+            )
+        _record(user, batch, "delete_history", source, outcome=batch.outcome)
+        Batch.objects.filter(pk=batch.pk).delete()
+
+
+# --- for the engine -------------------------------------------------------------------------
+
+
+def record_chunk(batch_id: str, result: BulkResult, size: int) -> None:
+    """Add one chunk's counts to its batch (inside the chunk's transaction; locks the row)."""
+    Batch.objects.filter(pk=batch_id).update(
+        rows_changed=F("rows_changed") + result.changed,
+        rows_skipped=F("rows_skipped") + max(size - result.changed, 0),
+        completed_jobs=F("completed_jobs") + 1,
+    )
+
+
+def finish(batch: Batch) -> Batch:
+    """End a running batch whose chunks have all run (or whose jobs were deleted): chunks left
+    over count as failed rows; its job definitions go; the audit entry is completed. The
+    caller holds the batch row's lock."""
+    leftover = BatchChunk.objects.filter(batch_id=batch.pk)
+    failed = sum(leftover.values_list("size", flat=True))
+    leftover.delete()
+    batch.refresh_from_db()
+    batch.rows_failed += failed
+    batch.end_time = clock.now()
+    batch.outcome = Batch.Outcome.COMPLETED
+    batch.save(update_fields=["rows_failed", "end_time", "outcome"])
+    engine().cancel(batch)
+    _complete_audit(batch)
+    return batch
+
+
+def _complete_audit(batch: Batch) -> None:
+    """The batch's audit entry, completed: rows changed, skipped and failed, and the outcome."""
+    if batch.audit_entry_id is None:
+        return
+    entry = AuditEntry.objects.filter(pk=batch.audit_entry_id).first()
+    if entry is None:
+        return
+    entry.count = batch.rows_changed
+    entry.skipped = batch.rows_skipped
+    entry.after = {
+        **(entry.after or {}),
+        "outcome": batch.outcome,
+        "planned": batch.total_rows,
+        "changed": batch.rows_changed,
+        "skipped": batch.rows_skipped,
+        "failed": batch.rows_failed,
+        "notRun": max(
+            batch.total_rows - batch.rows_changed - batch.rows_skipped - batch.rows_failed, 0
+        ),
+    }
+    entry.save(update_fields=["count", "skipped", "after"])
+
+
+def total_jobs(rows: int, per_job: int) -> int:
+    """Camunda's totalJobs: rows ÷ invocationsPerBatchJob, rounded up."""
+    return math.ceil(rows / max(per_job, 1))
