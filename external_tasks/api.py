@@ -58,7 +58,7 @@ from external_tasks.serializers import (
 from project import batches
 from project.audit import MAX_IDS
 from project.batch_api import BatchSerializer, batch_dto
-from project.errors import BadUserRequest, InvalidRequest, NotFound
+from project.errors import InvalidRequest, NotFound
 from project.rest.auth import CanOperate, CanView, CanWork
 from project.rest.history import HistoricLogViewSet
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
@@ -774,9 +774,7 @@ class ExternalTaskViewSet(viewsets.ViewSet):
         """As in Camunda: a set-external-task-retries batch over the tasks selected now (their
         ids are snapshotted), answered at once; the job executor runs it in chunks."""
         retries, selection, body = bulk_retries_selection(request)
-        if not selection.exists():
-            # Camunda refuses a batch over nothing rather than answer an empty one.
-            raise BadUserRequest("externalTaskIds is empty")
+        # A selection of no task is Camunda's 400 "externalTaskIds is empty" (start() says it).
         batch = batches.start(
             request.user,
             "set-external-task-retries",

@@ -71,7 +71,8 @@ def test_the_answer_is_the_running_batch_with_real_job_definitions(operator_api,
         assert found["tenantId"] == "acme"
     seed = {"jobDefinitionId": batch["seedJobDefinitionId"]}
     seed_jobs = operator_api.get("/engine-rest/job", seed).json()
-    assert len(seed_jobs) == 1
+    assert [job["batchId"] for job in seed_jobs] == [batch["id"]]
+    assert operator_api.get("/engine-rest/job/f0").json()["batchId"] is None
     [stats] = operator_api.get(f"{URL}/statistics").json()
     assert (stats["remainingJobs"], stats["completedJobs"], stats["failedJobs"]) == (3, 0, 0)
     assert retries_of(*FAILED) == {0}  # nothing changed yet
@@ -85,6 +86,7 @@ def test_the_executor_runs_the_batch_into_the_history(operator_api, failed):
         "/engine-rest/job", {"jobDefinitionId": batch["batchJobDefinitionId"]}
     ).json()
     assert len(chunk_jobs) == 3
+    assert {job["batchId"] for job in chunk_jobs} == {batch["id"]}
     run_batches()
     assert retries_of(*FAILED) == {4}
     assert retries_of("theirs") == {0}
