@@ -101,8 +101,8 @@ def test_the_executor_runs_the_batch_into_the_history(operator_api, failed):
 
 def test_failed_batch_jobs_show_in_statistics_and_with_failures(operator_api, failed):
     batch = start(operator_api)
+    run_one_job()  # its seed: the three batch jobs
     other = start(operator_api, retries=2)  # the same rows: a second batch, no failures
-    run_one_job()
     Job.objects.filter(job_definition_id=batch["batchJobDefinitionId"]).update(
         retries=0, exception_message="chunk failed"
     )
