@@ -36,7 +36,6 @@ from external_tasks.filters import (
 )
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from external_tasks.serializers import (
-    BatchSerializer,
     BpmnErrorSerializer,
     CompleteSerializer,
     CountSerializer,
@@ -56,9 +55,11 @@ from external_tasks.serializers import (
     camunda_log_entry,
     camunda_task,
 )
+from project import batches
+from project.audit import MAX_IDS
+from project.batch_api import BatchSerializer, batch_dto
 from project.errors import InvalidRequest, NotFound
 from project.rest.auth import CanOperate, CanView, CanWork
-from project.rest.batches import completed_batch
 from project.rest.history import HistoricLogViewSet
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
 from project.rest.parsers import has_nul, json_body
@@ -430,9 +431,10 @@ def fetch_and_lock_now(request):
 # Bulk retries
 
 
-def bulk_retries(request):
-    """PUT /external-task/retries and POST /retries-async share this: the union of
-    externalTaskIds, processInstanceIds and externalTaskQuery."""
+def bulk_retries_selection(request):
+    """PUT /external-task/retries and POST /retries-async read the same body: the retries, and
+    the visible tasks in the union of externalTaskIds, processInstanceIds and
+    externalTaskQuery. Returns (retries, selection, body)."""
     body = json_body(request)
     retries = opt_int(body, "retries", required=True)
     if retries < 0:
@@ -471,10 +473,27 @@ def bulk_retries(request):
     if query is not None:
         matching = filtered_tasks(user, ExternalTaskFilter.data_from_body(query))
         condition |= Q(pk__in=matching.values("pk"))
+    return retries, visible.filter(condition), body
+
+
+def bulk_retries(request):
+    """PUT /external-task/retries: the tasks' retries set within the request."""
+    retries, selection, body = bulk_retries_selection(request)
     with transaction.atomic():
         return services.set_retries(
-            user, visible.filter(condition), retries, strict=False, filter=dict(body)
+            request.user, selection, retries, strict=False, filter=dict(body)
         )
+
+
+def _selectors(body) -> dict:
+    """The body's selectors as the batch keeps them (its filter): long id lists capped like
+    the audit's ids, the batch's own snapshot holding every id."""
+    kept = {}
+    for name, value in body.items():
+        if name == "retries" or value is None:
+            continue
+        kept[name] = value[:MAX_IDS] if isinstance(value, list) else value
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -752,10 +771,19 @@ class ExternalTaskViewSet(viewsets.ViewSet):
         detail=False, methods=["post"], url_path="retries-async", permission_classes=[CanOperate]
     )
     def bulk_retries_async(self, request):
-        batch = completed_batch(
-            "set-external-task-retries", bulk_retries(request), request.user, rows_per_batch=100
+        """As in Camunda: a set-external-task-retries batch over the tasks selected now (their
+        ids are snapshotted), answered at once; the job executor runs it in chunks."""
+        retries, selection, body = bulk_retries_selection(request)
+        # A selection of no task is Camunda's 400 "externalTaskIds is empty" (start() says it).
+        batch = batches.start(
+            request.user,
+            "set-external-task-retries",
+            selection,
+            {"retries": retries},
+            filter=_selectors(body),
+            source="api",
         )
-        return Response(batch)
+        return Response(batch_dto(batch))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,24 +117,6 @@ class LockedExternalTaskSerializer(ExternalTaskSerializer):
     extensionProperties = serializers.DictField(child=serializers.CharField())  # noqa: N815
 
 
-@extend_schema_serializer(component_name="BatchDto")
-class BatchSerializer(serializers.Serializer):
-    """Camunda's BatchDto. Taskyard applies the batch at once; the counts say what it did."""
-
-    id = serializers.CharField()
-    type = serializers.CharField()
-    totalJobs = serializers.IntegerField()  # noqa: N815
-    jobsCreated = serializers.IntegerField()  # noqa: N815
-    batchJobsPerSeed = serializers.IntegerField()  # noqa: N815
-    invocationsPerBatchJob = serializers.IntegerField()  # noqa: N815
-    seedJobDefinitionId = _text()  # noqa: N815
-    monitorJobDefinitionId = _text()  # noqa: N815
-    batchJobDefinitionId = _text()  # noqa: N815
-    suspended = serializers.BooleanField()
-    tenantId = _text()  # noqa: N815
-    createUserId = _text()  # noqa: N815
-
-
 # Request bodies (Camunda's DTO names). The BodySerializers validate as well as document; the
 # fetchAndLock, bulk-retries and create bodies are still read by their views (see api.py).
 

@@ -23,7 +23,6 @@ from jobs import runner, services
 from jobs.filters import JOB_LOG_SORT_KEYS, JobDefinitionFilter, JobFilter, JobLogFilter
 from jobs.models import Job, JobDefinition, JobLog
 from jobs.serializers import (
-    BatchSerializer,
     CountSerializer,
     CreatedJobSerializer,
     CreateJobRequest,
@@ -40,11 +39,12 @@ from jobs.serializers import (
     SetJobRetriesRequest,
     SuspensionStateRequest,
 )
-from project import clock
+from project import batches, clock
+from project.audit import MAX_IDS
+from project.batch_api import BatchSerializer, batch_dto
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
 from project.rest.auth import CanDelete, CanOperate, CanView
-from project.rest.batches import completed_batch
-from project.rest.dates import parse_date
+from project.rest.dates import format_date, parse_date
 from project.rest.history import HistoricLogViewSet
 from project.rest.paging import order_by, page, sorting_from_body, sorting_from_query
 from project.rest.parsers import json_body, parse_bool, parse_int
@@ -375,28 +375,26 @@ class JobViewSet(CamundaViewSet):
         operation_id="setJobRetriesAsyncOperation",
         tags=["Job"],
         request=SetJobRetriesRequest,
-        responses={200: BatchSerializer, **errors(400)},
+        responses={200: BatchSerializer, **errors(400, 404)},
     )
     @action(detail=False, methods=["post"], url_path="retries", url_name="retries-batch")
     def retries_batch(self, request):
-        """Camunda creates a batch; Taskyard applies it at once (set-based) and answers a
-        completed batch whose counts say how many jobs changed."""
+        """As in Camunda: a set-job-retries batch over the jobs named or matched now (their ids
+        are snapshotted), answered at once; the job executor runs it in chunks."""
         body = _only(json_body(request), {"retries", "jobIds", "jobQuery", "dueDate"})
         retries = _retries(body)
         due_date = _date(body, "dueDate")
         job_ids, job_query = _batch_selectors(body)
         selection = _batch_selection(self._jobs(), job_ids, job_query)
-        result = services.set_retries(
+        batch = batches.start(
             request.user,
+            "set-job-retries",
             selection,
-            retries,
-            due_date=due_date,
-            filter={"jobIds": (job_ids or [])[:1000], "jobQuery": job_query},
+            {"retries": retries, "dueDate": format_date(due_date)},
+            filter={"jobIds": (job_ids or [])[:MAX_IDS], "jobQuery": job_query},
+            source="api",
         )
-        batch = completed_batch(
-            "set-job-retries", result, request.user, rows_per_batch=services.BATCH_SIZE
-        )
-        return Response(BatchSerializer(batch).data)
+        return Response(batch_dto(batch))
 
     @extend_schema(
         summary="Activate/Suspend Jobs",

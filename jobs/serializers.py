@@ -15,7 +15,7 @@ class CamundaDateTimeField(serializers.DateTimeField):
 
 
 class JobSerializer(serializers.Serializer):
-    """Camunda's JobDto (7.x), plus `batchId` of later versions (always null here)."""
+    """Camunda's JobDto (7.x), plus `batchId` of later versions (a batch's jobs name it)."""
 
     id = serializers.CharField()
     jobDefinitionId = serializers.CharField(source="job_definition_id", allow_null=True)
@@ -34,6 +34,10 @@ class JobSerializer(serializers.Serializer):
     batchId = serializers.SerializerMethodField()
 
     def get_batchId(self, job) -> str | None:  # noqa: N802 - Camunda's key
+        # A batch's seed, monitor and batch jobs name it, as Camunda's JobDto does.
+        if job.queue_name == "batch" and isinstance(job.payload, dict):
+            batch_id = job.payload.get("batch")
+            return batch_id if isinstance(batch_id, str) else None
         return None
 
 
@@ -65,23 +69,6 @@ class JobDefinitionSerializer(serializers.Serializer):
 
 class CountSerializer(serializers.Serializer):
     count = serializers.IntegerField()
-
-
-class BatchSerializer(serializers.Serializer):
-    """Camunda's BatchDto. Taskyard applies the batch at once; the counts say what it did."""
-
-    id = serializers.CharField()
-    type = serializers.CharField()
-    totalJobs = serializers.IntegerField()
-    jobsCreated = serializers.IntegerField()
-    batchJobsPerSeed = serializers.IntegerField()
-    invocationsPerBatchJob = serializers.IntegerField()
-    seedJobDefinitionId = serializers.CharField(allow_null=True)
-    monitorJobDefinitionId = serializers.CharField(allow_null=True)
-    batchJobDefinitionId = serializers.CharField(allow_null=True)
-    suspended = serializers.BooleanField()
-    tenantId = serializers.CharField(allow_null=True)
-    createUserId = serializers.CharField(allow_null=True)
 
 
 # Request bodies, for the OpenAPI schema (the views validate with Camunda's messages).

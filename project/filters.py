@@ -72,6 +72,21 @@ class TrueField(forms.Field):
         raise _bad("bool", value, "expected true or false")
 
 
+class BooleanField(forms.Field):
+    """A Camunda `Boolean` parameter where both values filter (`suspended`, `completed`):
+    true or false, anything else a 400; absent means no filter."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"true", "false"}:
+            return text == "true"
+        raise _bad("bool", value, "expected true or false")
+
+
 class DateField(forms.Field):
     def to_python(self, value):
         if value in (None, ""):
@@ -173,6 +188,12 @@ class TrueFilter(django_filters.Filter):
         if not value:
             return qs
         return super().filter(qs, value)
+
+
+class BooleanFilter(django_filters.Filter):
+    """`field = value` for true and for false (see BooleanField); `method` may take over."""
+
+    field_class = BooleanField
 
 
 class StringFilter(django_filters.Filter):

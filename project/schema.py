@@ -75,6 +75,7 @@ def filter_parameters(filterset_class, descriptions: dict | None = None) -> list
     """Query parameters of a CamundaFilterSet, typed as its fields parse them."""
     types = [
         (filters.TrueFilter, OpenApiTypes.BOOL),
+        (filters.BooleanFilter, OpenApiTypes.BOOL),
         (filters.DateFilter, OpenApiTypes.DATETIME),
         (filters.LongFilter, OpenApiTypes.INT64),
         (filters.IntegerFilter, OpenApiTypes.INT),

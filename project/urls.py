@@ -17,6 +17,7 @@ urlpatterns = [
     path("engine-rest/", include("jobs.api_urls")),
     path("engine-rest/", include("external_tasks.api_urls")),
     path("engine-rest/", include("project.incident_urls")),
+    path("engine-rest/", include("project.batch_urls")),
     path("external-job-api/", include("external_tasks.flowable_urls")),
     path("api/", include("external_tasks.seed_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

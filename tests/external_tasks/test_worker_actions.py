@@ -4,7 +4,8 @@ import pytest
 from django.utils import timezone
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
-from project.models import AuditEntry
+from project.models import AuditEntry, Batch
+from tests.batches import ended, run_batches
 from tests.external_tasks.conftest import URL, fetch_body, make_task
 
 
@@ -414,11 +415,27 @@ def test_bulk_retries_async_answers_a_batch(operator_api):
         "suspended",
         "tenantId",
         "createUserId",
+        "startTime",
+        "executionStartTime",
     }
-    assert batch["totalJobs"] == 2 and batch["createUserId"] == "bob"
+    assert batch["type"] == "set-external-task-retries"
+    assert batch["totalJobs"] == 1 and batch["createUserId"] == "bob"
+    # Answered at once; the job executor changes the rows.
+    assert set(ExternalTask.objects.values_list("retries", flat=True)) == {0}
+    run_batches()
     assert set(ExternalTask.objects.values_list("retries", flat=True)) == {123}
+    assert ended(batch["id"]).total_rows == 2
     bad = operator_api.post(URL + "/retries-async", {"retries": 1}, format="json")
     assert bad.status_code == 400
+
+
+def test_bulk_retries_async_over_nothing_is_refused_as_camunda_does(operator_api):
+    make_task(id="anExternalTask", retries=0)
+    body = {"retries": 1, "externalTaskQuery": {"topicName": "nothing-here"}}
+    response = operator_api.post(URL + "/retries-async", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == "externalTaskIds is empty"
+    assert not Batch.objects.exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,5 +505,7 @@ def test_bulk_retries_async_counts_tasks_that_already_had_those_retries(operator
     make_task(id="set-before", retries=4)
     body = {"retries": 4, "externalTaskIds": ["failed", "set-before"]}
     batch = operator_api.post(URL + "/retries-async", body, format="json").json()
-    assert (batch["totalJobs"], batch["jobsCreated"]) == (2, 2)
+    assert batch["totalJobs"] == 1
+    run_batches()
+    assert ended(batch["id"]).total_rows == 2
     assert set(ExternalTask.objects.values_list("retries", flat=True)) == {4}

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Job, JobLog
-from project.models import AuditEntry
+from project.models import AuditEntry, Batch
+from tests.batches import ended, run_batches
 from tests.jobs import handlers
 from tests.jobs.factories import at, make_definition, make_job
 
@@ -388,7 +389,8 @@ def test_retries_batch_on_ids_and_query_union(admin_api, db):
     assert response.status_code == 200
     batch = response.json()
     assert batch["type"] == "set-job-retries"
-    assert batch["totalJobs"] == 4
+    # Camunda's totalJobs counts batch jobs: four rows fit in one.
+    assert batch["totalJobs"] == 1
     assert batch["createUserId"] == "alice"
     assert set(batch) == {
         "id",
@@ -403,18 +405,30 @@ def test_retries_batch_on_ids_and_query_union(admin_api, db):
         "suspended",
         "tenantId",
         "createUserId",
+        "startTime",
+        "executionStartTime",
     }
+    # Answered at once: the rows change when the job executor has run the batch.
+    assert not Job.objects.filter(retries=4).exists()
+    run_batches()
     changed = sorted(Job.objects.filter(retries=4).values_list("id", flat=True))
     assert changed == ["b0", "b1", "b4", "b5"]
-    entry = last_audit()
+    assert ended(batch["id"]).total_rows == 4
+    entry = AuditEntry.objects.get(batches__id=batch["id"])
     assert (entry.count, entry.filter["jobIds"]) == (4, ["b0", "b1"])
 
 
 def test_retries_batch_query_touches_only_the_callers_tenants(operator_api, jobs):
     body = {"retries": 2, "jobIds": ["mine"], "jobQuery": {"noRetriesLeft": True}}
     response = operator_api.post("/engine-rest/job/retries", body, format="json")
-    assert response.json()["totalJobs"] == 2
+    assert response.json()["tenantId"] is None  # acme's job and a tenant-less one
+    assert ended_after_run(response.json()["id"]).total_rows == 2
     assert dict(Job.objects.values_list("id", "retries")) == {"shared": 2, "mine": 2, "theirs": 0}
+
+
+def ended_after_run(batch_id):
+    run_batches()
+    return ended(batch_id)
 
 
 def test_retries_batch_with_an_unknown_or_foreign_id_is_404_and_changes_nothing(operator_api, jobs):
@@ -425,6 +439,7 @@ def test_retries_batch_with_an_unknown_or_foreign_id_is_404_and_changes_nothing(
         assert response.json()["message"] == f"Job with id {job_id} does not exist"
     assert set(Job.objects.values_list("retries", flat=True)) == {0}
     assert not AuditEntry.objects.exists()
+    assert not Batch.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -448,6 +463,7 @@ def test_retries_batch_rejects_bad_requests(admin_api, jobs, body, status, messa
     assert response.status_code == status
     assert message in response.json()["message"]
     assert set(Job.objects.values_list("retries", flat=True)) == {0}
+    assert not Batch.objects.exists()
 
 
 # --- service layer: set-based in batches, counts, skipped -----------------------------------
@@ -591,5 +607,7 @@ def test_retries_batch_counts_jobs_that_already_had_those_retries(admin_api):
     make_job("done-before", retries=5)
     body = {"retries": 5, "jobIds": ["failed", "done-before"]}
     batch = admin_api.post("/engine-rest/job/retries", body, format="json").json()
-    assert (batch["totalJobs"], batch["jobsCreated"]) == (2, 2)
+    assert batch["totalJobs"] == 1
+    done = ended_after_run(batch["id"])
+    assert done.total_rows == 2
     assert dict(Job.objects.values_list("id", "retries")) == {"failed": 5, "done-before": 5}

@@ -18,6 +18,7 @@ from jobs import claims
 from jobs.models import Job, JobLog
 from project.models import AuditEntry, Incident
 from project.rest.dates import format_date
+from tests.batches import run_batches
 from tests.conftest import basic_client, make_user
 
 pytestmark = pytest.mark.django_db
@@ -128,6 +129,7 @@ def test_setting_a_failed_jobs_retries_resolves_its_incident_and_history_keeps_i
     [opened] = admin_api.get(URL).json()
 
     assert set_retries(admin_api, job).status_code in {200, 204, 302}
+    run_batches()  # POST /job/retries is a batch the job executor runs
 
     assert Job.objects.get(id=job.id).retries == 2
     assert admin_api.get(URL).json() == []
@@ -142,12 +144,14 @@ def test_setting_retries_to_zero_opens_and_above_zero_resolves_in_bulk(admin_api
     ids = [job.id for job in jobs]
     body = {"jobIds": ids, "retries": 0}
     assert admin_api.post("/engine-rest/job/retries", body, format="json").status_code == 200
+    run_batches()
     listed = admin_api.get(URL, {"sortBy": "configuration", "sortOrder": "asc"}).json()
     assert [i["configuration"] for i in listed] == sorted(ids)
     assert {i["incidentMessage"] for i in listed} == {None}  # never failed: no exception yet
 
     body = {"jobQuery": {"noRetriesLeft": True}, "retries": 1}
     assert admin_api.post("/engine-rest/job/retries", body, format="json").status_code == 200
+    run_batches()
     assert admin_api.get(f"{URL}/count").json() == {"count": 0}
     assert Incident.objects.filter(state="resolved").count() == 3
 

@@ -22,7 +22,8 @@ from external_tasks import services
 from external_tasks.models import ExternalTask
 from jobs import services as jobs_services
 from jobs.models import Job, JobDefinition
-from project.models import Incident
+from project import batches
+from project.models import Batch, Incident
 from tests.conftest import make_user
 
 # Bounded so the whole run stays well under a minute; the faces documented here in full get
@@ -35,6 +36,7 @@ DOCUMENTED_STATUSES = (
     "/engine-rest/history",
     "/engine-rest/job",
     "/engine-rest/incident",
+    "/engine-rest/batch",
     "/external-job-api",
     "/api/external-jobs",
 )
@@ -83,6 +85,13 @@ def seed_rows(user):
     )
     # The failure opened an incident; one annotated, so answers carry a value there too.
     Incident.objects.update(annotation="vendor down")
+    # A running batch (its jobs not run) and an ended one, for the batch resources.
+    for ended in (False, True):
+        batch = batches.start(
+            user, "set-job-retries", Job.objects.filter(retries=0), {"retries": 1, "dueDate": None}
+        )
+        if ended:
+            Batch.objects.filter(id=batch.id).update(end_time=timezone.now(), outcome="completed")
 
 
 def api_schema():

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from external_tasks.models import ExternalTask, ExternalTaskLog
 from jobs.models import Job, JobDefinition, JobLog
+from project import audit
+from project.models import Batch
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +25,8 @@ JOB = "/engine-rest/job"
 JD = "/engine-rest/job-definition"
 FJ = "/external-job-api"
 SEED = "/api/external-jobs"
+BATCH = "/engine-rest/batch"
+HISTORY_BATCH = "/engine-rest/history/batch"
 HANDLER = "tests.jobs.handlers.succeed"
 
 
@@ -69,7 +73,23 @@ def globex(db):
     )
     gone = str(uuid.uuid4())
     JobLog.objects.create(job_id=gone, event="deleted", handler=HANDLER, tenant_id="globex")
+    # A running batch over globex's rows (its audit entry names the tenant) and an ended one.
+    batches = {}
+    for name, end in (("batch", None), ("ended-batch", timezone.now())):
+        entry = audit.record(None, "job", "set_retries", tenants=["globex"], count=1)
+        batches[name] = Batch.objects.create(
+            id=str(uuid.uuid4()),
+            type="set-job-retries",
+            target_type="job",
+            tenant_id="globex",
+            total_rows=1,
+            total_jobs=1,
+            start_time=timezone.now(),
+            end_time=end,
+            audit_entry=entry,
+        ).pk
     return {
+        **batches,
         "job": job.pk,
         "definition": definition.pk,
         "task": task.pk,
@@ -236,6 +256,17 @@ REST_PATHS = [
         lambda i: [{"topicName": "t"}, {"topicName": "t", "id": i, "tenantId": "acme"}],
         "task",
     ),
+    # Batches
+    ("get", lambda i: f"{BATCH}/{i}", None, "batch"),
+    ("get", lambda i: f"{BATCH}/{i}", None, "ended-batch"),
+    ("put", lambda i: f"{BATCH}/{i}/suspended", lambda _: {"suspended": True}, "batch"),
+    ("delete", lambda i: f"{BATCH}/{i}", None, "batch"),
+    ("get", lambda i: f"{BATCH}?batchId={i}", None, "batch"),
+    ("get", lambda i: f"{BATCH}/count?batchId={i}", None, "batch"),
+    ("get", lambda i: f"{BATCH}/statistics?batchId={i}", None, "batch"),
+    ("get", lambda i: f"{HISTORY_BATCH}/{i}", None, "ended-batch"),
+    ("get", lambda i: f"{HISTORY_BATCH}?batchId={i}", None, "ended-batch"),
+    ("get", lambda i: f"{HISTORY_BATCH}/count?batchId={i}", None, "ended-batch"),
     # Flowable
     ("get", lambda i: f"{FJ}/jobs/{i}", None, "task"),
     ("post", lambda i: f"{FJ}/acquire/jobs/{i}/complete", _worker(), "task"),
@@ -323,6 +354,7 @@ def globex_state():
         list(ExternalTask.objects.filter(tenant_id="globex").values()),
         ExternalTaskLog.objects.filter(tenant_id="globex").count(),
         JobLog.objects.filter(tenant_id="globex").count(),
+        list(Batch.objects.filter(tenant_id="globex").values()),
     )
 
 
