@@ -219,10 +219,10 @@ class Batch(models.Model):
 
 
 class BatchChunk(models.Model):
-    """The rows of one batch job: up to Batch.invocations_per_batch_job target ids, in id
-    order. Deleted in the same transaction as the chunk's changes, so a chunk runs at most
-    once however often its job is retried (a killed executor's job runs again and finds it
-    gone)."""
+    """The rows of one batch job: up to Batch.invocations_per_batch_job target ids (in the
+    order the snapshot read them). Deleted in the same transaction as the chunk's changes, so
+    a chunk runs at most once however often its job is retried (a killed executor's job runs
+    again and finds it gone)."""
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="chunks")
     number = models.IntegerField()

@@ -65,8 +65,14 @@ def test_start_snapshots_the_rows_in_chunks_and_answers_a_running_batch(
     assert batch.tenant_id == "acme" and batch.create_user_id == "bob"
     assert batch.description == "set retries to 2"
     chunks = list(BatchChunk.objects.filter(batch=batch).values_list("number", "size", "ids"))
-    expected = sorted(job.id for job in jobs)
-    assert chunks == [(1, 3, expected[:3]), (2, 3, expected[3:6]), (3, 1, expected[6:])]
+    # Every visible row in exactly one chunk (in the order the snapshot read them).
+    assert [(number, size, len(ids)) for number, size, ids in chunks] == [
+        (1, 3, 3),
+        (2, 3, 3),
+        (3, 1, 1),
+    ]
+    snapshot = [row_id for _, _, ids in chunks for row_id in ids]
+    assert sorted(snapshot) == sorted(job.id for job in jobs)
     # Nothing changed yet: the executor does the work.
     assert Job.objects.filter(retries=0).count() == 9
     definitions = JobDefinition.objects.filter(job_configuration=batch.id)
