@@ -29,7 +29,6 @@ urlpatterns = [
     path("failures/", views.failures, name="failures"),
     path("audit/", views.audit, name="audit"),
     path("search/", views.search, name="search"),
-    path("failures/act/", actions.failure_action, name="failure-action"),
     path("actions/progress/", actions.progress, name="action-progress"),
     path(
         "jobs/definitions/<str:definition_id>/action/",

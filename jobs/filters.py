@@ -12,11 +12,13 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
-from project import clock
+from project import clock, incidents
 from project.errors import InvalidRequest
 from project.filters import (
     CamundaFilterSet,
     CamundaLogFilterSet,
+    FailureGroupFilter,
+    IncidentAnnotationFilter,
     ListFilter,
     LongFilter,
     NoneFilter,
@@ -243,6 +245,8 @@ class JobFilterForm(forms.Form):
             raise ValidationError(
                 "Parameter 'timers' cannot be used together with parameter 'messages'.",
                 code=VERBATIM,
+                # The parameters that clash, for callers that word the error themselves.
+                params={"together": ("timers", "messages")},
             )
         return data
 
@@ -277,6 +281,11 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
     tenantIdIn = ListFilter(method="filter_tenants")
     withoutTenantId = TrueFilter(method="filter_tenants")
     includeJobsWithoutTenantId = TrueFilter(method="filter_tenants")
+    # Not Camunda parameters: what the console's Failures page links and acts on (an exact
+    # handler, one error group, the text of an incident's annotation).
+    handler = StringFilter(field_name="handler")
+    failureGroup = FailureGroupFilter(field_name="exception_message")
+    incidentAnnotation = IncidentAnnotationFilter(incident_type=incidents.FAILED_JOB)
 
     class Meta:
         model = Job
@@ -284,6 +293,9 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
         form = JobFilterForm
 
     sort_keys = JOB_SORT_KEYS
+
+    def inert(self, data):
+        return tenant_inert(data, "tenantIdIn", "withoutTenantId", "includeJobsWithoutTenantId")
 
     @classmethod
     def list_names(cls) -> set[str]:
@@ -302,6 +314,18 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
             self.form.cleaned_data.get("withoutTenantId"),
             self.form.cleaned_data.get("includeJobsWithoutTenantId"),
         )
+
+
+def tenant_inert(data, tenant_ids: str, without: str, include_without: str) -> dict[str, str]:
+    """The tenant parameters tenant_filter() ignores for these cleaned values."""
+    if data.get(without):
+        return {
+            tenant_ids: f"'{without}' wins over it",
+            include_without: f"'{without}' wins over it",
+        }
+    if not data.get(tenant_ids):
+        return {include_without: f"it only widens '{tenant_ids}'"}
+    return {}
 
 
 def tenant_filter(queryset, tenant_ids, without_tenant_id, include_without_tenant_id):
@@ -339,6 +363,11 @@ class JobDefinitionFilter(CamundaMessagesMixin, CamundaFilterSet):
         fields: list[str] = []
 
     sort_keys = JOB_DEFINITION_SORT_KEYS
+
+    def inert(self, data):
+        return tenant_inert(
+            data, "tenantIdIn", "withoutTenantId", "includeJobDefinitionsWithoutTenantId"
+        )
 
     def filter_tenants(self, qs, name, value):
         return qs

@@ -244,37 +244,6 @@ def test_actions_need_the_csrf_token(operator_user):
     assert not task.suspended
 
 
-def test_failure_group_one_click_set_retries(operator_client):
-    from console.failures import failure_groups
-
-    a = make_task(retries=0, error_message="address 1 not found", topic_name="geo")
-    b = make_task(retries=0, error_message="address 2 not found", topic_name="geo")
-    other = make_task(retries=0, error_message="timeout", topic_name="geo")
-    group = next(
-        g
-        for g in failure_groups(None or _user(operator_client), "task")
-        if "address" in g["fingerprint"]
-    )
-    response = operator_client.post(
-        "/failures/act/",
-        {"group": group["key"], "kind": "task", "action": "set_retries", "retries": "2"},
-        follow=True,
-    )
-    for task in (a, b, other):
-        task.refresh_from_db()
-    assert (a.retries, b.retries, other.retries) == (2, 2, 0)
-    assert "Retries set to 2 on 2 external tasks" in messages_of(response)[0]
-    entry = AuditEntry.objects.get()
-    assert entry.filter["failureGroup"] == "address <n> not found"
-
-
-def test_failure_group_action_forbidden_for_viewers(viewer_client):
-    response = viewer_client.post(
-        "/failures/act/", {"group": "x", "kind": "task", "action": "suspend"}
-    )
-    assert response.status_code == 403
-
-
 def _user(client):
     from django.contrib.auth import get_user_model
 
