@@ -122,7 +122,7 @@ class TableError(Exception):
     pass
 
 
-def querystring(params: dict, **changes) -> str:
+def querystring(params: dict, /, **changes) -> str:
     """The query string for `params` with `changes` applied (None removes a key)."""
     merged = {k: v for k, v in params.items()}
     for key, value in changes.items():
@@ -285,7 +285,7 @@ class Table:
     def count_label(self):
         return count_label(self.count, self.count_exact)
 
-    def url(self, **changes) -> str:
+    def url(self, /, **changes) -> str:
         return self.path + querystring(self.params, **changes)
 
     @property

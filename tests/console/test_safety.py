@@ -343,3 +343,11 @@ def test_failure_group_respects_tenants(operator_client, operator_user):
     group = _group(operator_user, "job", "card")
     assert group["count"] == 1
     assert row_ids(operator_client.get("/jobs/?" + group["query"])) == [mine.pk]
+
+
+def test_unknown_parameters_named_like_python_arguments_are_errors_too(operator_client):
+    response = operator_client.get("/jobs/?params=1&self=2&changes=3")
+    html = response.content.decode()
+    assert response.status_code == 200
+    for name in ("params", "self", "changes"):
+        assert f"Unknown filter &#x27;{name}&#x27;" in html
