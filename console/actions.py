@@ -28,20 +28,18 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from console.access import operator_required, viewer_required
 from console.batches import batch_words
-from console.failures import failure_groups, group_rows
 from console.resources import RESOURCES, ActionInputError, ActionSpec
 from console.tables import Table, whole_number
 from project import batches, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, DomainError
 from project.rest.dates import format_date, parse_date
-from project.rest.parsers import has_nul
 
 MAX_RETRIES = 2**31 - 1
 REASON_LENGTH = 500
@@ -155,12 +153,17 @@ def select(user, resource, spec: ActionSpec, post) -> Selection:
     ids = [i for i in post.getlist("ids") if i]
     query = post.get("query") or ""
     if scope == "matching":
+        # Validated again on every POST, the confirming one too: an unknown or repeated
+        # parameter, or a bad value, refuses the action instead of acting on a wider filter.
         table = Table(QueryDict(query), user, resource, reverse(resource.list_url))
         queryset = table.matching()
         if not table.ok:
-            raise Refused("The filter is invalid: " + "; ".join(table.form_errors), messages.ERROR)
+            raise Refused(
+                "The filter is invalid, so nothing was done. " + " ".join(table.form_errors),
+                messages.ERROR,
+            )
         selection = Selection(
-            scope, ids, query, queryset, dict(table.filter_params), table.filter_words()
+            scope, ids, query, queryset, table.audit_filter(), table.filter_words()
         )
     else:
         if not ids:
@@ -388,60 +391,6 @@ class Confirmation:
 
 
 # ---------------------------------------------------------------------------------------------
-# Failure groups: one click fixes every row of a group.
-
-FAILURE_ACTIONS = ("set_retries", "suspend")
-
-
-@require_POST
-@operator_required
-def failure_action(request):
-    back = reverse("failures")
-    resource = RESOURCES.get(request.POST.get("kind") or "")
-    if resource is None:
-        return HttpResponseBadRequest("Unknown kind")
-    spec = resource.action(request.POST.get("action"))
-    if spec is None or spec.key not in FAILURE_ACTIONS:
-        return HttpResponseBadRequest("Unknown action")
-    key = request.POST.get("group")
-    # The group as the page showed it: narrowed to an annotation text when it was.
-    annotation = (request.POST.get("annotation") or "").strip() or None
-    if annotation and has_nul(annotation):
-        return HttpResponseBadRequest("Invalid annotation text")
-    if annotation:
-        back += "?" + urlencode({"annotation": annotation})
-    groups = failure_groups(request.user, resource.key, annotation)
-    group = next((g for g in groups if g["key"] == key), None)
-    if group is None:
-        messages.warning(request, "That error group is gone: its rows changed meanwhile.")
-        return _finish(request, back)
-    try:
-        values = parse_values(spec, request.POST)
-    except ActionInputError as exc:
-        messages.error(request, str(exc))
-        return _finish(request, back)
-    # The same run step as every other action: the group's rows become a batch.
-    post = request.POST.copy()
-    post.setdefault("expected", str(group["count"]))
-    return run(request, resource, spec, group_selection(request.user, group), values, post, back)
-
-
-def group_selection(user, group) -> Selection:
-    """A failure group's rows as the selection of an action on all of them."""
-    resource = group["resource"]
-    annotation = group.get("annotation")
-    words = (
-        f"Failed {resource.plural} of {resource.source_label} {group['where'] or '(none)'} "
-        f"with error “{group['fingerprint']}”"
-    )
-    if annotation:
-        words += f", incident annotation containing “{annotation}”"
-    audit_filter = {
-        "failureGroup": group["fingerprint"],
-        "where": group["where"],
-        **({"annotation": annotation} if annotation else {}),
-    }
-    return Selection("matching", [], "", group_rows(user, group), audit_filter, words)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +436,7 @@ EXPORT_FORMATS = {
 @viewer_required
 def export(request, resource_key: str):
     resource = RESOURCES[resource_key]
-    table = Table(request.GET, request.user, resource, request.path)
+    table = Table(request.GET, request.user, resource, request.path, extra_params=("format",))
     fmt = request.GET.get("format", "csv")
     if fmt not in EXPORT_FORMATS:
         return HttpResponseBadRequest("format must be csv or json")

@@ -1,4 +1,5 @@
-"""Failed work grouped by a fingerprint of its error, so one click fixes a whole group.
+"""Failed work grouped by a fingerprint of its error (project.failures), each group a link to
+exactly its rows and a bulk action on them, confirmed like every other.
 
 A group is (resource, source, fingerprint): the resource's kind, where the failure comes from
 (a job's handler, a task's topic: `Resource.source_field`) and its message with ids, dates,
@@ -6,36 +7,20 @@ numbers and quoted values normalised.
 """
 
 import hashlib
-import re
+from urllib.parse import urlencode
 
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min
 
 from console.resources import RESOURCES
+from project.failures import normalize_message
 
-_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?")
-_HEX = re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b", re.I)
-_NUMBER = re.compile(r"\d+(\.\d+)?")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+__all__ = ["failure_groups", "group_key", "group_params", "group_query", "normalize_message"]
+
+# What an operator may do to a whole group, through the same confirmation as every bulk action.
+GROUP_ACTIONS = ("set_retries", "suspend")
 
 # Distinct (source, raw message) pairs read per kind before they are folded into groups.
 FAILURE_SQL_GROUPS = 5000
-
-
-def normalize_message(message: str | None) -> str:
-    """Error text with ids, dates, numbers and quoted values replaced, so alike errors group."""
-    if not message:
-        return "(no message)"
-    text = message.strip().splitlines()[0][:300]
-    for pattern, token in (
-        (_UUID, "<id>"),
-        (_DATE, "<date>"),
-        (_HEX, "<hex>"),
-        (_QUOTED, "<value>"),
-        (_NUMBER, "<n>"),
-    ):
-        text = pattern.sub(token, text)
-    return re.sub(r"\s+", " ", text)
 
 
 def failure_groups(user, kind: str | None = None, annotation: str | None = None) -> list[dict]:
@@ -48,6 +33,8 @@ def failure_groups(user, kind: str | None = None, annotation: str | None = None)
     result = sorted(groups.values(), key=lambda g: (-g["count"], g["kind"], g["fingerprint"]))
     for group in result:
         group["key"] = group_key(group)
+        group["query"] = group_query(group)
+        group["actions"] = [group["resource"].action(key) for key in GROUP_ACTIONS]
     return result
 
 
@@ -87,13 +74,19 @@ def group_key(group) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
-def group_rows(user, group):
-    """The rows of one failure group: failed, same source, one of its raw messages."""
+def group_params(group) -> dict:
+    """The list parameters that select exactly this group's rows: failed, from its source, its
+    fingerprint (and the annotation text the page was narrowed to). The group's link and its
+    actions use them, so both see the rows, and the count, the group shows."""
     resource = group["resource"]
-    message_field = resource.message_field
-    messages = [m for m in group["messages"] if m is not None]
-    q = Q(**{f"{message_field}__in": messages}) if messages else Q(pk__in=[])
-    if None in group["messages"]:
-        q |= Q(**{f"{message_field}__isnull": True})
-    failed = resource.failed(user, group.get("annotation"))
-    return failed.filter(q, **{resource.source_field: group["where"]})
+    params = {"status": "failed"}
+    if group["where"]:
+        params[resource.source_param] = group["where"]
+    params["failureGroup"] = group["fingerprint"]
+    if group.get("annotation"):
+        params["incidentAnnotation"] = group["annotation"]
+    return params
+
+
+def group_query(group) -> str:
+    return urlencode(group_params(group))

@@ -18,6 +18,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from console import queries
 from console.models import ColumnChoice
 from project import filters as shared_filters
 from project.errors import InvalidRequest
@@ -30,6 +31,8 @@ DEFAULT_PAGE_SIZE = 50
 COUNT_LIMIT = 10_000
 # Offset paging beyond this point gets slow on big tables; narrower filters are the answer there.
 MAX_PAGE = 2_000
+# The table's own parameters; with the FilterSet's they are every parameter a list page reads
+# (anything else is an error, console.queries). A page feature that adds one adds it here.
 CONSOLE_KEYS = ("q", "status", "sort", "page", "size", "columns")
 # Keys that shape the view but not which rows match.
 VIEW_KEYS = ("sort", "page", "size", "columns")
@@ -123,7 +126,7 @@ class TableError(Exception):
     pass
 
 
-def querystring(params: dict, **changes) -> str:
+def querystring(params: dict, /, **changes) -> str:
     """The query string for `params` with `changes` applied (None removes a key)."""
     merged = {k: v for k, v in params.items()}
     for key, value in changes.items():
@@ -203,7 +206,8 @@ class Table:
     `resource` is the kind's description (console.resources.Resource): its FilterSet, columns,
     search and status table. `path` is the list page the links point at."""
 
-    def __init__(self, query: QueryDict, user, resource, path: str, queryset=None):
+    def __init__(self, query: QueryDict, user, resource, path: str, queryset=None, extra_params=()):
+        """`extra_params`: parameters the calling page reads itself (an export's `format`)."""
         self.resource = resource
         self.user = user
         self.path = path
@@ -214,15 +218,28 @@ class Table:
         fs_class = resource.filterset_class
         self.filterset = fs_class(fs_class.data_from_query(query), queryset=scoped)
         self.valid = self.filterset.is_valid()
+        # Parameters nobody reads and single values given twice: the query would not run what
+        # the URL says, so the table shows nothing and no action can be confirmed.
+        allowed = {*fs_class.base_filters, *CONSOLE_KEYS, *extra_params}
+        self.problems = queries.unknown_parameters(query, allowed, self.url)
+        self.errors += [p.text for p in self.problems]
+        self.errors += queries.repeated_parameters(query, fs_class.list_names())
         self.q = (query.get("q") or "").strip()
         self.status = query.get("status") or ""
         if self.status and self.status not in self.statuses:
-            self.errors.append(f"Unknown status '{self.status}'")
-        self.sort = self._parse_sort(self.params.get("sort", ""))
+            self.errors.append(self._unknown_status())
+        sort = self.params.get("sort", "")
+        self.sort = self._parse_sort(sort if isinstance(sort, str) else "")
         self.size = self._parse_size(query.get("size"))
         self.page = self._parse_page(query.get("page"))
         self.explicit_columns = self._parse_columns(query.getlist("columns"))
         self.ok = self.valid and not self.errors
+
+    def _unknown_status(self) -> str:
+        keys = [s.key for s in self.statuses]
+        text = f"Unknown status '{self.status}': the statuses are {', '.join(keys)}."
+        suggestion = queries.close_match(self.status, keys)
+        return text + (f" Did you mean '{suggestion}'?" if suggestion else "")
 
     def _parse_sort(self, text):
         columns, default = self.resource.columns, self.resource.default_sort
@@ -378,7 +395,7 @@ class Table:
     def count_label(self):
         return count_label(self.count, self.count_exact)
 
-    def url(self, **changes) -> str:
+    def url(self, /, **changes) -> str:
         return self.path + querystring(self.params, **changes)
 
     @property
@@ -391,17 +408,33 @@ class Table:
         """The parameters that define which rows match (no sort, paging)."""
         return {k: v for k, v in self.params.items() if k not in VIEW_KEYS}
 
+    def field_errors(self) -> dict[str, list[str]]:
+        """The FilterSet's errors per parameter, in the console's words ("__all__": the
+        filter as a whole)."""
+        filters = self.resource.filterset_class.base_filters
+        result = {}
+        for name, errors in self.filterset.form.errors.as_data().items():
+            if name not in filters:
+                result[name] = [queries.form_error(e, humanize_name) for e in errors]
+                continue
+            f = filters[name]
+            label = humanize_name(name)
+            raw = self.filterset.data.get(name)
+            result[name] = [queries.value_error(label, control_kind(f), f, raw, e) for e in errors]
+        return result
+
     @property
     def form_errors(self) -> list[str]:
-        messages = []
-        for name, errors in self.filterset.form.errors.items():
-            label = humanize_name(name) if name != "__all__" else ""
-            for error in errors:
-                messages.append(f"{label} ({name}): {error}" if label else str(error))
+        messages = [m for errors in self.field_errors().values() for m in errors]
         return messages + self.errors
 
+    @property
+    def fixes(self) -> list[tuple[str, str]]:
+        """Links that repair the query string (use the filter meant, or drop the unknown one)."""
+        return [fix for problem in self.problems for fix in problem.fixes]
+
     def controls(self):
-        form_errors = self.filterset.form.errors if not self.valid else {}
+        form_errors = self.field_errors() if not self.valid else {}
         hidden = set(self.resource.hidden)
         result = []
         for name, f in self.resource.filterset_class.base_filters.items():
@@ -436,24 +469,55 @@ class Table:
     def more_open(self):
         return any(c.value or c.errors for c in self.more_controls)
 
+    # -- the query that runs, in words -----------------------------------------------------
+    # Chips, the confirmation's words and the audit entry's filter are built from what the
+    # query runs on (the search text, a known status, the FilterSet's cleaned values), never
+    # from the raw URL: a parameter the query ignores is never shown as if it filtered.
+
+    def applied(self) -> dict:
+        """The filters the query runs, parameter -> cleaned value, in the URL's order."""
+        applied = {}
+        if self.q:
+            applied["q"] = self.q
+        if self.status in self.statuses:
+            applied["status"] = self.status
+        applied.update(self.filterset.applied())
+        order = list(self.params)
+        return dict(sorted(applied.items(), key=lambda kv: order.index(kv[0])))
+
     def chips(self):
         chips = []
-        for key, value in self.filter_params.items():
-            shown = ", ".join(value) if isinstance(value, list) else value
+        for key, value in self.applied().items():
             if key == "q":
-                label = "Search"
+                text = f"Search: {value}"
             elif key == "status":
-                label = "Status"
-                shown = self.statuses[value].label if value in self.statuses else value
+                text = f"Status: {self.statuses[value].label}"
             else:
-                label = humanize_name(key)
-            text = label if shown == "true" and key != "q" else f"{label}: {shown}"
-            chips.append({"text": text, "remove": self.url(**{key: None, "page": None})})
+                label, shown = humanize_name(key), queries.value_words(value)
+                text = label if shown is None else f"{label}: {shown}"
+            chips.append(
+                {"name": key, "text": text, "remove": self.url(**{key: None, "page": None})}
+            )
         return chips
+
+    @property
+    def ignored(self) -> list[str]:
+        """Parameters in the URL that change nothing on their own (said, not hidden)."""
+        data = getattr(self.filterset.form, "cleaned_data", {}) or {}
+        inert = self.filterset.inert(data)
+        return [
+            f"{humanize_name(name)} is ignored: {inert[name]}."
+            for name in self.params
+            if name in inert and data.get(name) is not None and data.get(name) is not False
+        ]
 
     def filter_words(self) -> str:
         chips = self.chips()
         return "; ".join(c["text"] for c in chips) if chips else "no filter (all rows you can see)"
+
+    def audit_filter(self) -> dict:
+        """The filter as the audit entry keeps it: each parameter the query runs, as JSON."""
+        return {key: queries.audit_value(value) for key, value in self.applied().items()}
 
     def headers(self):
         current = dict(self.sort)

@@ -35,7 +35,6 @@ urlpatterns = [
     path("batches/", batches.batch_list, name="batch-list"),
     path("batches/<str:batch_id>/", batches.batch_detail, name="batch-detail"),
     path("batches/<str:batch_id>/action/", batches.batch_action, name="batch-action"),
-    path("failures/act/", actions.failure_action, name="failure-action"),
     path(
         "jobs/definitions/<str:definition_id>/action/",
         views.job_definition_action,

@@ -20,12 +20,14 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Upper
 
 from external_tasks.models import FAILED, ExternalTask, ExternalTaskLog
-from project import clock
+from project import clock, incidents
 from project.filters import (
     CamundaFilterSet,
     CamundaLogFilterSet,
     ContainsFilter,
     DateFilter,
+    FailureGroupFilter,
+    IncidentAnnotationFilter,
     Like,
     LikeFilter,
     ListFilter,
@@ -205,10 +207,20 @@ class ExternalTaskFilter(CamundaFilterSet):
     tenantIdLike = LikeFilter(field_name="tenant_id")
     variableNamesIgnoreCase = TrueFilter(method="filter_noop")
     variableValuesIgnoreCase = TrueFilter(method="filter_noop")
+    # What the console's Failures page links and acts on: one error group, the text of an
+    # incident's annotation.
+    failureGroup = FailureGroupFilter(field_name="error_message")
+    incidentAnnotation = IncidentAnnotationFilter(incident_type=incidents.FAILED_EXTERNAL_TASK)
 
     class Meta:
         model = ExternalTask
         fields = []
+
+    def inert(self, data):
+        if data.get("processVariables"):
+            return {}
+        why = "it only changes how 'processVariables' compare"
+        return {"variableNamesIgnoreCase": why, "variableValuesIgnoreCase": why}
 
     def filter_locked(self, qs, name, value):
         if not value:  # TrueFilter.filter is bypassed for method filters

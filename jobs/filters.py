@@ -16,12 +16,14 @@ from django.db.models import BooleanField, F, Q, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 
-from project import clock
+from project import clock, incidents
 from project.errors import InvalidRequest
 from project.filters import (
     CamundaFilterSet,
     CamundaLogFilterSet,
     ContainsFilter,
+    FailureGroupFilter,
+    IncidentAnnotationFilter,
     Like,
     ListFilter,
     LongFilter,
@@ -311,6 +313,8 @@ class JobFilterForm(forms.Form):
             raise ValidationError(
                 "Parameter 'timers' cannot be used together with parameter 'messages'.",
                 code=VERBATIM,
+                # The parameters that clash, for callers that word the error themselves.
+                params={"together": ("timers", "messages")},
             )
         return data
 
@@ -351,6 +355,11 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
     # Taskyard's, not Camunda's: the executor's queue (django.tasks queue_name), so the
     # console's queues page links each queue to exactly its jobs.
     queueName = StringFilter(field_name="queue_name")
+    # Not Camunda parameters: what the console's Failures page links and acts on (an exact
+    # handler, one error group, the text of an incident's annotation).
+    handler = StringFilter(field_name="handler")
+    failureGroup = FailureGroupFilter(field_name="exception_message")
+    incidentAnnotation = IncidentAnnotationFilter(incident_type=incidents.FAILED_JOB)
 
     class Meta:
         model = Job
@@ -358,6 +367,9 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
         form = JobFilterForm
 
     sort_keys = JOB_SORT_KEYS
+
+    def inert(self, data):
+        return tenant_inert(data, "tenantIdIn", "withoutTenantId", "includeJobsWithoutTenantId")
 
     @classmethod
     def list_names(cls) -> set[str]:
@@ -383,6 +395,18 @@ class JobFilter(CamundaMessagesMixin, CamundaFilterSet):
             self.form.cleaned_data.get("withoutTenantId"),
             self.form.cleaned_data.get("includeJobsWithoutTenantId"),
         )
+
+
+def tenant_inert(data, tenant_ids: str, without: str, include_without: str) -> dict[str, str]:
+    """The tenant parameters tenant_filter() ignores for these cleaned values."""
+    if data.get(without):
+        return {
+            tenant_ids: f"'{without}' wins over it",
+            include_without: f"'{without}' wins over it",
+        }
+    if not data.get(tenant_ids):
+        return {include_without: f"it only widens '{tenant_ids}'"}
+    return {}
 
 
 def tenant_filter(queryset, tenant_ids, without_tenant_id, include_without_tenant_id):
@@ -420,6 +444,11 @@ class JobDefinitionFilter(CamundaMessagesMixin, CamundaFilterSet):
         fields: list[str] = []
 
     sort_keys = JOB_DEFINITION_SORT_KEYS
+
+    def inert(self, data):
+        return tenant_inert(
+            data, "tenantIdIn", "withoutTenantId", "includeJobDefinitionsWithoutTenantId"
+        )
 
     def filter_tenants(self, qs, name, value):
         return qs

@@ -229,6 +229,41 @@ class DateFilter(django_filters.Filter):
     field_class = DateField
 
 
+class FailureGroupFilter(StringFilter):
+    """Not a Camunda parameter: rows whose message (`field_name`), with ids, numbers, dates and
+    quoted values normalised (project.failures), equals the value — one error group of the
+    console's Failures page."""
+
+    def filter(self, qs, value):
+        if value is None:
+            return qs
+        from project import failures
+
+        return failures.in_group(qs, self.field_name, value)
+
+
+class IncidentAnnotationFilter(StringFilter):
+    """Not a Camunda parameter: rows whose open incident's annotation contains the value (any
+    case), as the console's Failures page narrows its groups."""
+
+    def __init__(self, *args, incident_type: str, **kwargs):
+        self.incident_type = incident_type
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        if value is None:
+            return qs
+        from project import incidents
+
+        annotated = incidents.open_incidents(self.incident_type).filter(annotation__icontains=value)
+        return qs.filter(pk__in=annotated.values("configuration"))
+
+
+def _narrows(value) -> bool:
+    # Not `value in (None, False, ...)`: 0 == False, and priority 0 is a filter.
+    return not (value is None or value is False or (isinstance(value, str | list) and not value))
+
+
 class CamundaFilterSet(django_filters.FilterSet):
     """Base FilterSet: Camunda parameter names, three input adapters, Camunda 400s."""
 
@@ -269,6 +304,23 @@ class CamundaFilterSet(django_filters.FilterSet):
             name: value
             for name, value in body.items()
             if name in cls.base_filters and value is not None
+        }
+
+    def inert(self, data: dict) -> dict[str, str]:
+        """Parameters of the cleaned `data` that change nothing on their own (name -> why),
+        so whoever describes the query leaves them out; the default is none."""
+        return {}
+
+    def applied(self) -> dict:
+        """The parameters that narrow the query, as cleaned values (call after is_valid()):
+        what the query runs, for describing it in words. `false` flags, empty lists and
+        parameters that act only with another one are not part of it."""
+        data = getattr(self.form, "cleaned_data", {}) or {}
+        inert = self.inert(data)
+        return {
+            name: data[name]
+            for name in self.base_filters
+            if name not in inert and _narrows(data.get(name))
         }
 
     def error_message(self) -> str:

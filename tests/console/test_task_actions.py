@@ -255,49 +255,6 @@ def test_actions_need_the_csrf_token(operator_user):
     assert not task.suspended
 
 
-def test_failure_group_one_click_set_retries(operator_client):
-    from console.failures import failure_groups
-
-    a = make_task(retries=0, error_message="address 1 not found", topic_name="geo")
-    b = make_task(retries=0, error_message="address 2 not found", topic_name="geo")
-    other = make_task(retries=0, error_message="timeout", topic_name="geo")
-    group = next(
-        g
-        for g in failure_groups(None or _user(operator_client), "task")
-        if "address" in g["fingerprint"]
-    )
-    response = operator_client.post(
-        "/failures/act/",
-        {"group": group["key"], "kind": "task", "action": "set_retries", "retries": "2"},
-        follow=True,
-    )
-    batch = Batch.objects.get()
-    assert response.redirect_chain[-1][0] == f"/batches/{batch.pk}/"
-    assert (batch.type, batch.total_rows, batch.parameters) == (
-        "set-external-task-retries",
-        2,
-        {"retries": 2},
-    )
-    assert (
-        batch.description == "Failed external tasks of topic geo with error “address <n> not found”"
-    )
-    assert "Batch started: set retries to 2 on 2 external tasks." in messages_of(response)
-    run_batches()
-    for task in (a, b, other):
-        task.refresh_from_db()
-    assert (a.retries, b.retries, other.retries) == (2, 2, 0)
-    entry = AuditEntry.objects.get()
-    assert entry.filter["failureGroup"] == "address <n> not found"
-    assert entry.count == 2
-
-
-def test_failure_group_action_forbidden_for_viewers(viewer_client):
-    response = viewer_client.post(
-        "/failures/act/", {"group": "x", "kind": "task", "action": "suspend"}
-    )
-    assert response.status_code == 403
-
-
 def _user(client):
     from django.contrib.auth import get_user_model
 
