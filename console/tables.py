@@ -223,7 +223,9 @@ class Table:
         allowed = {*fs_class.base_filters, *CONSOLE_KEYS, *extra_params}
         self.problems = queries.unknown_parameters(query, allowed, self.url)
         self.errors += [p.text for p in self.problems]
-        self.errors += queries.repeated_parameters(query, fs_class.list_names())
+        # `columns` is a list of its own (repeated keys or commas, like the FilterSet's lists).
+        list_names = fs_class.list_names() | {"columns"}
+        self.errors += queries.repeated_parameters(query, list_names)
         self.q = (query.get("q") or "").strip()
         self.status = query.get("status") or ""
         if self.status and self.status not in self.statuses:
