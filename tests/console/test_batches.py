@@ -609,40 +609,6 @@ def batches_visible_to(user):
     return list(batches.visible(user).values_list("pk", flat=True))
 
 
-def test_failure_group_action_starts_a_batch_of_the_groups_rows(operator_client):
-    from console.failures import failure_groups
-    from jobs.models import Job
-
-    a = failed_job(exception_message="card 1 declined")
-    b = failed_job(exception_message="card 2 declined")
-    failed_job(exception_message="timeout")
-    group = next(
-        g for g in failure_groups(operator_client_user(), "job") if "card" in g["fingerprint"]
-    )
-    response = operator_client.post(
-        "/failures/act/",
-        {"group": group["key"], "kind": "job", "action": "suspend"},
-        follow=True,
-    )
-    batch = Batch.objects.get()
-    assert response.redirect_chain == [(f"/batches/{batch.pk}/", 302)]
-    assert (batch.type, batch.total_rows) == ("suspend-jobs", 2)
-    assert batch.filter == {"failureGroup": "card <n> declined", "where": "billing.tasks.charge"}
-    assert batch.description == (
-        "Failed jobs of handler billing.tasks.charge with error “card <n> declined”"
-    )
-    from .conftest import run_batches
-
-    run_batches()
-    assert set(Job.objects.filter(suspended=True).values_list("pk", flat=True)) == {a.pk, b.pk}
-
-
-def operator_client_user():
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.get(username="bob")
-
-
 def test_a_batch_job_links_to_its_batch(operator_client, operator_user):
     from jobs.models import JobDefinition
 

@@ -281,7 +281,7 @@ def test_attention_is_ranked_stopped_workers_first(operator_client):
     section = re.search(r'id="attention-title".*?</section>', html, re.S).group(0)
     assert "w-gone stopped" in section and "w-alive" not in section
     assert "2 expired locks in handler mail.send" in section
-    assert "/jobs/?status=expired&amp;q=mail.send" in section
+    assert "/jobs/?status=expired&amp;handler=mail.send" in section
     assert "new error in handler pdf.render" in section and "Disk &lt;n&gt; full" in section
     assert "timeout" not in section  # seen before the last day: not new
     assert "topic ship backlog grows" in section and "+2 in 24 h" in section

@@ -10,7 +10,7 @@ from jobs.models import Job
 from project.models import AuditEntry
 from tests.conftest import make_user
 
-from .conftest import HTMX, make_job, make_task
+from .conftest import HTMX, make_job, make_task, run_batches
 
 pytestmark = pytest.mark.django_db
 
@@ -178,6 +178,7 @@ def test_the_audit_filter_is_the_cleaned_query(operator_client):
             "confirmed": "1",
         },
     )
+    run_batches()  # an all-matching action is a batch
     job.refresh_from_db()
     assert job.suspended
     entry = AuditEntry.objects.get()
@@ -286,10 +287,12 @@ def test_a_group_action_asks_first_with_count_words_and_reason(operator_client, 
         {**post, "confirmed": "1", "retries": "2", "reason": "geo API fixed", "expected": "2"},
         follow=True,
     )
+    # The group's rows are a batch: the confirmation leads to it, the batch queue runs it.
+    assert "set retries to 2 on 2 external tasks" in messages_of(response)[0]
+    run_batches()
     for task in (a, b, other):
         task.refresh_from_db()
     assert (a.retries, b.retries, other.retries) == (2, 2, 0)
-    assert "Retries set to 2 on 2 external tasks" in messages_of(response)[0]
     entry = AuditEntry.objects.get()
     assert entry.filter["failureGroup"] == "address <n> not found"
     assert entry.filter["topicName"] == "geo"

@@ -192,7 +192,9 @@ def test_hostile_url_and_worker_error_cannot_forge_a_server_log_line(server, wor
     if fmt == "plain":
         # Every line is one of ours: a record's first line, or a continuation of its traceback.
         assert [line for line in lines if not (PLAIN_LINE.match(line) or line[:4] == "  | ")] == []
-        [request_line] = [line for line in lines if " taskyard.request [" in line and "/a" in line]
+        [request_line] = [
+            line for line in lines if " taskyard.request [" in line and "/engine-rest/job/a" in line
+        ]
         assert f"GET /engine-rest/job/a{ESCAPED} 404 " in request_line
         assert [line for line in lines if line.endswith(marker)]
     else:
