@@ -362,17 +362,19 @@ def autocommit(url):
     return psycopg.connect(conninfo(url), autocommit=True, options="-c jit=off")
 
 
-def make_copy(url, rows_limit):
+def make_copy(url, rows_limit, table=TASK_TABLE):
+    """A copy of `table` (the task table, or the job table: bench/index_costs.py) with its
+    primary key only; the ids of the bulk action's rows and the copy's row count."""
     with autocommit(url) as conn:
         options = conn.execute(
-            "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [TASK_TABLE]
+            "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [table]
         ).fetchone()[0]
         columns = [
             r[0]
             for r in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
                 "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-                [TASK_TABLE],
+                [table],
             )
         ]
         names = ", ".join(f'"{c}"' for c in columns)
@@ -380,10 +382,10 @@ def make_copy(url, rows_limit):
         limit = f" LIMIT {int(rows_limit)}" if rows_limit else ""
         conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
         conn.execute(
-            f"CREATE TABLE {COPY_TABLE} (LIKE {TASK_TABLE} INCLUDING DEFAULTS "
+            f"CREATE TABLE {COPY_TABLE} (LIKE {table} INCLUDING DEFAULTS "
             f"INCLUDING GENERATED){storage}"
         )
-        conn.execute(f"INSERT INTO {COPY_TABLE} ({names}) SELECT {names} FROM {TASK_TABLE}{limit}")
+        conn.execute(f"INSERT INTO {COPY_TABLE} ({names}) SELECT {names} FROM {table}{limit}")
         conn.execute(f"ALTER TABLE {COPY_TABLE} ADD PRIMARY KEY (id)")
         conn.execute(f"VACUUM ANALYZE {COPY_TABLE}")
         ids = [

@@ -188,9 +188,31 @@ def parse_columns(values, columns) -> list:
     return [c for c in columns if c.required or c.key in keys]
 
 
+class BytewiseOrder(OrderBy):
+    """ORDER BY a text column by the bytes of its values, nulls smallest: on PostgreSQL with the
+    pattern operators (`USING ~<~`), the order of a `varchar_pattern_ops` index, which also
+    answers LIKE 'prefix%' whatever the collation; SQLite's default order already is bytewise."""
+
+    def __init__(self, expression, descending=False):
+        super().__init__(
+            expression,
+            descending=descending,
+            nulls_first=None if descending else True,
+            nulls_last=True if descending else None,
+        )
+
+    def as_postgresql(self, compiler, connection):
+        # The comment names the direction for Django's compiler, which finds ASC or DESC in
+        # each ORDER BY term to tell duplicate terms apart.
+        ordering = "USING ~>~ /* DESC */" if self.descending else "USING ~<~ /* ASC */"
+        return self.as_sql(compiler, connection, ordering=ordering)
+
+
 def column_order(column, descending: bool) -> OrderBy:
     """ORDER BY one column the way the console shows it: nulls smallest as the REST API sorts
     (project.rest.paging.nulls_smallest), or nulls after the values for a `nulls_last` column."""
+    if column.bytewise:
+        return BytewiseOrder(F(column.field), descending)
     if column.nulls_last:
         return (
             F(column.field).desc(nulls_first=True)
@@ -336,14 +358,23 @@ class Table:
 
     def ordering(self, sort=None):
         """ORDER BY as the REST API sorts (project.rest.paging.order_by): nulls are the smallest
-        value, and ties go by id in the direction of the last key, the order the sort indexes
-        (project.indexes) hold, so an index serves every sortable column both ways. A
+        value, and ties go by id in the direction of the last key (after the last column's
+        own `then` keys), the order the sort indexes (project.indexes) hold, so an index serves
+        every sortable column both ways. A
         `nulls_last` column (Due) puts its nulls after the values instead (see _rows)."""
         sort = self.sort if sort is None else sort
         columns = {c.key: c for c in self.resource.columns if c.field}
         expressions = [column_order(columns[key], direction == "desc") for key, direction in sort]
         if "id" not in dict(sort):
-            last_descending = (sort or self.sort)[-1][1] == "desc"
+            last_key, last_direction = (sort or self.sort)[-1]
+            last_descending = last_direction == "desc"
+            # The last column's own tie-breaks (Column.then), the keys its index holds next.
+            sorted_fields = {columns[key].field for key, _ in sort}
+            expressions += [
+                nulls_smallest(F(name), last_descending)
+                for name in columns[last_key].then
+                if name not in sorted_fields
+            ]
             expressions.append(F("id").desc() if last_descending else F("id").asc())
         return expressions
 

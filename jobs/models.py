@@ -5,7 +5,7 @@ from django.db.models.functions import Coalesce
 from project import clock, tenancy
 from project.filters import CREATION_LOG, DELETION_LOG, FAILURE_LOG, SUCCESS_LOG
 from project.ids import new_id
-from project.indexes import SortIndex, nulls_first
+from project.indexes import SortIndex, TrigramIndex, nulls_first
 from project.states import Status, StatusTable
 
 ACTIVE_WITH_RETRIES = Q(suspended=False, retries__gt=0)
@@ -299,8 +299,9 @@ class Job(models.Model):
                 name="job_pdkey_idx",
             ),
             SortIndex(nulls_first("process_definition_id"), "id", name="job_pdid_idx"),
-            # With id: bulk actions on an activity walk its ids in order from this index alone.
-            models.Index(fields=["activity_id", "id"], name="job_activity_idx"),
+            # With id: bulk actions on an activity walk its ids in order from this index alone;
+            # nulls first, so it is also the order of the console's sort by activity.
+            SortIndex(nulls_first("activity_id"), "id", name="job_activity_idx"),
             # Tenant first: `tenantIdIn` / `withoutTenantId` with the common second sort keys.
             # Definition id included: `withoutTenantId` sorted by it reads the index alone.
             SortIndex(
@@ -310,7 +311,15 @@ class Job(models.Model):
                 name="job_tenant_idx",
                 include=["process_definition_id"],
             ),
-            models.Index(fields=["lock_expiration_time"], name="job_lock_exp_idx"),
+            # (key, id) with nulls first: the console's sort by lock expiry is an index range
+            # both ways instead of a sort of every tied (unlocked) job.
+            SortIndex(nulls_first("lock_expiration_time"), "id", name="job_lock_exp_idx"),
+            # The console's word search (console.resources.search_jobs): the distinct handlers
+            # by a loose index scan (a handful of values, so deduplicated and small), which also
+            # serves the list's `handler` filter; and a trigram index on the messages (partial:
+            # only jobs that failed have one) for "a word in the exception".
+            models.Index(fields=["handler"], name="job_handler_idx"),
+            TrigramIndex("exception_message", name="job_message_trgm_idx"),
         ]
 
     def __str__(self):

@@ -7,30 +7,67 @@ sort read and sorted the whole match. An index declared `(col ASC NULLS FIRST, i
 forwards for ascending, backwards for descending.
 """
 
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import migrations, models
-from django.db.models import F, OrderBy
+from django.db.models import F, OrderBy, Q
+from django.db.models.functions import Upper
 
 
-def nulls_first(name: str) -> OrderBy:
-    """An index key on a nullable column that puts nulls first (forwards) / last (backwards)."""
-    return F(name).asc(nulls_first=True)
+def nulls_first(key) -> OrderBy:
+    """An index key on a nullable column (a name, or an expression such as an OpClass) that
+    puts nulls first (forwards) / last (backwards)."""
+    return OrderBy(F(key) if isinstance(key, str) else key, nulls_first=True)
 
 
 class SortIndex(models.Index):
     """A models.Index whose NULLS FIRST keys are spelled only on PostgreSQL.
 
     SQLite refuses the NULLS clause in CREATE INDEX, and its ascending order already puts
-    nulls first, so there the plain key gives the same order."""
+    nulls first, so there the plain key gives the same order. It has no operator classes
+    either (its default order is bytewise, a pattern operator class's): the column alone."""
 
     def create_sql(self, model, schema_editor, using="", **kwargs):
         if schema_editor.connection.vendor == "postgresql":
             return super().create_sql(model, schema_editor, using=using, **kwargs)
         plain = self.clone()
         plain.expressions = tuple(
-            OrderBy(e.expression, descending=e.descending) if isinstance(e, OrderBy) else e
+            OrderBy(_without_opclass(e.expression), descending=e.descending)
+            if isinstance(e, OrderBy)
+            else _without_opclass(e)
             for e in self.expressions
         )
         return super(SortIndex, plain).create_sql(model, schema_editor, using=using, **kwargs)
+
+
+class TrigramIndex(GinIndex):
+    """A pg_trgm GIN index on one text column, partial on rows that have a value: `icontains`
+    on that column becomes an index lookup instead of a scan of the table. Django spells
+    `icontains` `UPPER(col) LIKE UPPER('%word%')` on PostgreSQL, so the index holds UPPER(col).
+    Needs the pg_trgm extension (django.contrib.postgres.operations.TrigramExtension in the
+    migration before it). SQLite has neither; there it is a plain index on the column, and
+    `icontains` stays a scan of the (small) table."""
+
+    def __init__(self, field: str, *, name: str):
+        self.column_name = field
+        super().__init__(
+            OpClass(Upper(F(field)), name="gin_trgm_ops"),
+            name=name,
+            condition=Q(**{f"{field}__isnull": False}),
+        )
+
+    def deconstruct(self):
+        path, _args, _kwargs = super().deconstruct()
+        return path, (self.column_name,), {"name": self.name}
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        if schema_editor.connection.vendor == "postgresql":
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        plain = models.Index(fields=[self.column_name], name=self.name, condition=self.condition)
+        return plain.create_sql(model, schema_editor, using=using, **kwargs)
+
+
+def _without_opclass(expression):
+    return expression.get_source_expressions()[0] if isinstance(expression, OpClass) else expression
 
 
 def drop_pattern_ops_indexes(table: str):

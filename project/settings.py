@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    # Trigram indexes (project.indexes.TrigramIndex) on PostgreSQL; inert on SQLite.
+    "django.contrib.postgres",
     "rest_framework",
     "django_filters",
     "django_htmx",
