@@ -281,7 +281,9 @@ class Job(models.Model):
             # tenant_id included: a tenant's viewer pages deep into the default order (newest
             # first) by an index-only scan, the tenant tested on the index entry instead of a
             # heap visit per row skipped (page 2,000 took 0.5-1.4 s at 1M rows).
-            models.Index(fields=["create_time", "id"], name="job_created_idx", include=["tenant_id"]),
+            models.Index(
+                fields=["create_time", "id"], name="job_created_idx", include=["tenant_id"]
+            ),
             # retries and due date included: `executable` by priority pages by an index-only scan.
             models.Index(
                 fields=["priority", "id"], name="job_priority_idx", include=["retries", "due_date"]
