@@ -1,0 +1,245 @@
+"""The console's screenshots in project/docs/screenshots/, for project/docs/console.md.
+
+    make screenshots        (= .venv/bin/python -m tests.e2e.screenshots [--out DIR])
+
+Starts the console in this process on a throwaway SQLite database (a temporary folder, removed
+afterwards), seeds it as `make run` does (seed_demo with a fixed seed, demo_users) plus a
+finished and a running batch, logs in as admin in Debian's chromium (Playwright, never a
+downloaded browser) and writes viewport-sized PNGs, light and dark, desktop and phone.
+
+Deterministic: the seed is fixed, the clock stands still at FROZEN_AT (the pages show "3 hours
+ago" and counts against 24 hours before) and ids come from a seeded generator, so a rerun
+changes a picture only where the page changed. PNGs are optimised with optipng when it is
+installed (apt-get install optipng).
+"""
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.e2e.conftest import ARGS, CHROMIUM
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "project" / "docs" / "screenshots"
+FROZEN_AT = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)  # a Monday morning
+SEED = 7
+ROWS = 10_000  # jobs, and as many external tasks
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+class FrozenDateTime(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return FROZEN_AT.astimezone(tz) if tz else FROZEN_AT.replace(tzinfo=None)
+
+
+def freeze():
+    """Stop the clock and seed the ids. Taskyard reads the time through timezone.now();
+    Django's relative-time filters (naturaltime, timesince) read datetime.now() themselves."""
+    from django.contrib.humanize.templatetags import humanize
+    from django.template import defaultfilters
+    from django.utils import timesince, timezone
+
+    timezone.now = lambda: FROZEN_AT
+    humanize.datetime = FrozenDateTime
+    defaultfilters.timesince = lambda d, now=None, **kw: timesince.timesince(
+        d, now or FROZEN_AT, **kw
+    )
+    ids = random.Random(SEED)
+    uuid.uuid4 = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)
+
+
+def prepare(database: Path):
+    os.environ["DATABASE_URL"] = f"sqlite:///{database}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    import django
+
+    django.setup()
+    freeze()
+    from django.core.management import call_command
+
+    quiet = {"stdout": open(os.devnull, "w"), "verbosity": 0}  # noqa: SIM115
+    call_command("migrate", **quiet)
+    call_command("seed_demo", jobs=ROWS, external_tasks=ROWS, seed=SEED, quiet=True, **quiet)
+    call_command("demo_users", **quiet)
+    make_batches()
+
+
+def make_batches():
+    """A finished batch (really run by the executor) and one half way through."""
+    from django.contrib.auth import get_user_model
+
+    from jobs.models import Job
+    from project import batches
+    from project.models import Batch
+    from tests.batches import run_batches
+
+    admin = get_user_model().objects.get(username="admin")
+    failed = Job.objects.filter(retries=0, handler="jobs.demo_handlers.flaky_report")
+    batches.start(
+        admin, "set-job-retries", failed, {"retries": 3}, source="console", reason="Report DB back"
+    )
+    run_batches()
+    running = batches.start(
+        admin,
+        "suspend-jobs",
+        Job.objects.filter(tenant_id="acme", suspended=False),
+        {},
+        source="console",
+        reason="acme's maintenance window",
+    )
+    Batch.objects.filter(pk=running.pk).update(
+        rows_changed=running.total_rows * 2 // 5,
+        rows_skipped=3,
+        completed_jobs=max(running.total_jobs // 3, 1),
+        jobs_created=running.total_jobs,
+        execution_start_time=FROZEN_AT - timedelta(seconds=38),
+    )
+
+
+def serve():
+    """The console on a free local port, in a thread; answers its base URL."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), Quiet, allow_reuse_address=False)
+    server.set_app(get_wsgi_application())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def shoot(url: str, out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    from jobs.models import Job
+    from project.models import Batch
+
+    job = Job.objects.filter(retries=0).exclude(exception_stacktrace=None).order_by("id").first()
+    task_id = failed_task_id()
+    running = Batch.objects.filter(end_time=None).get()
+    desktop = {
+        "overview": "/",
+        "jobs": None,  # filtered, rows selected: see below
+        "external-tasks": "/external-tasks/?status=expired",
+        "job-detail": f"/jobs/{job.pk}/",
+        "task-detail": f"/external-tasks/{task_id}/",
+        "batches": "/batches/",
+        "batch": f"/batches/{running.pk}/",
+        "queues": "/queues/",
+        "topics": "/topics/",
+        "failures": "/failures/",
+        "audit": "/audit/",
+    }
+    written = []
+    # Playwright's sync API runs an event loop in this thread; the ORM calls above are done.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        for scheme in ("light", "dark"):
+            page = login(browser, url, scheme, DESKTOP)
+            for name, path in desktop.items():
+                if name == "jobs":
+                    jobs_with_bulk_bar(page, url)
+                else:
+                    page.goto(url + path)
+                written.append(save(page, out / f"{name}-{scheme}.png"))
+            page.goto(url + "/jobs/?status=failed")
+            page.locator("#job-table tbody input[name=ids]").first.check()
+            page.check("[data-scope-matching]")
+            page.click(".bulkbar button[value=set_retries]")
+            page.locator("dialog#confirm-dialog").wait_for(state="visible")
+            written.append(save(page, out / f"jobs-confirm-{scheme}.png"))
+            page.context.close()
+            phone = login(browser, url, scheme, PHONE, mobile=True)
+            phone.goto(url + "/")
+            written.append(save(phone, out / f"phone-overview-{scheme}.png"))
+            phone.goto(url + "/jobs/?status=failed")
+            written.append(save(phone, out / f"phone-jobs-{scheme}.png"))
+            phone.goto(url + f"/jobs/{job.pk}/")
+            written.append(save(phone, out / f"phone-job-detail-{scheme}.png"))
+            phone.context.close()
+        browser.close()
+    return written
+
+
+def failed_task_id():
+    from external_tasks.models import ExternalTask
+
+    return ExternalTask.objects.filter(retries=0).order_by("id").values_list("id", flat=True)[0]
+
+
+def login(browser, url, scheme, viewport, mobile=False):
+    context = browser.new_context(
+        color_scheme=scheme,
+        viewport=viewport,
+        is_mobile=mobile,
+        has_touch=mobile,
+        timezone_id="UTC",
+        locale="en-GB",
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{url}/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "taskyard-admin")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+    return page
+
+
+def jobs_with_bulk_bar(page, url):
+    page.goto(url + "/jobs/?status=failed&sort=-created")
+    boxes = page.locator("#job-table tbody input[name=ids]")
+    for index in range(3):
+        boxes.nth(index).check()
+
+
+def save(page, path: Path) -> Path:
+    page.wait_for_load_state("networkidle")
+    # No blinking caret or half-run transition in the picture.
+    page.add_style_tag(content="*{caret-color:transparent!important;transition:none!important}")
+    page.screenshot(path=str(path), animations="disabled")
+    return path
+
+
+def optimise(paths):
+    tool = shutil.which("optipng")
+    if tool is None:
+        print("optipng not installed: PNGs left as Chromium wrote them (apt-get install optipng)")
+        return
+    subprocess.run([tool, "-quiet", "-o2", "-strip", "all", *map(str, paths)], check=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the PNGs ({OUT})")
+    args = parser.parse_args(argv)
+    if not os.path.exists(CHROMIUM):
+        sys.exit(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="taskyard-screenshots-") as folder:
+        prepare(Path(folder) / "db.sqlite3")
+        written = shoot(serve(), args.out)
+        from django.db import connections
+
+        connections.close_all()
+    optimise(written)
+    total = sum(path.stat().st_size for path in written)
+    print(f"{len(written)} screenshots in {args.out} ({total / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
