@@ -71,30 +71,60 @@ def prepare(database: Path):
     quiet = {"stdout": open(os.devnull, "w"), "verbosity": 0}  # noqa: SIM115
     call_command("migrate", **quiet)
     call_command("seed_demo", jobs=ROWS, external_tasks=ROWS, seed=SEED, quiet=True, **quiet)
+    renumber_incidents()
     call_command("demo_users", **quiet)
     make_batches()
 
 
+def renumber_incidents():
+    """The seed's incidents get random ids from the database: give them seeded ones."""
+    from django.db import transaction
+
+    from project.models import Incident
+
+    with transaction.atomic():
+        ids = Incident.objects.order_by("incident_type", "configuration").values_list(
+            "id", flat=True
+        )
+        for old in list(ids):
+            Incident.objects.filter(pk=old).update(id=str(uuid.uuid4()))
+
+
 def make_batches():
-    """A finished batch (really run by the executor) and one half way through."""
+    """A batch the executor really ran (ended 20 minutes ago), one 40 % through, and an
+    executor that reports in: the Batches and Queues pages as an operator finds them."""
     from django.contrib.auth import get_user_model
 
-    from jobs.models import Job
+    from jobs.models import ExecutorHeartbeat, Job
     from project import batches
     from project.models import Batch
     from tests.batches import run_batches
 
     admin = get_user_model().objects.get(username="admin")
-    failed = Job.objects.filter(retries=0, handler="jobs.demo_handlers.flaky_report")
-    batches.start(
-        admin, "set-job-retries", failed, {"retries": 3}, source="console", reason="Report DB back"
+    handler = "jobs.demo_handlers.flaky_report"
+    done = batches.start(
+        admin,
+        "set-job-retries",
+        Job.objects.filter(retries=0, handler=handler),
+        {"retries": 3},
+        filter={"noRetriesLeft": True, "handler": handler},
+        description=f"No retries left; Handler: {handler}",
+        source="console",
+        reason="The report database is back",
     )
     run_batches()
+    Batch.objects.filter(pk=done.pk).update(
+        start_time=FROZEN_AT - timedelta(minutes=21),
+        execution_start_time=FROZEN_AT - timedelta(minutes=21),
+        end_time=FROZEN_AT - timedelta(minutes=20, seconds=52),
+    )
     running = batches.start(
         admin,
         "suspend-jobs",
         Job.objects.filter(tenant_id="acme", suspended=False),
         {},
+        filter={"tenantIdIn": ["acme"]},
+        description="Tenant IDs: acme",
         source="console",
         reason="acme's maintenance window",
     )
@@ -103,7 +133,18 @@ def make_batches():
         rows_skipped=3,
         completed_jobs=max(running.total_jobs // 3, 1),
         jobs_created=running.total_jobs,
+        start_time=FROZEN_AT - timedelta(seconds=41),
         execution_start_time=FROZEN_AT - timedelta(seconds=38),
+    )
+    ExecutorHeartbeat.objects.all().delete()
+    ExecutorHeartbeat.objects.create(
+        worker_id="executor@app-1:4211",
+        hostname="app-1",
+        pid=4211,
+        queues=["default", "batch"],
+        started_at=FROZEN_AT - timedelta(hours=5),
+        last_seen=FROZEN_AT - timedelta(seconds=3),
+        running=2,
     )
 
 
