@@ -97,7 +97,7 @@ def make_batches():
 
     from jobs.models import ExecutorHeartbeat, Job
     from project import batches
-    from project.models import Batch
+    from project.models import AuditEntry, Batch
     from tests.batches import run_batches
 
     admin = get_user_model().objects.get(username="admin")
@@ -118,6 +118,9 @@ def make_batches():
         execution_start_time=FROZEN_AT - timedelta(minutes=21),
         end_time=FROZEN_AT - timedelta(minutes=20, seconds=52),
     )
+    AuditEntry.objects.filter(pk=done.audit_entry_id).update(
+        timestamp=FROZEN_AT - timedelta(minutes=21)
+    )
     running = batches.start(
         admin,
         "suspend-jobs",
@@ -135,6 +138,9 @@ def make_batches():
         jobs_created=running.total_jobs,
         start_time=FROZEN_AT - timedelta(seconds=41),
         execution_start_time=FROZEN_AT - timedelta(seconds=38),
+    )
+    AuditEntry.objects.filter(pk=running.audit_entry_id).update(
+        timestamp=FROZEN_AT - timedelta(seconds=41)
     )
     ExecutorHeartbeat.objects.all().delete()
     ExecutorHeartbeat.objects.create(
@@ -163,63 +169,64 @@ def serve():
     return f"http://127.0.0.1:{server.server_port}"
 
 
-def shoot(url: str, out: Path) -> list[Path]:
+# (file name, page, schemes kept in the docs; --all takes both everywhere). A page is a path
+# or a function that leads there.
+DESKTOP_SHOTS = [
+    ("overview", "/", ("light", "dark")),
+    ("jobs", "jobs_with_bulk_bar", ("light", "dark")),
+    ("jobs-confirm", "confirm_all_matching", ("light",)),
+    ("external-tasks", "/external-tasks/?status=expired", ("light",)),
+    ("job-detail", "/jobs/{job}/", ("light",)),
+    ("task-detail", "/external-tasks/{task}/", ("dark",)),
+    ("batches", "/batches/", ("light",)),
+    ("batch", "/batches/{batch}/", ("light",)),
+    ("queues", "/queues/", ("light",)),
+    ("topics", "/topics/", ("dark",)),
+    ("failures", "/failures/", ("light",)),
+    ("audit", "/audit/", ("light",)),
+]
+PHONE_SHOTS = [
+    ("phone-overview", "/", ("light", "dark")),
+    ("phone-jobs", "/jobs/?status=failed", ("light",)),
+    ("phone-job-detail", "/jobs/{job}/", ("dark",)),
+]
+
+
+def shoot(url: str, out: Path, every: bool) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
+    from external_tasks.models import ExternalTask
     from jobs.models import Job
     from project.models import Batch
 
-    job = Job.objects.filter(retries=0).exclude(exception_stacktrace=None).order_by("id").first()
-    task_id = failed_task_id()
-    running = Batch.objects.filter(end_time=None).get()
-    desktop = {
-        "overview": "/",
-        "jobs": None,  # filtered, rows selected: see below
-        "external-tasks": "/external-tasks/?status=expired",
-        "job-detail": f"/jobs/{job.pk}/",
-        "task-detail": f"/external-tasks/{task_id}/",
-        "batches": "/batches/",
-        "batch": f"/batches/{running.pk}/",
-        "queues": "/queues/",
-        "topics": "/topics/",
-        "failures": "/failures/",
-        "audit": "/audit/",
+    ids = {
+        "job": Job.objects.filter(retries=0).order_by("id").values_list("id", flat=True)[0],
+        "task": ExternalTask.objects.filter(retries=0)
+        .order_by("id")
+        .values_list("id", flat=True)[0],
+        "batch": Batch.objects.filter(end_time=None).get().pk,
     }
     written = []
     # Playwright's sync API runs an event loop in this thread; the ORM calls above are done.
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        # One raster thread and no scrollbars: the same page gives the same pixels (rounded
+        # corners and scrollbars otherwise differ by a few pixels from run to run).
+        args = [*ARGS, "--num-raster-threads=1", "--hide-scrollbars"]
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         for scheme in ("light", "dark"):
-            page = login(browser, url, scheme, DESKTOP)
-            for name, path in desktop.items():
-                if name == "jobs":
-                    jobs_with_bulk_bar(page, url)
-                else:
-                    page.goto(url + path)
-                written.append(save(page, out / f"{name}-{scheme}.png"))
-            page.goto(url + "/jobs/?status=failed")
-            page.locator("#job-table tbody input[name=ids]").first.check()
-            page.check("[data-scope-matching]")
-            page.click(".bulkbar button[value=set_retries]")
-            page.locator("dialog#confirm-dialog").wait_for(state="visible")
-            written.append(save(page, out / f"jobs-confirm-{scheme}.png"))
-            page.context.close()
-            phone = login(browser, url, scheme, PHONE, mobile=True)
-            phone.goto(url + "/")
-            written.append(save(phone, out / f"phone-overview-{scheme}.png"))
-            phone.goto(url + "/jobs/?status=failed")
-            written.append(save(phone, out / f"phone-jobs-{scheme}.png"))
-            phone.goto(url + f"/jobs/{job.pk}/")
-            written.append(save(phone, out / f"phone-job-detail-{scheme}.png"))
-            phone.context.close()
+            for shots, viewport in ((DESKTOP_SHOTS, DESKTOP), (PHONE_SHOTS, PHONE)):
+                page = login(browser, url, scheme, viewport, mobile=viewport is PHONE)
+                for name, where, schemes in shots:
+                    if scheme not in schemes and not every:
+                        continue
+                    if where.startswith("/"):
+                        page.goto(url + where.format(**ids))
+                    else:
+                        globals()[where](page, url)
+                    written.append(save(page, out / f"{name}-{scheme}.png"))
+                page.context.close()
         browser.close()
     return written
-
-
-def failed_task_id():
-    from external_tasks.models import ExternalTask
-
-    return ExternalTask.objects.filter(retries=0).order_by("id").values_list("id", flat=True)[0]
 
 
 def login(browser, url, scheme, viewport, mobile=False):
@@ -248,6 +255,15 @@ def jobs_with_bulk_bar(page, url):
         boxes.nth(index).check()
 
 
+def confirm_all_matching(page, url):
+    """The confirmation of an action on every matching row, with its count and words."""
+    page.goto(url + "/jobs/?status=failed")
+    page.locator("#job-table tbody input[name=ids]").first.check()
+    page.check("[data-scope-matching]")
+    page.click(".bulkbar button[value=set_retries]")
+    page.locator("dialog#confirm-dialog").wait_for(state="visible")
+
+
 def save(page, path: Path) -> Path:
     page.wait_for_load_state("networkidle")
     # No blinking caret or half-run transition in the picture.
@@ -267,13 +283,16 @@ def optimise(paths):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the PNGs ({OUT})")
+    parser.add_argument(
+        "--all", action="store_true", help="every page in light and dark (to review them)"
+    )
     args = parser.parse_args(argv)
     if not os.path.exists(CHROMIUM):
         sys.exit(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="taskyard-screenshots-") as folder:
         prepare(Path(folder) / "db.sqlite3")
-        written = shoot(serve(), args.out)
+        written = shoot(serve(), args.out, args.all)
         from django.db import connections
 
         connections.close_all()
