@@ -1,6 +1,6 @@
 """The console's screenshots in project/docs/screenshots/, for project/docs/console.md.
 
-    make screenshots        (= .venv/bin/python -m tests.e2e.screenshots [--out DIR])
+    make screenshots        (= .venv/bin/python -m tests.e2e.screenshots [--out DIR] [--all])
 
 Starts the console in this process on a throwaway SQLite database (a temporary folder, removed
 afterwards), seeds it as `make run` does (seed_demo with a fixed seed, demo_users) plus a
@@ -9,8 +9,10 @@ downloaded browser) and writes viewport-sized PNGs, light and dark, desktop and 
 
 Deterministic: the seed is fixed, the clock stands still at FROZEN_AT (the pages show "3 hours
 ago" and counts against 24 hours before) and ids come from a seeded generator, so a rerun
-changes a picture only where the page changed. PNGs are optimised with optipng when it is
-installed (apt-get install optipng).
+changes a picture only where the page changed (give or take a few anti-aliased pixels at a
+rounded corner, which Chromium does not draw the same every time). PNGs are optimised with
+optipng when it is installed (apt-get install optipng). --all takes every page in light and
+dark, to review them; DESKTOP_SHOTS and PHONE_SHOTS say which the docs keep.
 """
 
 import argparse
@@ -169,8 +171,8 @@ def serve():
     return f"http://127.0.0.1:{server.server_port}"
 
 
-# (file name, page, schemes kept in the docs; --all takes both everywhere). A page is a path
-# or a function that leads there.
+# (file name, page, schemes kept in the docs; --all takes both everywhere). A page is a path,
+# or the name of a function below that leads there (they take the page and the base URL).
 DESKTOP_SHOTS = [
     ("overview", "/", ("light", "dark")),
     ("jobs", "jobs_with_bulk_bar", ("light", "dark")),
