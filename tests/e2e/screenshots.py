@@ -109,7 +109,7 @@ def make_batches():
         "set-job-retries",
         Job.objects.filter(retries=0, handler=handler),
         {"retries": 3},
-        filter={"noRetriesLeft": True, "handler": handler},
+        filter={"noRetriesLeft": "true", "handler": handler},
         description=f"No retries left; Handler: {handler}",
         source="console",
         reason="The report database is back",
