@@ -9,12 +9,14 @@ DEMO_TASKS ?= 20000
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help run test bench lint check test-sqlite test-postgres venv venv-dev venv-bench demo clean
+.PHONY: help run test bench lint check test-sqlite test-postgres venv venv-dev venv-bench demo clean \
+	screenshots
 
 help:
 	@echo "make run    set up and start the console with demo data on SQLite (http://$(HOST):$(PORT))"
 	@echo "make test   set up and run lint, checks and the whole test suite on SQLite and PostgreSQL"
 	@echo "make bench  benchmark against the local PostgreSQL (BENCH_ARGS=--quick for a smoke run)"
+	@echo "make screenshots  retake project/docs/screenshots/ (throwaway SQLite, Debian chromium)"
 
 $(BIN)/python:
 	@python=$$(.ci/find-python) || exit 1; \
@@ -87,6 +89,10 @@ BENCH_TEMPLATE ?= taskyard_seed
 BENCH_ARGS ?=
 bench: venv-bench
 	$(BIN)/python bench/run.py --db $(BENCH_DB) --template $(BENCH_TEMPLATE) $(BENCH_ARGS)
+
+# The console's pictures in project/docs/console.md; see tests/e2e/screenshots.py.
+screenshots: venv-dev
+	$(BIN)/python -m tests.e2e.screenshots
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* test-db.sqlite3* staticfiles

@@ -203,6 +203,15 @@ def test_finished_batches_are_paged(operator_client, operator_user, monkeypatch)
 # One batch
 
 
+def test_batch_page_shows_a_list_filter_as_the_query_string_takes_it(
+    operator_client, operator_user
+):
+    batch = running(operator_user, filter={"tenantIdIn": ["acme", "globex"]})
+    html = operator_client.get(f"/batches/{batch.pk}/").content.decode()
+    assert "<code>tenantIdIn=acme,globex</code>" in html
+    assert "[&#x27;acme&#x27;" not in html and "['acme'" not in html
+
+
 def test_batch_page_shows_progress_counts_who_and_filter(operator_client, operator_user):
     executor_alive(["batch"])
     batch = running(operator_user, done=250, rows_failed=0, batch_job_definition_id="def-1")

@@ -260,7 +260,10 @@ class Command(BaseCommand):
                 {
                     "job_id": row["id"],
                     "event": "failed",
-                    "timestamp": row["create_time"] + timedelta(minutes=5 * (attempt + 1)),
+                    # Never after now: a row created a minute ago failed "just now", not later.
+                    "timestamp": min(
+                        row["create_time"] + timedelta(minutes=5 * (attempt + 1)), self.now
+                    ),
                     "worker": executor,
                     # The history API's columns (HistoricJobLogDto), as the executor writes them.
                     "hostname": executor.split("@")[1].split(":")[0],
@@ -397,7 +400,7 @@ class Command(BaseCommand):
         row["error_details"] = java_trace(message, kind)
         row["worker_id"] = self.rng.choice(WORKERS)
         for attempt in range(max(1, 3 - retries)):
-            stamp = row["create_time"] + timedelta(minutes=3 * (attempt + 1))
+            stamp = min(row["create_time"] + timedelta(minutes=3 * (attempt + 1)), self.now)
             self.pending_task_logs.append(self.task_log(row, "failed", row["worker_id"], stamp))
 
     # -- writing ------------------------------------------------------------------------------
