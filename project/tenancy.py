@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Aggregate, JSONField, OuterRef, Q, QuerySet, Subquery
 
-from project.models import AuditEntry, Membership
+from project.models import AuditEntry, Batch, Membership
 
 VIEWER = "viewer"
 OPERATOR = "operator"
@@ -103,11 +103,47 @@ def tenant_ids(user) -> frozenset[str] | None:
     return cached
 
 
+# Models whose rows can belong to a batch, and the field holding the row's job definition
+# ("pk" for job definitions themselves); the jobs app registers its jobs, job definitions and
+# job log (batches run as jobs there).
+BATCH_ROWS: dict[type, str] = {}
+BATCH_DEFINITIONS = (
+    "seed_job_definition_id",
+    "monitor_job_definition_id",
+    "batch_job_definition_id",
+)
+
+
+def has_batch_rows(model, definition_field: str) -> None:
+    """Make `scope()` show the rows of `model` that belong to a batch (those whose
+    `definition_field` is one of a batch's seed, monitor or batch job definitions) only to
+    those who may see the batch (`scope_batches`)."""
+    BATCH_ROWS[model] = definition_field
+
+
 def scope(queryset: QuerySet, user, field: str = "tenant_id") -> QuerySet:
-    """Restrict a queryset to the rows the user may see. Anonymous users see nothing."""
+    """Restrict a queryset to the rows the user may see. Anonymous users see nothing.
+
+    A batch's jobs, job definitions and job log entries are the batch's: seen exactly by those
+    who may see the batch, and admins. Camunda gives them the batch's tenant, or none when the
+    rows span tenants; shared by everyone they would show one tenant another's batch (its id
+    in every payload and definition, its size and pace), so the tenant-less ones of a batch the
+    user cannot see are hidden too."""
     if user is None or not user.is_authenticated:
         return queryset.none()
-    return restrict(queryset, tenant_ids(user), field)
+    tenants = tenant_ids(user)
+    definition_field = BATCH_ROWS.get(queryset.model)
+    if tenants is None or definition_field is None:
+        return restrict(queryset, tenants, field)
+    hidden = Batch.objects.exclude(pk__in=scope_batches(Batch.objects.all(), user).values("pk"))
+    of_hidden_batch = Q()
+    for column in BATCH_DEFINITIONS:
+        # Never a null in the list: `x NOT IN (…, NULL)` is never true.
+        ids = hidden.filter(**{f"{column}__isnull": False}).values(column)
+        of_hidden_batch |= Q(**{f"{definition_field}__in": ids})
+    # Only the tenant-less rows need the look: a tenant's rows are already theirs alone.
+    shared = Q(**{f"{field}__isnull": True}) & ~of_hidden_batch
+    return queryset.filter(Q(**{f"{field}__in": sorted(tenants)}) | shared)
 
 
 def restrict(queryset: QuerySet, tenants, field: str = "tenant_id") -> QuerySet:
