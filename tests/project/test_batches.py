@@ -483,3 +483,53 @@ def test_activate_and_delete_external_tasks_batches(small_chunks):
     assert (batch.outcome, batch.rows_changed) == ("completed", 4)
     assert not ExternalTask.objects.exists()
     assert ExternalTaskLog.objects.filter(event="deleted").count() == 4
+
+
+def test_the_audit_entry_records_the_rows_values_before_as_the_synchronous_action_does(
+    operator_user, small_chunks
+):
+    from jobs import services
+
+    failed_jobs(5, tenant="acme")
+    Job.objects.filter(pk__in=[j.id for j in failed_jobs(2, tenant="acme")]).update(retries=1)
+    failed_jobs(3, tenant="globex")  # not the operator's: not counted
+    twins = failed_jobs(5, tenant="acme", queue_name="twins")
+    Job.objects.filter(pk__in=[j.id for j in twins[:2]]).update(retries=1)
+    rows = Job.objects.exclude(queue_name="twins")
+
+    batch = batches.start(operator_user, "set-job-retries", rows, {"retries": 2})
+    services.set_retries(operator_user, Job.objects.filter(queue_name="twins"), 2)
+
+    entry = AuditEntry.objects.get(pk=batch.audit_entry_id)
+    assert entry.before == {"retries": {"0": 5, "1": 2}}
+    synchronous = AuditEntry.objects.exclude(pk=entry.pk).get(action="job.set_retries")
+    assert synchronous.before == {"retries": {"0": 3, "1": 2}}  # the same shape
+    run_batches()
+    entry.refresh_from_db()
+    assert entry.before == {"retries": {"0": 5, "1": 2}}  # kept when the batch ends
+
+
+@pytest.mark.parametrize(
+    "type_name, parameters, before",
+    [
+        ("set-job-priority", {"priority": 7}, {"priority": {"0": 3}}),
+        ("suspend-jobs", {}, None),
+    ],
+)
+def test_the_before_of_other_job_batches(
+    operator_user, small_chunks, type_name, parameters, before
+):
+    failed_jobs(3, tenant="acme")
+    batch = batches.start(operator_user, type_name, Job.objects.all(), parameters)
+    assert AuditEntry.objects.get(pk=batch.audit_entry_id).before == before
+
+
+def test_an_external_task_retries_batch_counts_the_old_retries(operator_user, small_chunks):
+    failed_tasks(2, tenant="acme")
+    ExternalTask.objects.create(topic_name="invoices", tenant_id="acme")  # never failed
+    batch = batches.start(
+        operator_user, "set-external-task-retries", ExternalTask.objects.all(), {"retries": 3}
+    )
+    assert AuditEntry.objects.get(pk=batch.audit_entry_id).before == {
+        "retries": {"0": 2, "None": 1}
+    }
