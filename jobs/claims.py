@@ -102,6 +102,17 @@ class JobNotExecutable(Exception):
     """The job cannot be executed now: suspended, or locked by another live executor."""
 
 
+@dataclass(frozen=True)
+class RunAgain:
+    """A handler's answer "done for now, run me again at `at`": the executor keeps the job (its
+    retries too), sets its due date and releases its lock instead of deleting it. For jobs that
+    look at something periodically (a batch's monitor): one row for as long as it takes, not a
+    new job and its log rows per look. `value` is logged as the run's return value."""
+
+    at: datetime
+    value: object = None
+
+
 @dataclass
 class JobOutcome:
     """What happened when a claimed job ran."""
@@ -585,6 +596,51 @@ def _delete_succeeded(worker_id: str, ids: list[str], rows: list[dict]) -> set[s
             Job.objects.filter(id__in=done).delete()
         JobLog.objects.bulk_create([JobLog(**row) for row in rows])
     return done
+
+
+def run_again(
+    job: Job,
+    worker_id: str,
+    again: RunAgain,
+    *,
+    duration_ms: float,
+    return_value=None,
+    then_start: Job | None = None,
+) -> JobOutcome:
+    """The handler answered RunAgain: keep the job, due at `again.at` and unlocked, and log the
+    run ("due-date-set", with its duration and return value), in one transaction. A killed
+    executor leaves the job locked until its lock expires, then it runs again, as any job.
+    As complete_job, a job another executor had taken over is left to it (held_lock False)."""
+    now = clock.now()
+    due = clock.to_ms(again.at)
+    outcome = JobOutcome(job.id, job.handler, True, duration_ms, return_value)
+    with transaction.atomic():
+        kept = Job.objects.filter(_still_ours(worker_id), id=job.id).update(
+            type=Job.Type.TIMER,
+            due_date=due,
+            lock_owner=None,
+            lock_expiration_time=None,
+            exception_message=None,
+            exception_stacktrace=None,
+        )
+        outcome.held_lock = bool(kept)
+        outcome.next_due_date = due
+        entries = [
+            _executor_log_entry(
+                job,
+                JobLog.Event.DUE_DATE_SET,
+                timestamp=now,
+                worker=worker_id,
+                retries=job.retries,
+                duration_ms=duration_ms,
+                return_value=return_value,
+                due_date=due,
+            )
+        ]
+        if then_start is not None:
+            entries.append(_started_entry(then_start, worker_id, now))
+        JobLog.objects.bulk_create(entries)
+    return outcome
 
 
 def complete_job(

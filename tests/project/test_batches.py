@@ -533,3 +533,49 @@ def test_an_external_task_retries_batch_counts_the_old_retries(operator_user, sm
     assert AuditEntry.objects.get(pk=batch.audit_entry_id).before == {
         "retries": {"0": 2, "None": 1}
     }
+
+
+def test_the_monitor_reschedules_itself_instead_of_a_new_job_per_look(operator_user, small_chunks):
+    from datetime import timedelta
+
+    from jobs import services
+    from project import clock
+
+    batch = three_chunk_batch(operator_user)
+    run_batches_limited(1)  # the seed: chunk jobs 1 and 2
+    chunk_job = Job.objects.get(job_definition_id=batch.batch_job_definition_id, payload__chunk=1)
+    Job.objects.filter(pk=chunk_job.pk).update(retries=0)  # failed: the batch cannot end
+    run_batches()
+    monitors = Job.objects.filter(job_definition_id=batch.monitor_job_definition_id)
+    (monitor,) = monitors
+    assert monitor.due_date > clock.now()
+
+    for _ in range(3):
+        monitors.update(due_date=None)  # its interval has passed
+        run_batches()
+        (again,) = monitors
+        assert again.id == monitor.id and again.lock_owner is None
+        assert again.due_date > clock.now() + timedelta(seconds=5)
+    log = JobLog.objects.filter(job_id=monitor.id)
+    assert log.filter(event="created").count() == 1
+    assert log.filter(event="started").count() == 3  # one per look, on the one job
+    assert log.filter(event="due-date-set").count() == 3
+    assert not log.filter(event="succeeded").exists()
+
+    # An executor killed while the monitor ran: once its lock expires, the next one runs it.
+    monitors.update(
+        lock_owner="killed-executor",
+        lock_expiration_time=clock.now() - timedelta(seconds=1),
+        due_date=None,
+    )
+    run_batches()
+    (again,) = monitors
+    assert again.id == monitor.id and again.lock_owner is None and again.due_date > clock.now()
+
+    services.delete(make_user("alice", "admin"), [chunk_job.id])
+    monitors.update(due_date=None)
+    run_batches()  # no chunk job left: the monitor ends the batch, and its job goes
+    batch.refresh_from_db()
+    assert (batch.outcome, batch.rows_changed, batch.rows_failed) == ("completed", 4, 3)
+    assert not Job.objects.filter(queue_name="batch").exists()
+    assert log.filter(event="succeeded").count() == 1
