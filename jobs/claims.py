@@ -625,22 +625,26 @@ def run_again(
         )
         outcome.held_lock = bool(kept)
         outcome.next_due_date = due
-        entries = [
-            _executor_log_entry(
-                job,
-                JobLog.Event.DUE_DATE_SET,
-                timestamp=now,
-                worker=worker_id,
-                retries=job.retries,
-                duration_ms=duration_ms,
-                return_value=return_value,
-                due_date=due,
-            )
-        ]
-        if then_start is not None:
-            entries.append(_started_entry(then_start, worker_id, now))
-        JobLog.objects.bulk_create(entries)
+        _log_run(
+            job,
+            JobLog.Event.DUE_DATE_SET,
+            worker_id,
+            now,
+            then_start,
+            retries=job.retries,
+            duration_ms=duration_ms,
+            return_value=return_value,
+            due_date=due,
+        )
     return outcome
+
+
+def _log_run(job: Job, event: str, worker_id: str, now, then_start: Job | None, **fields):
+    """Log how a run ended (and, with `then_start`, that the executor's next job starts)."""
+    entries = [_executor_log_entry(job, event, timestamp=now, worker=worker_id, **fields)]
+    if then_start is not None:
+        entries.append(_started_entry(then_start, worker_id, now))
+    JobLog.objects.bulk_create(entries)
 
 
 def complete_job(
@@ -693,21 +697,17 @@ def fail_job(
             current.history = getattr(job, "history", None)
             current.definition_log_columns = getattr(job, "definition_log_columns", None)
             job = current
-        entries = [
-            _executor_log_entry(
-                job,
-                JobLog.Event.FAILED,
-                timestamp=now,
-                worker=worker_id,
-                retries=outcome.retries,
-                duration_ms=duration_ms,
-                exception_message=message,
-                exception_stacktrace=stacktrace,
-            )
-        ]
-        if then_start is not None:
-            entries.append(_started_entry(then_start, worker_id, now))
-        JobLog.objects.bulk_create(entries)
+        _log_run(
+            job,
+            JobLog.Event.FAILED,
+            worker_id,
+            now,
+            then_start,
+            retries=outcome.retries,
+            duration_ms=duration_ms,
+            exception_message=message,
+            exception_stacktrace=stacktrace,
+        )
     return outcome
 
 
