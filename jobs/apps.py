@@ -21,7 +21,7 @@ class JobsConfig(AppConfig):
         # A batch's jobs, job definitions and their log are seen by those who see the batch.
         tenancy.has_batch_rows(Job, "job_definition_id")
         tenancy.has_batch_rows(JobDefinition, "pk")
-        tenancy.has_batch_rows(JobLog, "job_definition_id")
+        tenancy.has_batch_rows(JobLog, "job_definition_id", history=True)
 
         # The status table's partition: disjoint and covering every job, so the gauge's states
         # are the console's badges and a job of a suspended definition counts as suspended,

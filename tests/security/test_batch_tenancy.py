@@ -169,6 +169,9 @@ def test_log_entries_of_the_batch_are_hidden_after_it_ends(
             "job_id", flat=True
         )
     )
-    assert logged
+    assert two_tenant_batch.end_time is not None and logged
+    # Every entry of every job of the batch: also those of the job that ended it, written after
+    # the batch's job definitions were gone.
+    assert JobLog.objects.filter(job_id__in=logged, event="succeeded").exists()
     assert not JobLog.objects.visible_to(operator_user).filter(job_id__in=logged).exists()
     assert JobLog.objects.visible_to(admin_user).filter(job_id__in=logged).count() >= len(logged)
