@@ -1131,6 +1131,7 @@ def batch_types():
             lambda p: f"set retries to {p['retries']}",
             _check_retries_parameters,
             announces=lambda p: p["retries"] > 0,
+            before="retries",
         ),
         kind(
             "suspend-external-tasks",
@@ -1158,6 +1159,7 @@ def batch_types():
             lambda p: _priority_change(p["priority"]),
             lambda p: f"set priority to {p['priority']}",
             _check_priority_parameters,
+            before="priority",
         ),
         kind(
             "delete-external-tasks",

@@ -5,7 +5,8 @@ monitor ("batch-monitor-job") and the batch jobs' (job type = the batch type), a
 batch id as their job configuration and the batch's tenant. The seed job creates up to
 batch_jobs_per_seed chunk jobs per run (then the next seed job, or once all exist, the monitor
 job); each chunk job runs one BatchChunk; the monitor ends the batch once no chunk is left or
-no chunk job is (chunks of batch jobs deleted after failing count as failed rows).
+no chunk job is (chunks of batch jobs deleted after failing count as failed rows), else it
+reschedules itself (one monitor job per batch, due again every interval).
 
 Suspending a batch suspends its job definitions, and the executor claims no job of a
 suspended definition; a job claimed just before (prefetched) hands its work to a fresh job
@@ -23,6 +24,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.tasks import task
 
+from jobs.claims import RunAgain
 from jobs.models import ExecutorHeartbeat, Job, JobDefinition, JobLog
 from jobs.services import _insert_logs
 from project import batches, clock, incidents
@@ -248,9 +250,10 @@ def run_chunk(batch: str, chunk: int) -> dict:
 
 
 @task
-def run_monitor(batch: str) -> dict:
+def run_monitor(batch: str):
     """End the batch once no chunk is left, or no chunk job is (those left failed and were
-    deleted); else look again after the monitor interval."""
+    deleted); else look again after the monitor interval: the same job, due again (RunAgain),
+    not a new job per look as long as the batch runs."""
     with transaction.atomic():
         current = _running_batch(batch)
         if current is None:
@@ -260,11 +263,4 @@ def run_monitor(batch: str) -> dict:
         if current.jobs_created >= current.total_jobs and (not chunks_left or not jobs_left):
             batches.finish(current)
             return {"finished": True}
-        _enqueue(
-            current,
-            current.monitor_job_definition_id,
-            MONITOR_HANDLER,
-            {"batch": batch},
-            due=clock.now() + batches.monitor_interval(),
-        )
-    return {"finished": False}
+    return RunAgain(clock.now() + batches.monitor_interval(), {"finished": False})

@@ -102,6 +102,17 @@ class JobNotExecutable(Exception):
     """The job cannot be executed now: suspended, or locked by another live executor."""
 
 
+@dataclass(frozen=True)
+class RunAgain:
+    """A handler's answer "done for now, run me again at `at`": the executor keeps the job (its
+    retries too), sets its due date and releases its lock instead of deleting it. For jobs that
+    look at something periodically (a batch's monitor): one row for as long as it takes, not a
+    new job and its log rows per look. `value` is logged as the run's return value."""
+
+    at: datetime
+    value: object = None
+
+
 @dataclass
 class JobOutcome:
     """What happened when a claimed job ran."""
@@ -587,6 +598,55 @@ def _delete_succeeded(worker_id: str, ids: list[str], rows: list[dict]) -> set[s
     return done
 
 
+def run_again(
+    job: Job,
+    worker_id: str,
+    again: RunAgain,
+    *,
+    duration_ms: float,
+    return_value=None,
+    then_start: Job | None = None,
+) -> JobOutcome:
+    """The handler answered RunAgain: keep the job, due at `again.at` and unlocked, and log the
+    run ("due-date-set", with its duration and return value), in one transaction. A killed
+    executor leaves the job locked until its lock expires, then it runs again, as any job.
+    As complete_job, a job another executor had taken over is left to it (held_lock False)."""
+    now = clock.now()
+    due = clock.to_ms(again.at)
+    outcome = JobOutcome(job.id, job.handler, True, duration_ms, return_value)
+    with transaction.atomic():
+        kept = Job.objects.filter(_still_ours(worker_id), id=job.id).update(
+            type=Job.Type.TIMER,
+            due_date=due,
+            lock_owner=None,
+            lock_expiration_time=None,
+            exception_message=None,
+            exception_stacktrace=None,
+        )
+        outcome.held_lock = bool(kept)
+        outcome.next_due_date = due
+        _log_run(
+            job,
+            JobLog.Event.DUE_DATE_SET,
+            worker_id,
+            now,
+            then_start,
+            retries=job.retries,
+            duration_ms=duration_ms,
+            return_value=return_value,
+            due_date=due,
+        )
+    return outcome
+
+
+def _log_run(job: Job, event: str, worker_id: str, now, then_start: Job | None, **fields):
+    """Log how a run ended (and, with `then_start`, that the executor's next job starts)."""
+    entries = [_executor_log_entry(job, event, timestamp=now, worker=worker_id, **fields)]
+    if then_start is not None:
+        entries.append(_started_entry(then_start, worker_id, now))
+    JobLog.objects.bulk_create(entries)
+
+
 def complete_job(
     job: Job,
     worker_id: str,
@@ -637,21 +697,17 @@ def fail_job(
             current.history = getattr(job, "history", None)
             current.definition_log_columns = getattr(job, "definition_log_columns", None)
             job = current
-        entries = [
-            _executor_log_entry(
-                job,
-                JobLog.Event.FAILED,
-                timestamp=now,
-                worker=worker_id,
-                retries=outcome.retries,
-                duration_ms=duration_ms,
-                exception_message=message,
-                exception_stacktrace=stacktrace,
-            )
-        ]
-        if then_start is not None:
-            entries.append(_started_entry(then_start, worker_id, now))
-        JobLog.objects.bulk_create(entries)
+        _log_run(
+            job,
+            JobLog.Event.FAILED,
+            worker_id,
+            now,
+            then_start,
+            retries=outcome.retries,
+            duration_ms=duration_ms,
+            exception_message=message,
+            exception_stacktrace=stacktrace,
+        )
     return outcome
 
 

@@ -188,6 +188,18 @@ def run_claimed_job(
             job, worker_id, message, stacktrace, started, retry_cycle, next_job, permanent=False
         )
     duration_ms = (time.monotonic() - started) * 1000
+    if isinstance(value, claims.RunAgain):
+        then_start = next_job() if next_job else None
+        outcome = claims.run_again(
+            job,
+            worker_id,
+            value,
+            duration_ms=duration_ms,
+            return_value=json_value(value.value),
+            then_start=then_start,
+        )
+        outcome.next_started = then_start
+        return outcome
     value = json_value(value)
     then_start = next_job() if next_job else None
     rows = claims.success_rows(

@@ -1263,8 +1263,8 @@ def batch_types():
     """The job batch types (jobs.apps registers them with project.batches)."""
     from project.batches import BatchType
 
-    def kind(name, action, apply, words, check=_no_parameters, deletes=False):
-        return BatchType(name, "job", action, Job, apply, words, check, deletes)
+    def kind(name, action, apply, words, check=_no_parameters, deletes=False, before=None):
+        return BatchType(name, "job", action, Job, apply, words, check, deletes, before)
 
     return [
         kind(
@@ -1273,6 +1273,7 @@ def batch_types():
             _chunk_of(lambda p: _retries_change(p["retries"], _read_due_date(p.get("dueDate")))),
             _retries_words,
             _check_retries_parameters,
+            before="retries",
         ),
         kind(
             "suspend-jobs",
@@ -1293,6 +1294,7 @@ def batch_types():
             _chunk_of(lambda p: _priority_change(p["priority"])),
             lambda p: f"set priority to {p['priority']}",
             _check_priority_parameters,
+            before="priority",
         ),
         kind(
             "set-job-due-date",

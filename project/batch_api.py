@@ -9,7 +9,7 @@ are Camunda's (engine-rest-openapi templates, paths/batch/… and paths/history/
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -32,11 +32,10 @@ from project.rest.paging import order_by, page, sorting_from_query
 from project.rest.parsers import json_body
 from project.schema import (
     CamundaDateField,
-    CountSerializer,
-    errors,
-    filter_parameters,
-    paging_parameters,
-    sorting_parameters,
+    action_schema,
+    count_schema,
+    detail_schema,
+    list_schema,
 )
 
 # Camunda's sortBy values, in the templates' order (lib/commons/batch.ftl and
@@ -343,40 +342,22 @@ class BatchViewSet(viewsets.ViewSet):
         rows = running_batches(request.user, request.query_params).order_by(*expressions)
         return list(page(rows, request.query_params))
 
-    @extend_schema(
-        summary="Get List",
-        operation_id="getBatches",
-        tags=["Batch"],
-        parameters=filter_parameters(BatchFilter)
-        + sorting_parameters(SORT_KEYS)
-        + paging_parameters(),
-        request=None,
-        responses={200: BatchSerializer(many=True), **errors(400)},
-    )
+    @list_schema("Get List", "getBatches", "Batch", BatchFilter, SORT_KEYS, BatchSerializer)
     def list(self, request):
         return Response([batch_dto(batch) for batch in self._sorted_page(request)])
 
-    @extend_schema(
-        summary="Get List Count",
-        operation_id="getBatchesCount",
-        tags=["Batch"],
-        parameters=filter_parameters(BatchFilter),
-        request=None,
-        responses={200: CountSerializer, **errors(400)},
-    )
+    @count_schema("Get List Count", "getBatchesCount", "Batch", BatchFilter)
     @action(detail=False, methods=["get"])
     def count(self, request):
         return Response({"count": running_batches(request.user, request.query_params).count()})
 
-    @extend_schema(
-        summary="Get Statistics",
-        operation_id="getBatchStatistics",
-        tags=["Batch"],
-        parameters=filter_parameters(BatchFilter)
-        + sorting_parameters(SORT_KEYS)
-        + paging_parameters(),
-        request=None,
-        responses={200: BatchStatisticsSerializer(many=True), **errors(400)},
+    @list_schema(
+        "Get Statistics",
+        "getBatchStatistics",
+        "Batch",
+        BatchFilter,
+        SORT_KEYS,
+        BatchStatisticsSerializer,
     )
     @action(detail=False, methods=["get"])
     def statistics(self, request):
@@ -384,38 +365,23 @@ class BatchViewSet(viewsets.ViewSet):
         failed = batches.failed_jobs([batch.id for batch in rows]) if rows else {}
         return Response([batch_statistics_dto(batch, failed.get(batch.id, 0)) for batch in rows])
 
-    @extend_schema(
-        summary="Get Statistics Count",
-        operation_id="getBatchStatisticsCount",
-        tags=["Batch"],
-        parameters=filter_parameters(BatchFilter),
-        request=None,
-        responses={200: CountSerializer, **errors(400)},
-    )
+    @count_schema("Get Statistics Count", "getBatchStatisticsCount", "Batch", BatchFilter)
     @action(detail=False, methods=["get"], url_path="statistics/count")
     def statistics_count(self, request):
         return Response({"count": running_batches(request.user, request.query_params).count()})
 
-    @extend_schema(
-        summary="Get",
-        operation_id="getBatch",
-        tags=["Batch"],
-        parameters=[ID_PARAMETER],
-        request=None,
-        responses={200: BatchSerializer, **errors(404)},
-    )
+    @detail_schema("Get", "getBatch", "Batch", ID_PARAMETER, BatchSerializer)
     def retrieve(self, request, batch_id):
         return Response(batch_dto(_running(request.user, batch_id)))
 
-    @extend_schema(
-        summary="Activate/Suspend",
-        operation_id="updateBatchSuspensionState",
-        tags=["Batch"],
-        parameters=[ID_PARAMETER],
+    @action_schema(
+        "Activate/Suspend",
+        "updateBatchSuspensionState",
+        "Batch",
+        [ID_PARAMETER],
         request=SuspensionStateSerializer,
         description="A suspended batch runs no further batch job until it is activated. An "
         "unknown or ended batch is a 400, as in Camunda (404: a path that can name no batch).",
-        responses={204: None, **errors(400, 404)},
     )
     @action(detail=True, methods=["put"])
     def suspended(self, request, batch_id):
@@ -429,17 +395,15 @@ class BatchViewSet(viewsets.ViewSet):
             raise InvalidRequest(f"Unable to {verb} batch with id '{batch_id}'") from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
-        summary="Delete",
-        operation_id="deleteBatch",
-        tags=["Batch"],
-        parameters=[ID_PARAMETER, CASCADE_PARAMETER],
-        request=None,
+    @action_schema(
+        "Delete",
+        "deleteBatch",
+        "Batch",
+        [ID_PARAMETER, CASCADE_PARAMETER],
         description="Cancels a running batch: its jobs and job definitions are deleted (a "
         "batch job already running finishes first) and its history is kept, ended, unless "
         "`cascade` is true. An unknown or ended batch is a 400, as in Camunda (404: a path "
         "that can name no batch).",
-        responses={204: None, **errors(400, 404)},
     )
     def destroy(self, request, batch_id):
         cascade = _flag(request.query_params, "cascade")
@@ -478,54 +442,44 @@ class HistoricBatchViewSet(viewsets.ViewSet):
             raise NotFound(f"Historic batch with id '{batch_id}' does not exist")
         return batch
 
-    @extend_schema(
-        summary="Get Historic Batches",
-        operation_id="getHistoricBatches",
-        tags=["Historic Batch"],
-        parameters=filter_parameters(HistoricBatchFilter)
-        + sorting_parameters(HISTORY_SORT_KEYS)
-        + paging_parameters(),
-        request=None,
-        responses={200: HistoricBatchSerializer(many=True), **errors(400)},
+    @list_schema(
+        "Get Historic Batches",
+        "getHistoricBatches",
+        "Historic Batch",
+        HistoricBatchFilter,
+        HISTORY_SORT_KEYS,
+        HistoricBatchSerializer,
     )
     def list(self, request):
         expressions = order_by(sorting_from_query(request.query_params), HISTORY_SORT_KEYS)
         rows = historic_batches(request.user, request.query_params).order_by(*expressions)
         return Response([historic_batch_dto(row) for row in page(rows, request.query_params)])
 
-    @extend_schema(
-        summary="Get Historic Batch Count",
-        operation_id="getHistoricBatchesCount",
-        tags=["Historic Batch"],
-        parameters=filter_parameters(HistoricBatchFilter),
-        request=None,
-        responses={200: CountSerializer, **errors(400)},
+    @count_schema(
+        "Get Historic Batch Count", "getHistoricBatchesCount", "Historic Batch", HistoricBatchFilter
     )
     @action(detail=False, methods=["get"])
     def count(self, request):
         return Response({"count": historic_batches(request.user, request.query_params).count()})
 
-    @extend_schema(
-        summary="Get Historic Batch",
-        operation_id="getHistoricBatch",
-        tags=["Historic Batch"],
-        parameters=[ID_PARAMETER],
-        request=None,
-        responses={200: HistoricBatchSerializer, **errors(404)},
+    @detail_schema(
+        "Get Historic Batch",
+        "getHistoricBatch",
+        "Historic Batch",
+        ID_PARAMETER,
+        HistoricBatchSerializer,
     )
     def retrieve(self, request, batch_id):
         return Response(historic_batch_dto(self._get(request, batch_id)))
 
-    @extend_schema(
-        summary="Delete Historic Batch",
-        operation_id="deleteHistoricBatch",
-        tags=["Historic Batch"],
-        parameters=[ID_PARAMETER],
-        request=None,
+    @action_schema(
+        "Delete Historic Batch",
+        "deleteHistoricBatch",
+        "Historic Batch",
+        [ID_PARAMETER],
         description="Deletes an ended batch's history. A running batch's history is its "
         "runtime row too: cancel it first (DELETE /batch/{id}, or with cascade=true to delete "
         "both at once); until then this is a 400.",
-        responses={204: None, **errors(400, 404)},
     )
     def destroy(self, request, batch_id):
         self._get(request, batch_id)

@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, IntegerField, QuerySet, Value
 from django.db.models.expressions import RawSQL
 
 from project import audit, clock, tenancy
@@ -54,6 +54,9 @@ class BatchType:
     check: Callable | None = None
     # Deleting rows is an admin's action: such batches need tenancy.can_delete to start.
     deletes: bool = False
+    # The field whose old values the audit entry's `before` counts ({"retries": {"0": 12}}),
+    # as the synchronous action records them; None: no `before`.
+    before: str | None = None
 
 
 TYPES: dict[str, BatchType] = {}
@@ -161,7 +164,7 @@ def start(
             source=source,
             start_time=now,
         )
-        chunks, total, tenants = _snapshot(batch, source_rows, size)
+        chunks, total, tenants, before = _snapshot(batch, source_rows, size, batch_type.before)
         if total == 0:
             # Rolls back the batch row: nothing is written.
             raise BadUserRequest(f"{EMPTY_NAMES.get(batch_type.target_type, 'ids')} is empty")
@@ -174,6 +177,8 @@ def start(
             ids=(first_ids.first() or [])[: audit.MAX_IDS],
             filter=filter,
             count=total,
+            # The snapshot's rows as they were when the batch started: what it is to change.
+            before={batch_type.before: before} if batch_type.before else None,
             after={
                 **parameters,
                 "batch": batch.id,
@@ -214,28 +219,36 @@ def _scoped_rows(user, model, rows) -> QuerySet:
     return tenancy.scope(model.objects.filter(pk__in=listed), user)
 
 
-def _snapshot(batch: Batch, rows: QuerySet, size: int) -> tuple[int, int, set]:
+def _snapshot(
+    batch: Batch, rows: QuerySet, size: int, before: str | None = None
+) -> tuple[int, int, set, dict]:
     """Copy the ids of `rows` into BatchChunk rows of up to `size` ids each with one INSERT …
-    SELECT (the ids never travel to Python); returns (chunks, rows, the rows' tenants).
+    SELECT (the ids never travel to Python); returns (chunks, rows, the rows' tenants, and
+    {str(value of `before`): rows} when `before` names a field, else {}).
 
-    On PostgreSQL one statement reads the rows once for the chunks and their tenants, so the
-    tenants are exactly the snapshot's. Chunks are numbered in the order the rows are read, not
-    sorted by id: sorting 100k text ids was most of the statement, and nothing needs it (each
-    chunk locks its own rows in id order when it runs)."""
+    On PostgreSQL one statement reads the rows once for the chunks, their tenants and the
+    histogram, so they are exactly the snapshot's. Chunks are numbered in the order the rows
+    are read, not sorted by id: sorting 100k text ids was most of the statement, and nothing
+    needs it (each chunk locks its own rows in id order when it runs)."""
     quote = connection.ops.quote_name
     # Named columns: the subquery's output is read by name.
     selected = (
         rows.order_by()
-        .annotate(snapshot_id=F("pk"), snapshot_tenant=F("tenant_id"))
-        .values("snapshot_id", "snapshot_tenant")
+        .annotate(
+            snapshot_id=F("pk"),
+            snapshot_tenant=F("tenant_id"),
+            snapshot_before=F(before) if before else Value(None, output_field=IntegerField()),
+        )
+        .values("snapshot_id", "snapshot_tenant", "snapshot_before")
     )
     try:
         inner_sql, inner_params = selected.query.sql_with_params()
     except EmptyResultSet:  # e.g. a user who sees nothing: queryset.none()
-        return 0, 0, set()
+        return 0, 0, set(), {}
     table = quote(BatchChunk._meta.db_table)
     numbered = (
-        "SELECT s.snapshot_id, s.snapshot_tenant, (ROW_NUMBER() OVER () - 1) / %s + 1 AS chunk "
+        "SELECT s.snapshot_id, s.snapshot_tenant, s.snapshot_before, "
+        "(ROW_NUMBER() OVER () - 1) / %s + 1 AS chunk "
         f"FROM ({inner_sql}) s"
     )
     with connection.cursor() as cursor:
@@ -247,13 +260,22 @@ def _snapshot(batch: Batch, rows: QuerySet, size: int) -> tuple[int, int, set]:
                 "GROUP BY chunk RETURNING size) "
                 "SELECT (SELECT COUNT(*) FROM inserted), "
                 "(SELECT COALESCE(SUM(size), 0) FROM inserted), "
-                "(SELECT jsonb_agg(DISTINCT snapshot_tenant) FROM numbered)",
+                "(SELECT jsonb_agg(DISTINCT snapshot_tenant) FROM numbered), "
+                # Python's str() of the value, as the synchronous actions key it ("None").
+                + (
+                    "(SELECT jsonb_object_agg(COALESCE(b::text, 'None'), n) FROM (SELECT "
+                    "snapshot_before AS b, COUNT(*) AS n FROM numbered GROUP BY 1) h)"
+                    if before
+                    else "NULL"
+                ),
                 [size, *inner_params, batch.id],
             )
-            chunks, total, tenants = cursor.fetchone()
+            chunks, total, tenants, histogram = cursor.fetchone()
             if isinstance(tenants, str):
                 tenants = json.loads(tenants)
-            return chunks, total, set(tenants or ())
+            if isinstance(histogram, str):
+                histogram = json.loads(histogram)
+            return chunks, total, set(tenants or ()), histogram or {}
         # SQLite has no INSERT inside WITH; its transaction reads one snapshot, so the second
         # statement sees the rows the first copied.
         cursor.execute(
@@ -265,7 +287,15 @@ def _snapshot(batch: Batch, rows: QuerySet, size: int) -> tuple[int, int, set]:
         sizes = [row[0] for row in cursor.fetchall()]
         cursor.execute(f"SELECT DISTINCT s.snapshot_tenant FROM ({inner_sql}) s", inner_params)
         tenants = {row[0] for row in cursor.fetchall()}
-    return len(sizes), sum(sizes), tenants
+        histogram = {}
+        if before:
+            cursor.execute(
+                "SELECT s.snapshot_before, COUNT(*) "
+                f"FROM ({inner_sql}) s GROUP BY s.snapshot_before",
+                inner_params,
+            )
+            histogram = {str(value): count for value, count in cursor.fetchall()}
+    return len(sizes), sum(sizes), tenants, histogram
 
 
 # --- reading --------------------------------------------------------------------------------

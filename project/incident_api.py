@@ -7,7 +7,7 @@ and resolve operations are Camunda's (engine-rest-openapi templates, paths/incid
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -28,11 +28,10 @@ from project.rest.paging import order_by, page, sorting_from_query
 from project.rest.parsers import json_body
 from project.schema import (
     CamundaDateField,
-    CountSerializer,
-    errors,
-    filter_parameters,
-    paging_parameters,
-    sorting_parameters,
+    action_schema,
+    count_schema,
+    detail_schema,
+    list_schema,
 )
 
 # Camunda's sortBy values for GET /incident, in the template's order. A failed job or task is
@@ -157,15 +156,8 @@ class IncidentViewSet(viewsets.ViewSet):
             return [CanOperate()]
         return [CanView()]
 
-    @extend_schema(
-        summary="Get List",
-        operation_id="getIncidents",
-        tags=["Incident"],
-        parameters=filter_parameters(IncidentFilter)
-        + sorting_parameters(SORT_KEYS)
-        + paging_parameters(),
-        request=None,
-        responses={200: IncidentSerializer(many=True), **errors(400)},
+    @list_schema(
+        "Get List", "getIncidents", "Incident", IncidentFilter, SORT_KEYS, IncidentSerializer
     )
     def list(self, request):
         # The sorting is checked first, so a bad sort key is a 400 even on no rows.
@@ -173,64 +165,47 @@ class IncidentViewSet(viewsets.ViewSet):
         rows = open_incidents(request.user, request.query_params).order_by(*expressions)
         return Response([incident_dto(row) for row in page(rows, request.query_params)])
 
-    @extend_schema(
-        summary="Get List Count",
-        operation_id="getIncidentsCount",
-        tags=["Incident"],
-        parameters=filter_parameters(IncidentFilter),
-        request=None,
-        responses={200: CountSerializer, **errors(400)},
-    )
+    @count_schema("Get List Count", "getIncidentsCount", "Incident", IncidentFilter)
     @action(detail=False, methods=["get"])
     def count(self, request):
         return Response({"count": open_incidents(request.user, request.query_params).count()})
 
-    @extend_schema(
-        summary="Get Incident",
-        operation_id="getIncident",
-        tags=["Incident"],
-        parameters=[ID_PARAMETER],
-        request=None,
-        responses={200: IncidentSerializer, **errors(404)},
-    )
+    @detail_schema("Get Incident", "getIncident", "Incident", ID_PARAMETER, IncidentSerializer)
     def retrieve(self, request, incident_id):
         incident = incidents.get_open(request.user, incident_id)
         if incident is None:
             raise NotFound(f"No matching incident with id {incident_id}")
         return Response(incident_dto(incident))
 
-    @extend_schema(
-        summary="Resolve Incident",
-        operation_id="resolveIncident",
-        tags=["Incident"],
-        parameters=[ID_PARAMETER],
-        request=None,
+    @action_schema(
+        "Resolve Incident",
+        "resolveIncident",
+        "Incident",
+        [ID_PARAMETER],
         description="Camunda refuses to resolve failedJob and failedExternalTask incidents "
         "(400): set the job's or external task's retries instead. Those are the only types "
         "Taskyard raises.",
-        responses={204: None, **errors(400, 404)},
     )
     def destroy(self, request, incident_id):
         incidents.resolve_by_id(request.user, incident_id)
         return Response(status=status.HTTP_204_NO_CONTENT)  # pragma: no cover - always refused
 
-    @extend_schema(
-        methods=["PUT"],
-        summary="Set Incident Annotation",
-        operation_id="setIncidentAnnotation",
-        tags=["Incident"],
-        parameters=[ID_PARAMETER],
+    @action_schema(
+        "Set Incident Annotation",
+        "setIncidentAnnotation",
+        "Incident",
+        [ID_PARAMETER],
         request=AnnotationSerializer,
-        responses={204: None, **errors(400)},
+        codes=(400,),
+        methods=["PUT"],
     )
-    @extend_schema(
+    @action_schema(
+        "Clear Incident Annotation",
+        "clearIncidentAnnotation",
+        "Incident",
+        [ID_PARAMETER],
+        codes=(400,),
         methods=["DELETE"],
-        summary="Clear Incident Annotation",
-        operation_id="clearIncidentAnnotation",
-        tags=["Incident"],
-        parameters=[ID_PARAMETER],
-        request=None,
-        responses={204: None, **errors(400)},
     )
     @action(detail=True, methods=["put", "delete"])
     def annotation(self, request, incident_id):

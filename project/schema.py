@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
+    extend_schema,
     extend_schema_field,
     extend_schema_serializer,
     inline_serializer,
@@ -102,6 +103,69 @@ def sorting_parameters(sort_keys) -> list:
         OpenApiParameter("sortBy", OpenApiTypes.STR, enum=list(sort_keys)),
         OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["asc", "desc"]),
     ]
+
+
+def list_schema(summary: str, operation_id: str, tag: str, filterset, sort_keys, serializer):
+    """A Camunda GET list: its FilterSet's parameters, sorting and paging; 400 on bad input."""
+    return extend_schema(
+        summary=summary,
+        operation_id=operation_id,
+        tags=[tag],
+        parameters=filter_parameters(filterset)
+        + sorting_parameters(sort_keys)
+        + paging_parameters(),
+        request=None,
+        responses={200: serializer(many=True), **errors(400)},
+    )
+
+
+def count_schema(summary: str, operation_id: str, tag: str, filterset):
+    """A Camunda GET …/count: the list's filter parameters, answered as CountResultDto."""
+    return extend_schema(
+        summary=summary,
+        operation_id=operation_id,
+        tags=[tag],
+        parameters=filter_parameters(filterset),
+        request=None,
+        responses={200: CountSerializer, **errors(400)},
+    )
+
+
+def detail_schema(summary: str, operation_id: str, tag: str, id_parameter, serializer):
+    """A Camunda GET …/{id}: one DTO, or 404."""
+    return extend_schema(
+        summary=summary,
+        operation_id=operation_id,
+        tags=[tag],
+        parameters=[id_parameter],
+        request=None,
+        responses={200: serializer, **errors(404)},
+    )
+
+
+def action_schema(
+    summary: str,
+    operation_id: str,
+    tag: str,
+    parameters: list,
+    *,
+    request=None,
+    description: str | None = None,
+    codes=(400, 404),
+    **extra,
+):
+    """A Camunda operation on one row that answers 204 with an empty body (`extra`, e.g.
+    `methods`, goes to extend_schema as it is)."""
+    return extend_schema(
+        summary=summary,
+        operation_id=operation_id,
+        tags=[tag],
+        parameters=parameters,
+        request=request,
+        description=description,
+        responses={204: None, **errors(*codes)},
+        **extra,
+    )
 
 
 @extend_schema_serializer(component_name="CountResultDto")

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Aggregate, JSONField, OuterRef, Q, QuerySet, Subquery
 
-from project.models import AuditEntry, Membership
+from project.models import AuditEntry, Batch, Membership
 
 VIEWER = "viewer"
 OPERATOR = "operator"
@@ -103,11 +103,61 @@ def tenant_ids(user) -> frozenset[str] | None:
     return cached
 
 
+# Models whose rows can belong to a batch: {model: (the field holding the row's job definition,
+# "pk" for job definitions themselves; whether rows outlive the batch's run)}. The jobs app
+# registers its jobs, job definitions and job log (batches run as jobs there).
+BATCH_ROWS: dict[type, tuple[str, bool]] = {}
+BATCH_DEFINITIONS = (
+    "seed_job_definition_id",
+    "monitor_job_definition_id",
+    "batch_job_definition_id",
+)
+
+
+def has_batch_rows(model, definition_field: str, *, history: bool = False) -> None:
+    """Make `scope()` show the rows of `model` that belong to a batch (those whose
+    `definition_field` is one of a batch's seed, monitor or batch job definitions) only to
+    those who may see the batch (`scope_batches`). `history`: the rows stay after the batch
+    ends (log entries); otherwise only running batches have rows."""
+    BATCH_ROWS[model] = (definition_field, history)
+
+
 def scope(queryset: QuerySet, user, field: str = "tenant_id") -> QuerySet:
-    """Restrict a queryset to the rows the user may see. Anonymous users see nothing."""
+    """Restrict a queryset to the rows the user may see. Anonymous users see nothing.
+
+    A batch's jobs, job definitions and job log entries are the batch's: seen exactly by those
+    who may see the batch, and admins. Camunda gives them the batch's tenant, or none when the
+    rows span tenants; shared by everyone they would show one tenant another's batch (its id
+    in every payload and definition, its size and pace), so the tenant-less ones of a batch the
+    user cannot see are hidden too."""
     if user is None or not user.is_authenticated:
         return queryset.none()
-    return restrict(queryset, tenant_ids(user), field)
+    tenants = tenant_ids(user)
+    batch_rows = BATCH_ROWS.get(queryset.model)
+    if tenants is None or batch_rows is None:
+        return restrict(queryset, tenants, field)
+    definition_field, history = batch_rows
+    hidden = _hidden_batch_definitions(user, history)
+    if not hidden:  # the usual case: no batch over several tenants that the user cannot see
+        return restrict(queryset, tenants, field)
+    # Only the tenant-less rows need the look: a tenant's rows are already theirs alone.
+    shared = Q(**{f"{field}__isnull": True}) & ~Q(**{f"{definition_field}__in": hidden})
+    return queryset.filter(Q(**{f"{field}__in": sorted(tenants)}) | shared)
+
+
+def _hidden_batch_definitions(user, history: bool) -> list[str]:
+    """The job definition ids of the batches without a tenant (rows of several tenants, or of
+    none) that the user may not see; with `history`, ended ones too. Read first, as a short
+    list: as subqueries they cost every query more planning than the few ids cost to read, and
+    with none (the usual case) the query stays as it was."""
+    candidates = Batch.objects.filter(tenant_id__isnull=True)
+    if not history:
+        candidates = candidates.filter(end_time__isnull=True)
+    rows = list(candidates.values_list("pk", *BATCH_DEFINITIONS))
+    if not rows:
+        return []
+    seen = set(scope_batches(candidates, user).values_list("pk", flat=True))
+    return sorted({i for batch, *ids in rows if batch not in seen for i in ids if i})
 
 
 def restrict(queryset: QuerySet, tenants, field: str = "tenant_id") -> QuerySet:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs.models import ExecutorHeartbeat
+from jobs.models import ExecutorHeartbeat, Job
 from project import audit
 from project.ids import new_id
 from project.models import AuditEntry, Batch
@@ -630,3 +630,14 @@ def test_a_batch_job_links_to_its_batch(operator_client, operator_user):
     job = make_job(queue_name="batch", job_definition=definition)
     html = operator_client.get(f"/jobs/{job.pk}/").content.decode()
     assert f'href="/batches/{batch.pk}/" data-batch-link' in html
+
+
+def test_audit_page_shows_a_batchs_before_and_after(operator_client, operator_user):
+    from project import batches
+
+    for retries in (0, 0, 1):
+        failed_job(retries=retries)
+    jobs = Job.objects.filter(tenant_id="acme")
+    batches.start(operator_user, "set-job-retries", jobs, {"retries": 3}, source="console")
+    page = operator_client.get("/audit/").content.decode()
+    assert "retries: 0 → 3 (2 jobs), 1 → 3 (1 job)" in page

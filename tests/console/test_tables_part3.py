@@ -326,8 +326,10 @@ def test_the_audit_page_reads_a_retries_batch_of_26_jobs_in_words(operator_clien
     run_batches()  # an all-matching action is a batch: the executor's batch queue does it
     assert Job.objects.filter(pk__in=[j.pk for j in jobs], retries=3).count() == 26
     html = html_of(operator_client.get("/audit/"))
-    # An all-matching action ran as a batch: its entry says what it set and what it did.
-    assert "retries → 3" in html and "changed → 26" in html and "outcome → completed" in html
+    # An all-matching action ran as a batch: its entry says what it set (from what, as a
+    # synchronous action's does) and what it did.
+    assert "retries: 0 → 3 (26 jobs)" in html
+    assert "changed → 26" in html and "outcome → completed" in html
     assert "reason: “vendor fixed”" in html
     assert "filter: noRetriesLeft=true" in html
     # No Python or JSON dict anywhere in the table.

@@ -483,3 +483,99 @@ def test_activate_and_delete_external_tasks_batches(small_chunks):
     assert (batch.outcome, batch.rows_changed) == ("completed", 4)
     assert not ExternalTask.objects.exists()
     assert ExternalTaskLog.objects.filter(event="deleted").count() == 4
+
+
+def test_the_audit_entry_records_the_rows_values_before_as_the_synchronous_action_does(
+    operator_user, small_chunks
+):
+    from jobs import services
+
+    failed_jobs(5, tenant="acme")
+    Job.objects.filter(pk__in=[j.id for j in failed_jobs(2, tenant="acme")]).update(retries=1)
+    failed_jobs(3, tenant="globex")  # not the operator's: not counted
+    twins = failed_jobs(5, tenant="acme", queue_name="twins")
+    Job.objects.filter(pk__in=[j.id for j in twins[:2]]).update(retries=1)
+    rows = Job.objects.exclude(queue_name="twins")
+
+    batch = batches.start(operator_user, "set-job-retries", rows, {"retries": 2})
+    services.set_retries(operator_user, Job.objects.filter(queue_name="twins"), 2)
+
+    entry = AuditEntry.objects.get(pk=batch.audit_entry_id)
+    assert entry.before == {"retries": {"0": 5, "1": 2}}
+    synchronous = AuditEntry.objects.exclude(pk=entry.pk).get(action="job.set_retries")
+    assert synchronous.before == {"retries": {"0": 3, "1": 2}}  # the same shape
+    run_batches()
+    entry.refresh_from_db()
+    assert entry.before == {"retries": {"0": 5, "1": 2}}  # kept when the batch ends
+
+
+@pytest.mark.parametrize(
+    "type_name, parameters, before",
+    [
+        ("set-job-priority", {"priority": 7}, {"priority": {"0": 3}}),
+        ("suspend-jobs", {}, None),
+    ],
+)
+def test_the_before_of_other_job_batches(
+    operator_user, small_chunks, type_name, parameters, before
+):
+    failed_jobs(3, tenant="acme")
+    batch = batches.start(operator_user, type_name, Job.objects.all(), parameters)
+    assert AuditEntry.objects.get(pk=batch.audit_entry_id).before == before
+
+
+def test_an_external_task_retries_batch_counts_the_old_retries(operator_user, small_chunks):
+    failed_tasks(2, tenant="acme")
+    ExternalTask.objects.create(topic_name="invoices", tenant_id="acme")  # never failed
+    batch = batches.start(
+        operator_user, "set-external-task-retries", ExternalTask.objects.all(), {"retries": 3}
+    )
+    assert AuditEntry.objects.get(pk=batch.audit_entry_id).before == {
+        "retries": {"0": 2, "None": 1}
+    }
+
+
+def test_the_monitor_reschedules_itself_instead_of_a_new_job_per_look(operator_user, small_chunks):
+    from datetime import timedelta
+
+    from jobs import services
+    from project import clock
+
+    batch = three_chunk_batch(operator_user)
+    run_batches_limited(1)  # the seed: chunk jobs 1 and 2
+    chunk_job = Job.objects.get(job_definition_id=batch.batch_job_definition_id, payload__chunk=1)
+    Job.objects.filter(pk=chunk_job.pk).update(retries=0)  # failed: the batch cannot end
+    run_batches()
+    monitors = Job.objects.filter(job_definition_id=batch.monitor_job_definition_id)
+    (monitor,) = monitors
+    assert monitor.due_date > clock.now()
+
+    for _ in range(3):
+        monitors.update(due_date=None)  # its interval has passed
+        run_batches()
+        (again,) = monitors
+        assert again.id == monitor.id and again.lock_owner is None
+        assert again.due_date > clock.now() + timedelta(seconds=5)
+    log = JobLog.objects.filter(job_id=monitor.id)
+    assert log.filter(event="created").count() == 1
+    assert log.filter(event="started").count() == 3  # one per look, on the one job
+    assert log.filter(event="due-date-set").count() == 3
+    assert not log.filter(event="succeeded").exists()
+
+    # An executor killed while the monitor ran: once its lock expires, the next one runs it.
+    monitors.update(
+        lock_owner="killed-executor",
+        lock_expiration_time=clock.now() - timedelta(seconds=1),
+        due_date=None,
+    )
+    run_batches()
+    (again,) = monitors
+    assert again.id == monitor.id and again.lock_owner is None and again.due_date > clock.now()
+
+    services.delete(make_user("alice", "admin"), [chunk_job.id])
+    monitors.update(due_date=None)
+    run_batches()  # no chunk job left: the monitor ends the batch, and its job goes
+    batch.refresh_from_db()
+    assert (batch.outcome, batch.rows_changed, batch.rows_failed) == ("completed", 4, 3)
+    assert not Job.objects.filter(queue_name="batch").exists()
+    assert log.filter(event="succeeded").count() == 1
