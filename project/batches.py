@@ -413,13 +413,22 @@ def delete_history(user, batch_id: str, *, source: str = "api") -> None:
 # --- for the engine -------------------------------------------------------------------------
 
 
-def record_chunk(batch_id: str, result: BulkResult, size: int) -> None:
-    """Add one chunk's counts to its batch (inside the chunk's transaction; locks the row)."""
-    Batch.objects.filter(pk=batch_id).update(
-        rows_changed=F("rows_changed") + result.changed,
-        rows_skipped=F("rows_skipped") + max(size - result.changed, 0),
-        completed_jobs=F("completed_jobs") + 1,
-    )
+def record_chunk(batch_id: str, result: BulkResult, size: int) -> bool:
+    """Add one chunk's counts to its batch (inside the chunk's transaction; locks the row).
+    Returns whether every chunk job has now completed: the caller then checks that no chunk
+    is left and finishes the batch; other chunks need no further look at the batch."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        # One statement for the counts and the "was it the last?" answer (an UPDATE, then a
+        # SELECT … FOR UPDATE of the same row and a look for chunks left, on every chunk).
+        cursor.execute(
+            f"UPDATE {quote(Batch._meta.db_table)} SET rows_changed = rows_changed + %s, "
+            "rows_skipped = rows_skipped + %s, completed_jobs = completed_jobs + 1 "
+            "WHERE id = %s RETURNING jobs_created >= total_jobs AND completed_jobs >= total_jobs",
+            [result.changed, max(size - result.changed, 0), batch_id],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def finish(batch: Batch) -> Batch:
