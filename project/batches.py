@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 
 from project import audit, clock, tenancy
@@ -307,12 +307,15 @@ def creator(batch: Batch):
     """The user a batch acts for (its chunks re-scope by their tenants now), or None."""
     from django.contrib.auth import get_user_model
 
-    users = get_user_model().objects.filter(is_active=True)
-    entry = batch.audit_entry
-    if entry is not None and entry.user_id is not None:
-        return users.filter(pk=entry.user_id).first()
+    users = get_user_model().objects.all()
+    if batch.audit_entry_id is not None:
+        # The audit entry's user in one query (every chunk asks): not the entry, then its user.
+        of_entry = AuditEntry.objects.filter(pk=batch.audit_entry_id).values("user_id")[:1]
+        user = users.filter(pk=Subquery(of_entry)).first()
+        if user is not None:
+            return user if user.is_active else None
     if batch.create_user_id:
-        return users.filter(username=batch.create_user_id).first()
+        return users.filter(username=batch.create_user_id, is_active=True).first()
     return None
 
 
