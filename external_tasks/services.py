@@ -251,11 +251,13 @@ def _bulk(
     delete: bool = False,
     topics: set | None = None,
     after_batch: Callable[[list[str]], object] | None = None,
+    resolves: str | None = None,
 ) -> BulkResult:
     """Apply `changes` (a dict for UPDATE) to the target rows in batches: one SELECT … FOR
     UPDATE and one UPDATE (or DELETE) per batch, log entries copied by the database, one audit
     entry. `topics`, when given, collects the topic names of the changed rows; `after_batch`
-    is called with the ids each batch changed (incidents follow retries there)."""
+    is called with the ids each batch changed (incidents follow retries there); `resolves`
+    names the incident type whose open incidents of the changed rows are resolved."""
     queryset, ids = _target_queryset(user, target)
     with transaction.atomic():
         # In id order, so two bulk actions over overlapping rows lock them in the same order
@@ -266,7 +268,15 @@ def _bulk(
             _check_all_found(ids, all_ids)
         requested = len(ids) if ids is not None else len(all_ids)
         change = _BatchChange(
-            changes, event, clock.now(), log_kwargs, only_if, delete, topics, after_batch
+            changes,
+            event,
+            clock.now(),
+            log_kwargs,
+            only_if,
+            delete,
+            topics,
+            after_batch,
+            resolves=resolves,
         )
         count, single_before = 0, None
         for start in range(0, len(all_ids), BATCH_SIZE):
@@ -305,13 +315,30 @@ class _BatchChange:
     delete: bool = False
     topics: set | None = None
     after_batch: Callable[[list[str]], object] | None = None
+    # The incident type whose open incidents of the changed rows are resolved (set retries
+    # above 0): on PostgreSQL in the statement that changes the rows.
+    resolves: str | None = None
+    # Only the rows of this queryset (the user's visible tasks) are changed, re-checked in the
+    # statement that locks them: a batch chunk's ids are re-scoped by its creator's tenants.
+    within: QuerySet | None = None
 
     def apply(self, batch: list, single: bool) -> tuple[int, dict | None]:
         """(rows changed, for a single requested task its values before the change)."""
         now = self.now
         if not self.delete and connection.vendor == "postgresql":
+            also = ()
+            if self.resolves is not None:
+                state = Incident.State.RESOLVED
+                also = (incidents.close_sql(self.resolves, state, 'SELECT "id" FROM changed', now),)
             changed = _update_batch_at_once(
-                batch, self.changes, self.only_if, self.event, now, self.log_kwargs
+                batch,
+                self.changes,
+                self.only_if,
+                self.event,
+                now,
+                self.log_kwargs,
+                within=self.within,
+                also=also,
             )
             self._collect_topics(changed)
             if changed and self.after_batch is not None:
@@ -322,7 +349,9 @@ class _BatchChange:
             return len(changed), before
         # Only ids (and, for a single task, the audit's before values) come back to Python;
         # the log entries are copied by the database from the locked rows.
-        rows = ExternalTask.objects.filter(pk__in=batch)
+        rows = (self.within if self.within is not None else ExternalTask.objects).filter(
+            pk__in=batch
+        )
         if self.only_if is not None:
             rows = rows.filter(self.only_if)
         wanted = ["pk", *self.changes] + (["topic_name"] if self.topics is not None else [])
@@ -341,6 +370,8 @@ class _BatchChange:
             ExternalTask.objects.filter(pk__in=locked_ids).update(**self.changes)
         if self.after_batch is not None:
             self.after_batch(locked_ids)
+        if self.resolves is not None:
+            incidents.resolve(self.resolves, locked_ids, now=now)
         return len(locked), before
 
     def _collect_topics(self, rows):
@@ -348,9 +379,12 @@ class _BatchChange:
             self.topics.update(row["topic_name"] for row in rows)
 
 
-def _update_batch_at_once(ids, changes, only_if, event, now, log_kwargs) -> list[dict]:
-    """PostgreSQL: lock, update and log one batch in one statement (project.bulk). The log
-    rows copy the updated row, so a `retries` in `log_kwargs` (set_retries) is already there."""
+def _update_batch_at_once(
+    ids, changes, only_if, event, now, log_kwargs, *, within=None, also=()
+) -> list[dict]:
+    """PostgreSQL: lock, update and log one batch in one statement (project.bulk), with the
+    statements of `also` over the changed rows. The log rows copy the updated row, so a
+    `retries` in `log_kwargs` (set_retries) is already there."""
     log_columns = {
         "task_id": F("id"),
         "event": event,
@@ -366,8 +400,10 @@ def _update_batch_at_once(ids, changes, only_if, event, now, log_kwargs) -> list
         ExternalTaskLog,
         log_columns,
         only_if=only_if,
+        within=within,
         before=tuple(changes),
         returning=("id", "topic_name"),
+        also=also,
     )
 
 
@@ -914,15 +950,20 @@ def _check_retries(retries):
 
 
 def _retries_change(retries: int) -> dict:
-    return {
+    change = {
         "changes": {"retries": retries},
         "event": Event.RETRIES_SET,
         "log_kwargs": {"retries": retries},
         "only_if": ~Q(retries=retries),
-        "after_batch": lambda ids: incidents.retries_set(
-            incidents.FAILED_EXTERNAL_TASK, ExternalTask, ids, retries
-        ),
     }
+    if retries > 0:
+        # Resolved by the statement that sets the retries (no second look-up per batch).
+        change["resolves"] = incidents.FAILED_EXTERNAL_TASK
+    else:
+        change["after_batch"] = lambda ids: incidents.open_for(
+            incidents.FAILED_EXTERNAL_TASK, ExternalTask.objects.filter(id__in=ids)
+        )
+    return change
 
 
 def set_retries(
@@ -1081,15 +1122,15 @@ def _chunk_of(change_for: Callable[[dict], dict], announces: Callable[[dict], bo
     are still there and visible to the batch's creator; no audit entry (the batch has one)."""
 
     def apply(user, ids, parameters) -> BulkResult:
-        visible = list(
-            ExternalTask.objects.visible_to(user)
-            .filter(pk__in=[i for i in ids if not has_nul(i)])
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        # Re-scoped by the statement that locks the rows (`within`), in id order.
+        visible = ExternalTask.objects.visible_to(user)
+        asked = [i for i in ids if not has_nul(i)]
         topics: set = set()
-        change = _BatchChange(**change_for(parameters), topics=topics, now=clock.now())
-        changed, _ = change.apply(visible, False) if visible else (0, None)
+        change = _BatchChange(
+            **change_for(parameters), topics=topics, now=clock.now(), within=visible
+        )
+        empty = not asked or visible.query.is_empty()
+        changed, _ = (0, None) if empty else change.apply(asked, False)
         if changed and announces(parameters):
             notify.announce(sorted(topics)[:1000])
         return BulkResult(changed, max(len(ids) - changed, 0))

@@ -238,14 +238,12 @@ def run_chunk(batch: str, chunk: int) -> dict:
         batch_type = batches.TYPES[current.type]
         result = batch_type.apply(batches.creator(current), list(snapshot.ids), current.parameters)
         snapshot.delete()
-        batches.record_chunk(batch, result, snapshot.size)
-        locked = _running_batch(batch)
-        if (
-            locked is not None
-            and locked.jobs_created >= locked.total_jobs
-            and not BatchChunk.objects.filter(batch_id=batch).exists()
-        ):
-            batches.finish(locked)
+        # Each chunk counts once (its BatchChunk goes in this transaction), so the counters say
+        # when the last one ran; a chunk left over (its job failed) is the monitor's to count.
+        if batches.record_chunk(batch, result, snapshot.size):
+            locked = _running_batch(batch)
+            if locked is not None and not BatchChunk.objects.filter(batch_id=batch).exists():
+                batches.finish(locked)
     return {"changed": result.changed, "skipped": snapshot.size - result.changed}
 
 

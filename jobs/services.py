@@ -25,6 +25,7 @@ from jobs.models import Job, JobDefinition, JobLog, QueuePause
 from project import audit, bulk, clock, incidents, tenancy
 from project.bulk import BulkResult
 from project.errors import BadUserRequest, DomainError, InvalidRequest, NotFound
+from project.models import Incident
 from project.rest.dates import format_date, parse_date
 
 # =============================================================================================
@@ -187,24 +188,21 @@ class _Change:
     before_field: str | None = None
     log_extra: dict | None = None
     on_changed: Callable[[list[str]], object] | None = None
+    # The incident type whose open incidents of the changed rows are resolved (set retries
+    # above 0): on PostgreSQL in the statement that changes the rows.
+    resolves: str | None = None
 
 
-def _apply_change(user, ids: list[str], change: _Change, now) -> list[tuple]:
-    """Lock, update and log the rows of `ids` that still qualify, in id order; returns (id,
-    value of `before_field` before the change) per row changed."""
-    update_batch = (
-        _update_batch_at_once if connection.vendor == "postgresql" else _update_batch_in_steps
-    )
-    rows = update_batch(
-        user,
-        ids,
-        change.changes,
-        change.event,
-        now,
-        change.only_if,
-        change.before_field,
-        change.log_extra,
-    )
+def _apply_change(user, ids: list[str], change: _Change, now, within=None) -> list[tuple]:
+    """Lock, update and log the rows of `ids` that still qualify (and are in `within`, a Job
+    queryset, when given: a chunk's re-scoping), in id order; returns (id, value of
+    `before_field` before the change) per row changed."""
+    if connection.vendor == "postgresql":
+        rows = _update_batch_at_once(user, ids, change, now, within)
+    else:
+        rows = _update_batch_in_steps(user, ids, change, now, within)
+        if rows and change.resolves is not None:
+            incidents.resolve(change.resolves, [row_id for row_id, _ in rows], now=now)
     if rows and change.on_changed is not None:
         change.on_changed([row_id for row_id, _ in rows])
     return rows
@@ -265,10 +263,16 @@ def _bulk_update(
     return BulkResult(changed, max(skipped, 0))
 
 
-def _update_batch_at_once(user, ids, changes, event, now, only_if, before_field, log_extra):
-    """PostgreSQL: lock, update and log one batch in one statement (project.bulk); the log rows
-    copy the updated job, `log_extra` (e.g. set_retries' new retries) on top. Returns (id,
-    value before the change of `before_field`) per row changed."""
+def _update_batch_at_once(user, ids, change: _Change, now, within=None):
+    """PostgreSQL: lock, update and log one batch in one statement (project.bulk), resolving
+    the incidents of `change.resolves` in it too; the log rows copy the updated job,
+    `log_extra` (e.g. set_retries' new retries) on top. Returns (id, value before the change
+    of `before_field`) per row changed."""
+    event, before_field, log_extra = change.event, change.before_field, change.log_extra
+    also = ()
+    if change.resolves is not None:
+        state = Incident.State.RESOLVED
+        also = (incidents.close_sql(change.resolves, state, 'SELECT "id" FROM changed', now),)
     log_columns = {
         "job_id": F("id"),
         "event": event,
@@ -282,26 +286,35 @@ def _update_batch_at_once(user, ids, changes, event, now, only_if, before_field,
     rows = bulk.update_and_log(
         Job,
         ids,
-        changes,
+        change.changes,
         JobLog,
         log_columns,
-        only_if=only_if,
+        only_if=change.only_if,
+        within=within,
         before=(before_field,) if before_field else (),
         returning=("id",),
+        also=also,
     )
     before = f"before_{before_field}" if before_field else "id"
     return [(row["id"], row[before]) for row in rows]
 
 
-def _update_batch_in_steps(user, ids, changes, event, now, only_if, before_field, log_extra):
+def _update_batch_in_steps(user, ids, change: _Change, now, within=None):
     """Elsewhere (SQLite): lock, log and update one batch in three statements. Like
     _update_batch_at_once, returns (id, value before the change of `before_field`) per row
     changed."""
+    changes, event, before_field, log_extra = (
+        change.changes,
+        change.event,
+        change.before_field,
+        change.log_extra,
+    )
     # Lock in id order: two bulk actions over overlapping rows then wait for each other
     # instead of deadlocking (PostgreSQL locks rows in scan order otherwise).
-    rows = Job.objects.select_for_update().filter(id__in=ids).order_by("id")
-    if only_if is not None:
-        rows = rows.filter(only_if)
+    rows = (within if within is not None else Job.objects).select_for_update().filter(id__in=ids)
+    rows = rows.order_by("id")
+    if change.only_if is not None:
+        rows = rows.filter(change.only_if)
     # Only ids (and the histogram's column) come back to Python; the log entries are copied by
     # the database from the locked rows.
     locked = list(rows.values_list("id", before_field or "id"))
@@ -482,7 +495,11 @@ def _retries_change(retries: int, due_date: datetime | None) -> _Change:
         only_if=~unchanged,
         before_field="retries",
         log_extra={"retries": retries},
-        on_changed=lambda ids: incidents.retries_set(incidents.FAILED_JOB, Job, ids, retries),
+        # Above 0: resolved by the statement that sets the retries; 0: incidents opened.
+        resolves=incidents.FAILED_JOB if retries > 0 else None,
+        on_changed=None
+        if retries > 0
+        else lambda ids: incidents.open_for(incidents.FAILED_JOB, Job.objects.filter(id__in=ids)),
     )
 
 
@@ -1197,7 +1214,11 @@ def _chunk_of(change_for: Callable[[dict], _Change]):
     statements as the synchronous action, on one chunk, without an audit entry."""
 
     def apply(user, ids, parameters) -> BulkResult:
-        rows = _apply_change(user, _visible_ids(user, ids), change_for(parameters), clock.now())
+        # Re-scoped by the statement that locks the rows (`within`), not a SELECT before it.
+        visible = tenancy.scope(Job.objects.all(), user)
+        rows = []
+        if ids and not visible.query.is_empty():
+            rows = _apply_change(user, list(ids), change_for(parameters), clock.now(), visible)
         return BulkResult(len(rows), max(len(ids) - len(rows), 0))
 
     return apply

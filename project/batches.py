@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import F, IntegerField, QuerySet, Value
+from django.db.models import F, IntegerField, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
 
 from project import audit, clock, tenancy
@@ -337,12 +337,15 @@ def creator(batch: Batch):
     """The user a batch acts for (its chunks re-scope by their tenants now), or None."""
     from django.contrib.auth import get_user_model
 
-    users = get_user_model().objects.filter(is_active=True)
-    entry = batch.audit_entry
-    if entry is not None and entry.user_id is not None:
-        return users.filter(pk=entry.user_id).first()
+    users = get_user_model().objects.all()
+    if batch.audit_entry_id is not None:
+        # The audit entry's user in one query (every chunk asks): not the entry, then its user.
+        of_entry = AuditEntry.objects.filter(pk=batch.audit_entry_id).values("user_id")[:1]
+        user = users.filter(pk=Subquery(of_entry)).first()
+        if user is not None:
+            return user if user.is_active else None
     if batch.create_user_id:
-        return users.filter(username=batch.create_user_id).first()
+        return users.filter(username=batch.create_user_id, is_active=True).first()
     return None
 
 
@@ -443,13 +446,22 @@ def delete_history(user, batch_id: str, *, source: str = "api") -> None:
 # --- for the engine -------------------------------------------------------------------------
 
 
-def record_chunk(batch_id: str, result: BulkResult, size: int) -> None:
-    """Add one chunk's counts to its batch (inside the chunk's transaction; locks the row)."""
-    Batch.objects.filter(pk=batch_id).update(
-        rows_changed=F("rows_changed") + result.changed,
-        rows_skipped=F("rows_skipped") + max(size - result.changed, 0),
-        completed_jobs=F("completed_jobs") + 1,
-    )
+def record_chunk(batch_id: str, result: BulkResult, size: int) -> bool:
+    """Add one chunk's counts to its batch (inside the chunk's transaction; locks the row).
+    Returns whether every chunk job has now completed: the caller then checks that no chunk
+    is left and finishes the batch; other chunks need no further look at the batch."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        # One statement for the counts and the "was it the last?" answer (an UPDATE, then a
+        # SELECT … FOR UPDATE of the same row and a look for chunks left, on every chunk).
+        cursor.execute(
+            f"UPDATE {quote(Batch._meta.db_table)} SET rows_changed = rows_changed + %s, "
+            "rows_skipped = rows_skipped + %s, completed_jobs = completed_jobs + 1 "
+            "WHERE id = %s RETURNING jobs_created >= total_jobs AND completed_jobs >= total_jobs",
+            [result.changed, max(size - result.changed, 0), batch_id],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def finish(batch: Batch) -> Batch:

@@ -7,6 +7,7 @@ statement. Shared by the jobs and external tasks apps (their services own the tr
 
 from dataclasses import dataclass
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Expression, F, Model, Q, QuerySet, Value
 
@@ -56,8 +57,10 @@ def update_and_log(
     log_columns: dict,
     *,
     only_if: Q | None = None,
+    within: QuerySet | None = None,
     before: tuple[str, ...] = (),
     returning: tuple[str, ...] = (),
+    also: tuple[tuple[str, list], ...] = (),
 ) -> list[dict]:
     """PostgreSQL: lock the rows of `ids` in id order, apply `changes` and write one log row per
     changed row, all in one statement; returns one dict per changed row with the `returning`
@@ -69,17 +72,30 @@ def update_and_log(
     rows are copied from the UPDATE's RETURNING. Locking stays in id order (a materialized
     SELECT … ORDER BY id FOR UPDATE), so two bulk actions over overlapping rows still wait for
     each other instead of deadlocking. `log_columns` is as for insert_select, over the updated
-    (new) row."""
+    (new) row.
+
+    `within` (a queryset of `model`, e.g. the user's visible rows) narrows the rows locked by
+    its WHERE clause, in the same statement: a batch chunk re-scoped its ids by a SELECT of its
+    own first. `also` are further data-modifying statements (SQL, params) over the changed rows,
+    run in the same statement: they may read the CTE `changed` (the `returning` fields), e.g.
+    incidents.close_sql(…, 'SELECT "id" FROM changed', …)."""
     quote = connection.ops.quote_name
     # Parameters in the order their statements appear in the WITH clause below.
     params: list = []
-    locked = _locking_select(model, ids, only_if, before, params)
+    try:
+        locked = _locking_select(model, ids, only_if, within, before, params)
+    except EmptyResultSet:  # `within` admits no row (a user who sees nothing)
+        return []
     update = _update_returning(model, changes, log_columns, before, returning, params)
     insert = _log_insert(log_model, log_columns, params)
     wanted = [*returning, *(f"before_{name}" for name in before)]
+    further = ""
+    for index, (statement, statement_params) in enumerate(also):
+        further += f", also_{index} AS ({statement})"
+        params += statement_params
     sql = (
-        f"WITH locked AS MATERIALIZED ({locked}), changed AS ({update}), logged AS ({insert}) "
-        f"SELECT {', '.join(quote(name) for name in wanted)} FROM changed"
+        f"WITH locked AS MATERIALIZED ({locked}), changed AS ({update}), logged AS ({insert})"
+        f"{further} SELECT {', '.join(quote(name) for name in wanted)} FROM changed"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -90,18 +106,22 @@ def _column(model: type[Model], name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
-def _locking_select(model, ids, only_if, before, params: list) -> str:
-    """SELECT … FOR UPDATE of the rows of `ids` (that meet `only_if`) in id order, keeping the
-    `before` columns as before_<name>."""
+def _locking_select(model, ids, only_if, within, before, params: list) -> str:
+    """SELECT … FOR UPDATE of the rows of `ids` (that meet `only_if` and `within`'s WHERE) in
+    id order, keeping the `before` columns as before_<name>."""
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     pk = quote(model._meta.pk.column)
     where = f"{table}.{pk} = ANY(%s)"
     params.append(list(ids))
+    narrowed = model.objects.all() if within is None else within
     if only_if is not None:
-        condition, condition_params = where_of(model.objects.filter(only_if))
-        where += f" AND ({condition})"
-        params += condition_params
+        narrowed = narrowed.filter(only_if)
+    if narrowed.query.where:
+        condition, condition_params = where_of(narrowed)
+        if condition:
+            where += f" AND ({condition})"
+            params += condition_params
     kept = "".join(
         f", {table}.{_column(model, name)} AS {quote('before_' + name)}" for name in before
     )

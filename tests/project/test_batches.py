@@ -579,3 +579,57 @@ def test_the_monitor_reschedules_itself_instead_of_a_new_job_per_look(operator_u
     assert (batch.outcome, batch.rows_changed, batch.rows_failed) == ("completed", 4, 3)
     assert not Job.objects.filter(queue_name="batch").exists()
     assert log.filter(event="succeeded").count() == 1
+
+
+@pytest.mark.parametrize("kind", ["job", "external_task"])
+def test_retries_chunks_change_and_resolve_only_what_the_creator_still_sees(small_chunks, kind):
+    """A chunk re-scopes its ids and resolves incidents in the statement that changes the
+    rows: a tenant the creator left keeps its rows, their retries and their open incidents."""
+    from project import incidents
+
+    carol = make_user("carol", "operator", tenants=["acme", "globex"])
+    if kind == "job":
+        model, type_name, incident_type = Job, "set-job-retries", incidents.FAILED_JOB
+        failed_jobs(4, tenant="acme")
+        failed_jobs(3, tenant="globex")
+    else:
+        model, type_name = ExternalTask, "set-external-task-retries"
+        incident_type = incidents.FAILED_EXTERNAL_TASK
+        failed_tasks(4, tenant="acme")
+        failed_tasks(3, tenant="globex")
+    incidents.open_for(incident_type, model.objects.all())
+    batch = batches.start(carol, type_name, model.objects.all(), {"retries": 2})
+    carol.memberships.filter(tenant_id="globex").delete()  # carol left globex meanwhile
+
+    run_batches()
+
+    batch.refresh_from_db()
+    assert (batch.outcome, batch.rows_changed, batch.rows_skipped) == ("completed", 4, 3)
+    assert set(model.objects.filter(tenant_id="acme").values_list("retries", flat=True)) == {2}
+    assert set(model.objects.filter(tenant_id="globex").values_list("retries", flat=True)) == {0}
+    open_incidents = Incident.objects.filter(state="open", incident_type=incident_type)
+    assert set(open_incidents.values_list("tenant_id", flat=True)) == {"globex"}
+    assert open_incidents.count() == 3
+    resolved = Incident.objects.filter(state="resolved", incident_type=incident_type)
+    assert resolved.count() == 4 and all(i.end_time is not None for i in resolved)
+
+
+@pytest.mark.parametrize("kind", ["job", "external_task"])
+def test_a_retries_zero_batch_opens_the_incidents(operator_user, small_chunks, kind):
+    from project import incidents
+
+    if kind == "job":
+        model, type_name, incident_type = Job, "set-job-retries", incidents.FAILED_JOB
+        failed_jobs(4, tenant="acme")
+    else:
+        model, type_name = ExternalTask, "set-external-task-retries"
+        incident_type = incidents.FAILED_EXTERNAL_TASK
+        failed_tasks(4, tenant="acme")
+    model.objects.update(retries=5)
+
+    batches.start(operator_user, type_name, model.objects.all(), {"retries": 0})
+    run_batches()
+
+    assert set(model.objects.values_list("retries", flat=True)) == {0}
+    opened = Incident.objects.filter(state="open", incident_type=incident_type)
+    assert opened.count() == 4
