@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connections
 from django.db.models import Count, F, Max, Min, Q
 from django.db.models.functions import TruncHour, TruncMinute
@@ -42,8 +41,7 @@ from project import tenancy
 
 BREAKDOWN_ROWS = 20
 # The overview and topics pages aggregate over big tables; operators reload them often, so
-# their numbers are shared for a few seconds per tenant set (each page says how old they are).
-AGGREGATE_TTL = 15
+# their numbers are shared for a few seconds per tenant set (queues.cached_numbers).
 WORKER_WINDOW = timedelta(hours=24)
 
 # A status with more rows than this is not counted row by row on PostgreSQL: its tile shows
@@ -84,16 +82,6 @@ ATTENTION_RANKS = {
 RISING_IS_BAD = ("failed", "expired", "retrying", "suspended")
 
 
-def _cached(request, name, compute):
-    tenants = tenancy.tenant_ids(request.user)
-    key = f"console:{name}:" + ("*" if tenants is None else ",".join(sorted(tenants)))
-    hit = cache.get(key)
-    if hit is None or "fresh" in request.GET:
-        hit = {"data": compute(), "at": timezone.now()}
-        cache.set(key, hit, AGGREGATE_TTL)
-    return hit["data"], hit["at"]
-
-
 def refresh_seconds() -> int:
     return int(getattr(settings, "TASKYARD_CONSOLE", {}).get("OVERVIEW_REFRESH", REFRESH_SECONDS))
 
@@ -113,7 +101,7 @@ def overview(request):
         choices = ", ".join(WINDOWS)
         context["window_error"] = f"Unknown window {window!r}: choose one of {choices}."
         return render(request, "console/overview.html", context, status=400)
-    data, counted_at = _cached(
+    data, counted_at = queues.cached_numbers(
         request, f"overview:{window}", lambda: _overview_data(request.user, window)
     )
     context.update({"counted_at": counted_at, **_described(data)})
@@ -699,7 +687,7 @@ def _growing_backlogs(resource, user, now):
 
 @viewer_required
 def topics(request):
-    data, counted_at = _cached(request, "topics", lambda: _topics_data(request.user))
+    data, counted_at = queues.cached_numbers(request, "topics", lambda: _topics_data(request.user))
     context = {
         "nav_section": "topics",
         "counted_at": counted_at,

@@ -25,7 +25,10 @@ from jobs.models import ExecutorHeartbeat, Job, JobLog
 from project import tenancy
 from project.errors import DomainError
 
-AGGREGATE_TTL = 15  # seconds
+# The queues, overview and topics pages aggregate over big tables; operators reload them often,
+# so their numbers are shared for this many seconds per tenant set (each page says how old they
+# are).
+AGGREGATE_TTL = 15
 # Completions and failures per queue and topic are counted over this recent window.
 RATE_WINDOW = timedelta(minutes=15)
 # An executor reports every few seconds; one silent for longer than this has stopped (or hangs).
@@ -70,9 +73,10 @@ def _queue_numbers(user) -> dict:
     return {"per_queue": per_queue, "outcomes": outcomes}
 
 
-def _cached_numbers(request, name, compute):
-    """The page's numbers, shared for a few seconds per tenant set as the overview's are
-    (AGGREGATE_TTL); `?fresh` counts again."""
+def cached_numbers(request, name, compute):
+    """(compute(), when it ran) of the page `name`, shared for AGGREGATE_TTL seconds by the
+    users of the same tenant set (never across two sets); `?fresh` counts again. The queues,
+    overview and topics pages' one cache."""
     tenants = tenancy.tenant_ids(request.user)
     key = f"console:{name}:" + ("*" if tenants is None else ",".join(sorted(tenants)))
     hit = cache.get(key)
@@ -142,7 +146,7 @@ def executor_rows(user, executors: list, now) -> list[dict]:
 
 @viewer_required
 def queues(request):
-    numbers, counted_at = _cached_numbers(request, "queues", lambda: _queue_numbers(request.user))
+    numbers, counted_at = cached_numbers(request, "queues", lambda: _queue_numbers(request.user))
     now = timezone.now()
     # Pauses and heartbeats are a few rows each and change by a click: always read fresh.
     pauses = job_services.paused_queues()
