@@ -1,4 +1,5 @@
-"""The overview and topics & workers pages: aggregates over whole tables, cached for seconds.
+"""The overview and topics & workers pages: aggregates over whole tables, read from their
+tenant scope's snapshot (console.snapshots), which a periodic job refreshes.
 
 The overview answers "how bad, and is it getting worse?" in one partial that refreshes itself
 (console.js polls `#overview-body` while the tab is visible):
@@ -29,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
-from console import queues
+from console import queues, snapshots
 from console.access import viewer_required
 from console.failures import normalize_message
 from console.resources import EXTERNAL_TASKS, RESOURCES
@@ -40,8 +41,6 @@ from jobs.models import ExecutorHeartbeat
 from project import tenancy
 
 BREAKDOWN_ROWS = 20
-# The overview and topics pages aggregate over big tables; operators reload them often, so
-# their numbers are shared for a few seconds per tenant set (queues.cached_numbers).
 WORKER_WINDOW = timedelta(hours=24)
 
 # A status with more rows than this is not counted row by row on PostgreSQL: its tile shows
@@ -101,10 +100,10 @@ def overview(request):
         choices = ", ".join(WINDOWS)
         context["window_error"] = f"Unknown window {window!r}: choose one of {choices}."
         return render(request, "console/overview.html", context, status=400)
-    data, counted_at = queues.cached_numbers(
+    data, counted_at, counted_now = snapshots.numbers(
         request, f"overview:{window}", lambda: _overview_data(request.user, window)
     )
-    context.update({"counted_at": counted_at, **_described(data)})
+    context.update({"counted_at": counted_at, "counted_now": counted_now, **_described(data)})
     template = "console/overview.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#overview-body"
@@ -719,10 +718,13 @@ def _growing_backlogs(resource, user, now):
 
 @viewer_required
 def topics(request):
-    data, counted_at = queues.cached_numbers(request, "topics", lambda: _topics_data(request.user))
+    data, counted_at, counted_now = snapshots.numbers(
+        request, "topics", lambda: _topics_data(request.user)
+    )
     context = {
         "nav_section": "topics",
         "counted_at": counted_at,
+        "counted_now": counted_now,
         "tasks_url": reverse(EXTERNAL_TASKS.list_url),
         **data,
     }
@@ -812,3 +814,9 @@ def _topics_data(user):
         "window_hours": int(WORKER_WINDOW.total_seconds() // 3600),
         "rate_minutes": queues.rate_minutes(),
     }
+
+
+# The default overview and the topics page read their scope's snapshot (console.snapshots);
+# the other throughput windows are counted on demand and kept for snapshots.ON_DEMAND_AGE.
+snapshots.register(f"overview:{DEFAULT_WINDOW}", lambda user: _overview_data(user, DEFAULT_WINDOW))
+snapshots.register("topics", _topics_data)
