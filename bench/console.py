@@ -6,10 +6,13 @@ Each page: one warm-up request, then `--console-runs` timed ones (default 10, 3 
 server process and its per-process cache); client time on the same machine ≈ server time.
 A page is OK when its p95 is at most TARGET_MS, else MISS.
 
-"First view" of the overview, topics and queues pages is `?fresh=1`: the page counts again
-instead of reading the few-seconds cache (console.overview's AGGREGATE_TTL), which is what the
-first visitor after a server start or after the cache expired pays; "cached" is the plain URL,
-whose warm-up request filled that process's cache.
+The overview, failures, topics and queues pages read their tenant scope's snapshot from the
+database (console.snapshots), which a periodic job refreshes: their "first view" is the plain
+URL, the same row whichever server process or user of the scope asks. While the section runs,
+a thread here refreshes the snapshots every SNAPSHOT_INTERVAL seconds, as `runjobs` on the
+console queue would (its database work competes with the pages, as it would in production);
+each refresh's seconds are reported. "recount (?fresh)" is what a page costs without a
+snapshot (none yet, or no executor serves the console queue): reported, not held to the target.
 
 The tenant viewer is `bench-viewer` (bench/database.py), member of VIEWER_TENANT only, the
 seed's largest tenant (40 % of the rows). The rows the pages open (a job, a task, a business
@@ -20,6 +23,7 @@ at once so no executor ever applies it.
 
 import asyncio
 import os
+import threading
 import time
 
 from bench.clients import console_login, console_session
@@ -32,6 +36,8 @@ BATCH_ROWS = 2_000
 # The substring fallback of search: a word of the seed's error messages, not an identifier.
 WORD = "gateway"
 DEEP_PAGE = {"page": "2000", "size": "50"}  # 100,000 rows deep, the console's last page
+# A page counted in the request (no snapshot): what it costs, not a view the target applies to.
+RECOUNT = "recount (?fresh)"
 
 
 def samples() -> dict:
@@ -103,8 +109,8 @@ def pages(sample: dict, batch_id: str) -> list:
 
     fresh = {"fresh": "1"}
     return [
-        ("overview first view (?fresh)", "/", fresh),
-        ("overview cached", "/", {}),
+        ("overview first view (snapshot)", "/", {}),
+        (f"overview {RECOUNT}", "/", fresh),
         ("jobs default", "/jobs/", {}),
         (
             "jobs filtered (failed + handler)",
@@ -128,11 +134,12 @@ def pages(sample: dict, batch_id: str) -> list:
         ("tasks search word", "/external-tasks/", {"q": WORD}),
         ("global search id (redirect)", "/search/", {"q": sample["task"]}),
         ("global search word", "/search/", {"q": WORD}),
-        ("failures", "/failures/", {}),
-        ("topics & workers first view (?fresh)", "/topics/", fresh),
-        ("topics & workers cached", "/topics/", {}),
-        ("queues & executors first view (?fresh)", "/queues/", fresh),
-        ("queues & executors cached", "/queues/", {}),
+        ("failures first view (snapshot)", "/failures/", {}),
+        (f"failures {RECOUNT}", "/failures/", fresh),
+        ("topics & workers first view (snapshot)", "/topics/", {}),
+        (f"topics & workers {RECOUNT}", "/topics/", fresh),
+        ("queues & executors first view (snapshot)", "/queues/", {}),
+        (f"queues & executors {RECOUNT}", "/queues/", fresh),
         ("audit", "/audit/", {}),
         ("job detail", f"/jobs/{sample['job']}/", {}),
         ("task detail", f"/external-tasks/{sample['task']}/", {}),
@@ -164,6 +171,8 @@ def run_console(args, report, server, state):
         raise RuntimeError(f"no {', '.join(missing)} of tenant {VIEWER_TENANT} in the database")
     batch_id = bench_batch()
     listed = pages(sample, batch_id)
+    refresher = Refresher()
+    refresher.start()
 
     async def one_user(username):
         results = []
@@ -175,9 +184,22 @@ def run_console(args, report, server, state):
         return results
 
     table = {}
-    for who, username in (("admin", ADMIN), ("viewer", VIEWER)):
-        log(f"console pages as {who} ({username}), {runs} runs each")
-        for name, durations, status in asyncio.run(one_user(username)):
+    timed = []
+    try:
+        for who, username in (("admin", ADMIN), ("viewer", VIEWER)):
+            log(f"console pages as {who} ({username}), {runs} runs each")
+            timed.append((who, asyncio.run(one_user(username))))
+    finally:
+        refresher.stop()
+    refreshes = refresher.seconds
+    report.add(
+        "console",
+        f"snapshot refresh, every scope and page, p50/max ({len(refreshes)} runs)",
+        f"{pct(refreshes, 50):.1f}/{max(refreshes):.1f}" if refreshes else None,
+        "s",
+    )
+    for who, results in timed:
+        for name, durations, status in results:
             row = table.setdefault(name, {})
             if status not in (200, 302) or not durations:
                 row[who] = {"status": status}
@@ -185,14 +207,22 @@ def run_console(args, report, server, state):
                 continue
             p50, p95 = ms(pct(durations, 50)), ms(pct(durations, 95))
             verdict = "ok" if p95 <= TARGET_MS else "MISS"
+            if RECOUNT in name:
+                verdict = "recount"
             row[who] = {"p50": p50, "p95": p95, "verdict": verdict}
             report.add("console", f"{who}: {name} p50/p95", f"{p50}/{p95}", "ms", verdict)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    misses = sum(1 for row in table.values() for r in row.values() if r.get("verdict") != "ok")
+    views = {name: row for name, row in table.items() if RECOUNT not in name}
+    misses = sum(1 for row in views.values() for r in row.values() if r.get("verdict") != "ok")
     report.add(
-        "console", f"pages over {TARGET_MS} ms p95 (or failing), of {2 * len(table)}", misses
+        "console", f"pages over {TARGET_MS} ms p95 (or failing), of {2 * len(views)}", misses
     )
-    state["console"] = {"runs": runs, "load_after": load, "pages": table}
+    state["console"] = {
+        "runs": runs,
+        "load_after": load,
+        "pages": table,
+        "snapshot_refresh_seconds": refreshes,
+    }
     lines = [
         f"| page | admin p50 / p95 (ms) | viewer ({VIEWER_TENANT}) p50 / p95 (ms) |",
         "|---|---|---|",
@@ -202,9 +232,50 @@ def run_console(args, report, server, state):
         for who in ("admin", "viewer"):
             r = row.get(who, {})
             if "p95" in r:
-                mark = "" if r["verdict"] == "ok" else " **MISS**"
+                mark = {"ok": "", "recount": " (recount)"}.get(r["verdict"], " **MISS**")
                 cells.append(f"{r['p50']:.0f} / {r['p95']:.0f}{mark}")
             else:
                 cells.append(f"HTTP {r.get('status')}")
         lines.append(f"| {name} | {' | '.join(cells)} |")
-    log("console pages (markdown):\n" + "\n".join(lines) + f"\n\nload average after: {load}")
+    refreshed = ", ".join(f"{x:.1f}" for x in refreshes)
+    log(
+        "console pages (markdown):\n"
+        + "\n".join(lines)
+        + f"\n\nsnapshot refreshes (s): {refreshed}\nload average after: {load}"
+    )
+
+
+class Refresher:
+    """What `runjobs` on the console queue does, in a thread: refresh every snapshot (every
+    scope, every page) at once, then every SNAPSHOT_INTERVAL seconds; `seconds` of each run."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self):
+        self._refresh()  # the pages' first view finds the snapshots there
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+    def _refresh(self):
+        from console import snapshots
+
+        t0 = time.perf_counter()
+        snapshots.refresh_all()
+        self.seconds.append(time.perf_counter() - t0)
+
+    def _loop(self):
+        from django.db import connection
+
+        from console import snapshots
+
+        try:
+            while not self._stop.wait(snapshots.interval()):
+                self._refresh()
+        finally:
+            connection.close()

@@ -144,16 +144,22 @@ def ensure_refresh() -> None:
         refresh.enqueue()
 
 
+def refresh_all() -> int:
+    """Recompute every registered page for every scope; answers how many snapshots."""
+    done = 0
+    for tenants in scopes():
+        user = principal(tenants)
+        for name, compute in PAGES.items():
+            compute_and_store(name, tenants, lambda c=compute, u=user: c(u))
+            done += 1
+    return done
+
+
 @task(queue_name=SNAPSHOT_QUEUE)
 def refresh() -> dict:
     """Recompute every registered page for every scope, then run again after interval()."""
-    done = 0
     try:
-        for tenants in scopes():
-            user = principal(tenants)
-            for name, compute in PAGES.items():
-                compute_and_store(name, tenants, lambda c=compute, u=user: c(u))
-                done += 1
+        done = refresh_all()
     finally:
         # The next run, unless another one is waiting already (two chains would double the
         # work). This job is locked while it runs: the others are not.

@@ -1,9 +1,9 @@
 """The overview refreshes itself in a real browser, and stops while its tab is hidden."""
 
 import pytest
-from console.models import Snapshot
 from playwright.sync_api import expect
 
+from console.models import Snapshot
 from jobs.models import Job
 from tests.conftest import make_user
 
