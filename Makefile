@@ -50,7 +50,7 @@ run: demo
 	@echo "Taskyard console:  http://$(HOST):$(PORT)/   (admin: /admin/, API docs: /api-docs/)"
 	@echo "Camunda REST API:  http://$(HOST):$(PORT)/engine-rest/   (HTTP Basic, same logins)"
 	@echo "Live demo:         runjobs on the demo, batch and console queues (demo_jobs feeds the first, bulk"
-	@echo "                   actions on all matching rows the second); demo_workers fetch and"
+	@echo "                   actions the second, the console's figures the third); demo_workers fetch and"
 	@echo "                   complete external tasks over the Camunda REST API (some fail)"
 	@echo
 	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \

@@ -38,7 +38,7 @@ MAX_AGE = 120
 # Figures no job refreshes (the overview's other windows) are recounted after this many seconds.
 ON_DEMAND_AGE = 15
 # Tenant sets refreshed in the background, at most (admins' "*" first); others on demand.
-MAX_SCOPES = 50
+MAX_SCOPES = 20
 
 # name: compute(user) -> picklable data; the pages register theirs (register(); console.apps
 # imports them).
