@@ -40,6 +40,8 @@ ON_DEMAND_AGE = 15
 # Tenant sets refreshed in the background, at most (admins' "*" first); others on demand.
 MAX_SCOPES = 20
 
+FORGET_AFTER = timedelta(days=1)
+
 # name: compute(user) -> picklable data; the pages register theirs (register(); console.apps
 # imports them).
 PAGES: dict = {}
@@ -145,7 +147,9 @@ def ensure_refresh() -> None:
 
 
 def refresh_all() -> int:
-    """Recompute every registered page for every scope; answers how many snapshots."""
+    """Recompute every registered page for every scope; answers how many snapshots. Snapshots
+    nobody read or refreshed for FORGET_AFTER (a tenant set no user has any more) go."""
+    Snapshot.objects.filter(computed_at__lt=timezone.now() - FORGET_AFTER).delete()
     done = 0
     for tenants in scopes():
         user = principal(tenants)

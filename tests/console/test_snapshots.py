@@ -5,6 +5,7 @@ another scope's, and recounted when missing or stale. Real rows on both database
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from console import snapshots
 from console.models import Snapshot
@@ -76,8 +77,14 @@ def test_a_refresh_brings_new_figures_and_schedules_the_next(admin_client):
     admin_client.get("/queues/")
     make_job(queue_name="late-queue")
     assert "late-queue" not in admin_client.get("/queues/").content.decode()
+    gone = make_user("frank", "viewer", ["initech"])
+    _client(gone).get("/queues/")
+    gone.delete()  # a tenant set nobody has any more: its snapshot is forgotten after a day
+    old = timezone.now() - timedelta(days=2)
+    Snapshot.objects.filter(tenants=["initech"]).update(computed_at=old)
     Job.objects.filter(handler=snapshots.REFRESH_HANDLER).delete()
     snapshots.refresh.call()
+    assert not Snapshot.objects.filter(tenants=["initech"]).exists()
     assert "late-queue" in admin_client.get("/queues/").content.decode()
     # It runs again after the interval, as the batch monitor does: one job, a timer.
     job = refresh_job()
