@@ -3,8 +3,10 @@ pages read their tenant scope's figures from the database, refreshed by a period
 another scope's, and recounted when missing or stale. Real rows on both databases."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from console import snapshots
@@ -123,3 +125,16 @@ def test_an_annotation_filter_is_counted_live(admin_client):
     make_job(retries=0, exception_message="acme mail bounced")
     html = admin_client.get("/failures/", {"annotation": "x"}).content.decode()
     assert "shared snapshot" not in html
+
+
+def test_the_job_executor_runs_the_refresh_a_page_scheduled(admin_client):
+    admin_client.get("/topics/")  # no snapshot yet: counted now, and the refresh scheduled
+    make_task(topic_name="late-topic")
+    out = StringIO()
+    call_command("runjobs", "--once", "--queue", snapshots.SNAPSHOT_QUEUE, stdout=out, stderr=out)
+    html = admin_client.get("/topics/").content.decode()
+    assert "late-topic" in html and "shared snapshot" in html
+    # The next run waits for the interval: a timer job, the only one.
+    assert list(
+        Job.objects.filter(handler=snapshots.REFRESH_HANDLER).values_list("type", flat=True)
+    ) == [Job.Type.TIMER]
