@@ -51,12 +51,12 @@ run: demo
 	@echo
 	@echo "Taskyard console:  http://$(HOST):$(PORT)/   (admin: /admin/, API docs: /api-docs/)"
 	@echo "Camunda REST API:  http://$(HOST):$(PORT)/engine-rest/   (HTTP Basic, same logins)"
-	@echo "Live demo:         runjobs on the demo and batch queues (demo_jobs feeds the first, bulk"
-	@echo "                   actions on all matching rows the second); demo_workers fetch and"
+	@echo "Live demo:         runjobs on the demo, batch and console queues (demo_jobs feeds the first, bulk"
+	@echo "                   actions the second, the console's figures the third); demo_workers fetch and"
 	@echo "                   complete external tasks over the Camunda REST API (some fail)"
 	@echo
 	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
-	LOG_LEVEL=ERROR $(BIN)/python manage.py runjobs --queue demo,batch --concurrency 2 & \
+	LOG_LEVEL=ERROR $(BIN)/python manage.py runjobs --queue demo,batch,console --concurrency 2 & \
 	$(BIN)/python manage.py demo_jobs --rate 0.5 & \
 	$(BIN)/python manage.py demo_workers --url http://$(HOST):$(PORT)/engine-rest & \
 	LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)

@@ -36,7 +36,7 @@ def console_session(time_limit=True):
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), **options)
 
 
-async def console_login(session, base):
+async def console_login(session, base, username=ADMIN):
     """Session login through the login form, as an operator's browser does."""
     from yarl import URL  # comes with aiohttp, see the module docstring
 
@@ -46,7 +46,7 @@ async def console_login(session, base):
     async with session.post(
         base + "/login/",
         data={
-            "username": ADMIN,
+            "username": username,
             "password": PASSWORD,
             "csrfmiddlewaretoken": token.value if token else "",
         },

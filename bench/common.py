@@ -15,6 +15,10 @@ LOG_TABLE = "external_tasks_externaltasklog"
 PASSWORD = "bench-password-not-secret"
 ADMIN = "bench-admin"
 WORKER = "bench-worker"
+# A tenant viewer of the seed's largest tenant (40 % of the rows): the console section's second
+# account.
+VIEWER = "bench-viewer"
+VIEWER_TENANT = "acme"
 
 
 def pct(values, q):

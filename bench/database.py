@@ -8,7 +8,7 @@ import django
 import psycopg
 from django.core.management import call_command
 
-from bench.common import ADMIN, PASSWORD, WORKER, conninfo, log
+from bench.common import ADMIN, PASSWORD, VIEWER, VIEWER_TENANT, WORKER, conninfo, log
 
 
 def prepare_database(url: str, template: str, fresh: bool):
@@ -49,3 +49,6 @@ def setup_django(url: str, seed_needed: bool):
         call_command("seed_demo", jobs=1_000_000, external_tasks=1_000_000, seed=7, quiet=True)
     call_command("create_user", ADMIN, role="admin", password=PASSWORD, verbosity=0)
     call_command("create_user", WORKER, role="worker", password=PASSWORD, verbosity=0)
+    call_command(
+        "create_user", VIEWER, role="viewer", tenant=[VIEWER_TENANT], password=PASSWORD, verbosity=0
+    )

@@ -35,6 +35,7 @@ from bench.bulk import run_bulk  # noqa: E402
 from bench.ceiling import run_ceiling  # noqa: E402
 from bench.clients import warm_up  # noqa: E402
 from bench.common import ROOT, Report, log  # noqa: E402
+from bench.console import run_console  # noqa: E402
 from bench.database import prepare_database, setup_django  # noqa: E402
 from bench.executor import run_executor  # noqa: E402
 from bench.http_workers import run_http  # noqa: E402
@@ -55,6 +56,7 @@ SECTIONS = [
     "batch",
     "longpoll",
     "memory",
+    "console",
 ]
 # The sections that talk to one server, started once for all of them, in this order.
 SERVER_SECTIONS = {
@@ -64,6 +66,7 @@ SERVER_SECTIONS = {
     "batch": run_batch,
     "longpoll": run_longpoll,
     "memory": run_memory,
+    "console": run_console,
 }
 # Sections that insert and delete tasks: with any of them, "queries" first runs on the seed
 # as it was ("queries settled").
@@ -114,6 +117,12 @@ def parse_arguments(argv):
         type=int,
         default=None,
         help="batch section: runjobs --concurrency of the batch executor (default: its own)",
+    )
+    parser.add_argument(
+        "--console-runs",
+        type=int,
+        default=None,
+        help="console section: timed runs per page after one warm-up (default 10, 3 with --quick)",
     )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)

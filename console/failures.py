@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from django.db.models import Count, Max, Min
 
+from console import snapshots
 from console.resources import RESOURCES
 from project.failures import normalize_message
 
@@ -23,19 +24,32 @@ GROUP_ACTIONS = ("set_retries", "suspend")
 FAILURE_SQL_GROUPS = 5000
 
 
-def failure_groups(user, kind: str | None = None, annotation: str | None = None) -> list[dict]:
+def failure_groups(
+    user, kind: str | None = None, annotation: str | None = None, counted=None
+) -> list[dict]:
     """Failed rows of every resource (or only `kind`'s), grouped; the biggest groups first.
-    With `annotation`, only rows whose incident's annotation contains that text."""
-    groups: dict[tuple, dict] = {}
-    for resource in RESOURCES.values():
-        if kind in (None, resource.key):
-            _add_groups(groups, resource, user, annotation)
-    result = sorted(groups.values(), key=lambda g: (-g["count"], g["kind"], g["fingerprint"]))
+    With `annotation`, only rows whose incident's annotation contains that text. `counted`:
+    the groups of every kind as raw_groups() counted them for this user's scope (a snapshot)."""
+    if counted is None:
+        counted = raw_groups(user, kind, annotation)
+    result = []
+    for raw in counted:
+        if kind in (None, raw["kind"]):
+            result.append({**raw, "resource": RESOURCES[raw["kind"]], "annotation": annotation})
     for group in result:
         group["key"] = group_key(group)
         group["query"] = group_query(group)
         group["actions"] = [group["resource"].action(key) for key in GROUP_ACTIONS]
     return result
+
+
+def raw_groups(user, kind: str | None = None, annotation: str | None = None) -> list[dict]:
+    """The groups as plain values (what a snapshot keeps), the biggest first."""
+    groups: dict[tuple, dict] = {}
+    for resource in RESOURCES.values():
+        if kind in (None, resource.key):
+            _add_groups(groups, resource, user, annotation)
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["kind"], g["fingerprint"]))
 
 
 def _add_groups(groups: dict, resource, user, annotation) -> None:
@@ -52,7 +66,6 @@ def _add_groups(groups: dict, resource, user, annotation) -> None:
             (resource.key, row[where], fingerprint),
             {
                 "kind": resource.key,
-                "resource": resource,
                 "where": row[where],
                 "fingerprint": fingerprint,
                 "count": 0,
@@ -60,7 +73,6 @@ def _add_groups(groups: dict, resource, user, annotation) -> None:
                 "last": row["last"],
                 "messages": [],
                 "example": row[message_field],
-                "annotation": annotation,
             },
         )
         group["count"] += row["n"]
@@ -90,3 +102,7 @@ def group_params(group) -> dict:
 
 def group_query(group) -> str:
     return urlencode(group_params(group))
+
+
+# The page without an annotation filter reads its scope's snapshot (console.snapshots).
+snapshots.register("failures", raw_groups)

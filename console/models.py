@@ -22,3 +22,26 @@ class ColumnChoice(models.Model):
 
     def __str__(self):
         return f"{self.user_id} {self.kind}: {', '.join(self.columns)}"
+
+
+class Snapshot(models.Model):
+    """One console page's aggregate figures for one tenant scope, as of `computed_at`
+    (console.snapshots). In the database, so every server process and every user of the scope
+    reads the same figures: the first view costs what a later one does."""
+
+    name = models.CharField(max_length=64)
+    # "*" (every tenant) or a digest of the sorted tenant ids; `tenants` holds them.
+    scope = models.CharField(max_length=64)
+    tenants = models.JSONField(null=True)
+    data = models.BinaryField()
+    computed_at = models.DateTimeField()
+    # How long computing it took, in seconds (what a view without the snapshot would cost).
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "scope"], name="console_snapshot_name_scope")
+        ]
+
+    def __str__(self):
+        return f"{self.name} {self.scope} at {self.computed_at:%H:%M:%S}"

@@ -1,4 +1,5 @@
-"""The overview and topics & workers pages: aggregates over whole tables, cached for seconds.
+"""The overview and topics & workers pages: aggregates over whole tables, read from their
+tenant scope's snapshot (console.snapshots), which a periodic job refreshes.
 
 The overview answers "how bad, and is it getting worse?" in one partial that refreshes itself
 (console.js polls `#overview-body` while the tab is visible):
@@ -21,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connections
 from django.db.models import Count, F, Max, Min, Q
 from django.db.models.functions import TruncHour, TruncMinute
@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
-from console import queues
+from console import queues, snapshots
 from console.access import viewer_required
 from console.failures import normalize_message
 from console.resources import EXTERNAL_TASKS, RESOURCES
@@ -41,9 +41,6 @@ from jobs.models import ExecutorHeartbeat
 from project import tenancy
 
 BREAKDOWN_ROWS = 20
-# The overview and topics pages aggregate over big tables; operators reload them often, so
-# their numbers are shared for a few seconds per tenant set (each page says how old they are).
-AGGREGATE_TTL = 15
 WORKER_WINDOW = timedelta(hours=24)
 
 # A status with more rows than this is not counted row by row on PostgreSQL: its tile shows
@@ -84,16 +81,6 @@ ATTENTION_RANKS = {
 RISING_IS_BAD = ("failed", "expired", "retrying", "suspended")
 
 
-def _cached(request, name, compute):
-    tenants = tenancy.tenant_ids(request.user)
-    key = f"console:{name}:" + ("*" if tenants is None else ",".join(sorted(tenants)))
-    hit = cache.get(key)
-    if hit is None or "fresh" in request.GET:
-        hit = {"data": compute(), "at": timezone.now()}
-        cache.set(key, hit, AGGREGATE_TTL)
-    return hit["data"], hit["at"]
-
-
 def refresh_seconds() -> int:
     return int(getattr(settings, "TASKYARD_CONSOLE", {}).get("OVERVIEW_REFRESH", REFRESH_SECONDS))
 
@@ -113,10 +100,10 @@ def overview(request):
         choices = ", ".join(WINDOWS)
         context["window_error"] = f"Unknown window {window!r}: choose one of {choices}."
         return render(request, "console/overview.html", context, status=400)
-    data, counted_at = _cached(
+    data, counted_at, counted_now = snapshots.numbers(
         request, f"overview:{window}", lambda: _overview_data(request.user, window)
     )
-    context.update({"counted_at": counted_at, **_described(data)})
+    context.update({"counted_at": counted_at, "counted_now": counted_now, **_described(data)})
     template = "console/overview.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#overview-body"
@@ -144,21 +131,22 @@ def _overview_data(user, window):
     starts = buckets_for(now, window)
     totals = [[0, 0] for _ in starts]
     sections = []
-    for resource in RESOURCES.values():
+    held = {key: held_or_failed(resource, user, now) for key, resource in RESOURCES.items()}
+    for key, resource in RESOURCES.items():
         sources = _throughput(resource, user, now, window, totals)
         sections.append(
             {
                 "resource": resource.key,
                 "tiles": _tiles(resource, user, now),
-                "breakdown": _breakdown(resource, user, now),
+                "breakdown": _breakdown(held[key]),
                 "throughput": sources,
             }
         )
     return {
         "sections": sections,
-        "tenants": _failed_per_tenant(user),
+        "tenants": _failed_per_tenant(held),
         "chart": chart_geometry(starts, totals, window),
-        "attention": attention(user, now),
+        "attention": attention(user, now, held),
     }
 
 
@@ -284,34 +272,62 @@ def _tiles(resource, user, now):
     return tiles
 
 
-def _breakdown(resource, user, now):
-    """Per source (handler, topic): failed rows and rows holding a live or an expired lock.
-
-    Only rows that need attention are read (failed or holding a lock): the failed partial
-    indexes and the lock indexes find them without reading the whole table."""
+def held_or_failed(resource, user, now) -> list[dict]:
+    """The rows that need attention (failed, or naming a lock holder) as `user` sees them, in
+    one grouped pass: per (source, tenant, holder), the counts the breakdown, the failures per
+    tenant, the expired locks and the stopped holders fold from it. Only those rows are read:
+    the failed partial indexes and the lock indexes find them without reading the whole table;
+    reading them once instead of once per figure is most of the overview's first view at 1M
+    rows. The groups are few (sources x tenants x holders)."""
     failed = resource.statuses["failed"].condition(now)
-    held = Q(**{f"{resource.holder_field}__isnull": False})
+    holder = resource.holder_field
+    held = Q(**{f"{holder}__isnull": False})
+    live = Q(lock_expiration_time__gt=now)
+    lock_timed = held & Q(lock_expiration_time__isnull=False)
     return list(
         resource.visible(user)
         .filter(failed | held)
-        .values(source=F(resource.source_field))
+        .values("tenant_id", source=F(resource.source_field), holder=F(holder))
         .annotate(
             failed=Count("id", filter=failed),
-            locked=Count("id", filter=Q(lock_expiration_time__gt=now) & ~failed),
+            locked=Count("id", filter=live & ~failed),
             expired=Count("id", filter=held & Q(lock_expiration_time__lte=now) & ~failed),
+            expired_state=Count("id", filter=resource.statuses.q("expired", now)),
+            held=Count("id", filter=lock_timed),
+            held_live=Count("id", filter=lock_timed & live),
         )
-        .order_by("-failed", "source")[:BREAKDOWN_ROWS]
+        .order_by()
     )
 
 
-def _failed_per_tenant(user):
+def _folded(groups, key, *fields) -> dict:
+    """{group[key]: {field: sum over the groups with that key}}."""
+    result: dict = {}
+    for group in groups:
+        into = result.setdefault(group[key], dict.fromkeys(fields, 0))
+        for field in fields:
+            into[field] += group[field]
+    return result
+
+
+def _breakdown(groups):
+    """Per source (handler, topic): failed rows and rows holding a live or an expired lock."""
+    rows = [
+        {"source": source, **counts}
+        for source, counts in _folded(groups, "source", "failed", "locked", "expired").items()
+    ]
+    rows.sort(key=lambda row: (-row["failed"], row["source"] is None, row["source"] or ""))
+    return rows[:BREAKDOWN_ROWS]
+
+
+def _failed_per_tenant(held):
     tenants = {}
     keys = list(RESOURCES)
-    for resource in RESOURCES.values():
-        rows = resource.failed(user).values("tenant_id").annotate(n=Count("id")).order_by()
-        for row in rows:
-            counts = tenants.setdefault(row["tenant_id"], dict.fromkeys(keys, 0))
-            counts[resource.key] = row["n"]
+    for key in keys:
+        for tenant, row in _folded(held[key], "tenant_id", "failed").items():
+            if row["failed"]:
+                counts = tenants.setdefault(tenant, dict.fromkeys(keys, 0))
+                counts[key] = row["failed"]
     return [
         {"tenant": tenant, "counts": [(key, counts[key]) for key in keys]}
         for tenant, counts in sorted(tenants.items(), key=lambda i: (i[0] is None, i[0] or ""))
@@ -473,14 +489,16 @@ def _spark(series):
 # Needs attention, ranked.
 
 
-def attention(user, now) -> list[dict]:
+def attention(user, now, held=None) -> list[dict]:
     """What needs an operator, most urgent first (ATTENTION_RANKS, then the number of rows):
     workers and executors that stopped while holding locks, expired locks, error groups first
-    seen in the last day, and queues and topics whose backlog grows."""
+    seen in the last day, and queues and topics whose backlog grows. `held`: each kind's
+    held_or_failed() groups, when the caller read them already."""
     items = []
-    for resource in RESOURCES.values():
-        items += _stopped_holders(resource, user, now)
-        items += _expired_locks(resource, user, now)
+    for key, resource in RESOURCES.items():
+        groups = held[key] if held is not None else held_or_failed(resource, user, now)
+        items += _stopped_holders(resource, user, now, groups)
+        items += _expired_locks(resource, groups)
         items += _new_error_groups(resource, user, now)
         items += _growing_backlogs(resource, user, now)
     items += _stopped_executors(user, now)
@@ -494,18 +512,19 @@ def _list_url(resource, **params) -> str:
     return f"{reverse(resource.list_url)}?{urlencode(params)}"
 
 
-def _stopped_holders(resource, user, now):
+def _stopped_holders(resource, user, now, groups):
     """Processes named on rows as their lock holder that the log saw within the last day but
     not in the last STALE_AFTER: a worker (or executor) that died with work in its hands."""
-    holder = resource.holder_field
-    held = (
-        resource.visible(user)
-        .filter(**{f"{holder}__isnull": False, "lock_expiration_time__isnull": False})
-        .values(holder)
-        .annotate(n=Count("id"), live=Count("id", filter=Q(lock_expiration_time__gt=now)))
-        .order_by("-n")[:500]
-    )
-    holding = {row[holder]: row for row in held}
+    folded = _folded(groups, "holder", "held", "held_live")
+    held = sorted(
+        (
+            {"holder": name, "n": row["held"], "live": row["held_live"]}
+            for name, row in folded.items()
+            if name is not None and row["held"]
+        ),
+        key=lambda row: -row["n"],
+    )[:500]
+    holding = {row["holder"]: row for row in held}
     if not holding:
         return []
     log = resource.outcome_log[0]
@@ -578,14 +597,14 @@ def _stopped_executors(user, now):
     ]
 
 
-def _expired_locks(resource, user, now):
-    rows = (
-        resource.visible(user)
-        .in_state("expired", now)
-        .values(source=F(resource.source_field))
-        .annotate(n=Count("id"))
-        .order_by("-n", "source")[:BREAKDOWN_ROWS]
+def _expired_locks(resource, groups):
+    """Per source, the rows whose status is "expired" (the holder's lock ran out)."""
+    folded = _folded(groups, "source", "expired_state")
+    rows = sorted(
+        ({"source": source, "n": row["expired_state"]} for source, row in folded.items()),
+        key=lambda row: (-row["n"], row["source"] is None, row["source"] or ""),
     )
+    rows = [row for row in rows if row["n"]][:BREAKDOWN_ROWS]
     return [
         {
             "kind": "expired-locks",
@@ -699,10 +718,13 @@ def _growing_backlogs(resource, user, now):
 
 @viewer_required
 def topics(request):
-    data, counted_at = _cached(request, "topics", lambda: _topics_data(request.user))
+    data, counted_at, counted_now = snapshots.numbers(
+        request, "topics", lambda: _topics_data(request.user)
+    )
     context = {
         "nav_section": "topics",
         "counted_at": counted_at,
+        "counted_now": counted_now,
         "tasks_url": reverse(EXTERNAL_TASKS.list_url),
         **data,
     }
@@ -792,3 +814,9 @@ def _topics_data(user):
         "window_hours": int(WORKER_WINDOW.total_seconds() // 3600),
         "rate_minutes": queues.rate_minutes(),
     }
+
+
+# The default overview and the topics page read their scope's snapshot (console.snapshots);
+# the other throughput windows are counted on demand and kept for snapshots.ON_DEMAND_AGE.
+snapshots.register(f"overview:{DEFAULT_WINDOW}", lambda user: _overview_data(user, DEFAULT_WINDOW))
+snapshots.register("topics", _topics_data)

@@ -9,7 +9,6 @@ failures, jobs an executor runs) only ever count the viewer's tenants' rows.
 from datetime import timedelta
 
 from django.contrib import messages
-from django.core.cache import cache
 from django.db.models import Count, Max
 from django.http import HttpResponseBadRequest, HttpResponseForbidden
 from django.shortcuts import redirect, render
@@ -17,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from console import snapshots
 from console.access import operator_required, viewer_required
 from console.resources import JOBS
 from external_tasks.models import ExternalTaskLog
@@ -25,7 +25,6 @@ from jobs.models import ExecutorHeartbeat, Job, JobLog
 from project import tenancy
 from project.errors import DomainError
 
-AGGREGATE_TTL = 15  # seconds
 # Completions and failures per queue and topic are counted over this recent window.
 RATE_WINDOW = timedelta(minutes=15)
 # An executor reports every few seconds; one silent for longer than this has stopped (or hangs).
@@ -70,16 +69,7 @@ def _queue_numbers(user) -> dict:
     return {"per_queue": per_queue, "outcomes": outcomes}
 
 
-def _cached_numbers(request, name, compute):
-    """The page's numbers, shared for a few seconds per tenant set as the overview's are
-    (AGGREGATE_TTL); `?fresh` counts again."""
-    tenants = tenancy.tenant_ids(request.user)
-    key = f"console:{name}:" + ("*" if tenants is None else ",".join(sorted(tenants)))
-    hit = cache.get(key)
-    if hit is None or "fresh" in request.GET:
-        hit = {"data": compute(), "at": timezone.now()}
-        cache.set(key, hit, AGGREGATE_TTL)
-    return hit["data"], hit["at"]
+snapshots.register("queues", _queue_numbers)
 
 
 def _serves(executor: ExecutorHeartbeat, queue: str) -> bool:
@@ -142,7 +132,9 @@ def executor_rows(user, executors: list, now) -> list[dict]:
 
 @viewer_required
 def queues(request):
-    numbers, counted_at = _cached_numbers(request, "queues", lambda: _queue_numbers(request.user))
+    numbers, counted_at, counted_now = snapshots.numbers(
+        request, "queues", lambda: _queue_numbers(request.user)
+    )
     now = timezone.now()
     # Pauses and heartbeats are a few rows each and change by a click: always read fresh.
     pauses = job_services.paused_queues()
@@ -153,6 +145,7 @@ def queues(request):
     context = {
         "nav_section": "queues",
         "counted_at": counted_at,
+        "counted_now": counted_now,
         "queues": rows,
         "executors": executor_rows(request.user, executors, now),
         "alive_executors": sum(1 for e in executors if e.last_seen >= now - EXECUTOR_ALIVE),

@@ -11,8 +11,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from console import snapshots
 from console.access import operator_required, viewer_required
-from console.failures import failure_groups
+from console.failures import failure_groups, raw_groups
 from console.models import ColumnChoice
 from console.resources import JOBS, RESOURCES
 from console.tables import Table, TableError, parse_columns, plain_params, querystring, whole_number
@@ -175,9 +176,18 @@ def failures(request):
     annotation = (request.GET.get("annotation") or "").strip()
     if has_nul(annotation):
         return HttpResponseBadRequest("Invalid annotation text")
-    groups = failure_groups(request.user, resource.key if resource else None, annotation or None)
+    kind = resource.key if resource else None
+    counted, counted_at, counted_now = None, None, True
+    if not annotation:
+        # Every kind's groups, from the scope's snapshot (console.snapshots).
+        counted, counted_at, counted_now = snapshots.numbers(
+            request, "failures", lambda: raw_groups(request.user)
+        )
+    groups = failure_groups(request.user, kind, annotation or None, counted)
     context = {
         "nav_section": "failures",
+        "counted_at": counted_at,
+        "counted_now": counted_now,
         "annotation": annotation,
         "groups": groups,
         "kind": resource.key if resource else None,

@@ -147,3 +147,34 @@ def test_the_audit_table_shows_each_index_with_its_queries_and_cost():
     )
     assert "| `a_idx` | 2 MB | q: 2.0 → 500.0 (b_idx) | +0.50 (+2) |" in text
     assert "| `b_idx` | 0 MB | no measured query reads it | +0.25 (+0) |" in text
+
+
+# --- the console pages (issue #23) -----------------------------------------------------------
+
+
+def test_the_console_section_times_every_page_of_issue_23_for_both_kinds():
+    from bench import console, run
+    from console.resources import EXTERNAL_TASKS, JOBS
+
+    assert run.SERVER_SECTIONS["console"] is console.run_console
+    assert run.parse_arguments(["--only", "console", "--console-runs", "5"])[0].console_runs == 5
+    sample = dict.fromkeys(["job", "task", "business_key", "handler", "topic"], "x")
+    pages = console.pages(sample, "batch-1")
+    names = [name for name, _path, _params in pages]
+    assert len(names) == len(set(names))  # each page is its own metric
+    paths = {path for _name, path, _params in pages}
+    for path in ("/", "/failures/", "/topics/", "/queues/", "/audit/", "/search/", "/batches/"):
+        assert path in paths
+    assert {"/jobs/x/", "/external-tasks/x/", "/batches/batch-1/"} <= paths
+    for kind, resource in (("jobs", JOBS), ("tasks", EXTERNAL_TASKS)):
+        sorted_by = {params.get("sort") for name, _p, params in pages if name.startswith(kind)}
+        for column in resource.columns:
+            if column.field:
+                assert column.key in {(s or "").lstrip("-") for s in sorted_by}
+        for page in ("default", "deep page 2,000", "search id", "search word"):
+            assert any(name.startswith(f"{kind} {page}") for name in names)
+    # The snapshot pages' first view is the plain URL; their recount (no snapshot) is timed too.
+    first_views = {path for name, path, params in pages if "first view" in name and not params}
+    assert first_views == {"/", "/failures/", "/topics/", "/queues/"}
+    recounts = {path for name, path, params in pages if params == {"fresh": "1"}}
+    assert recounts == first_views
