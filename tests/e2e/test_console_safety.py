@@ -72,7 +72,8 @@ def test_a_group_action_confirms_and_the_group_link_lists_exactly_the_group(
     expect(dialog).to_contain_text(
         "Status: Failed; Handler: billing.tasks.charge; Failure group: card <n> declined"
     )
-    assert Job.objects.filter(retries__gt=0).count() == 0  # nothing happened yet
+    # Nothing happened yet (the console's own snapshot refresh job aside: a view scheduled it).
+    assert not Job.objects.filter(retries__gt=0).exclude(queue_name="console").exists()
     dialog.locator("input[name=retries]").fill("2")
     dialog.locator("input[name=reason]").fill("gateway back")
     dialog.locator("button[type=submit]").click()
