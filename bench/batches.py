@@ -80,7 +80,8 @@ def wait_done(batch_id, started_at, poll=0.05):
         if batch is None:
             raise RuntimeError(f"batch {batch_id} is gone")
         counted = batch.rows_changed + batch.rows_skipped + batch.rows_failed
-        if done_at is None and counted >= batch.total_rows:
+        # A large batch's total is known once its seed job selected the rows.
+        if done_at is None and not batch.selecting and counted >= batch.total_rows:
             done_at = time.perf_counter()
         if batch.end_time is not None:
             return (done_at or time.perf_counter()) - started_at, time.perf_counter() - started_at

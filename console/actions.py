@@ -298,6 +298,11 @@ def start_batch(request, resource, spec, rows, values, selection, expected, next
         messages.error(request, f"{spec.label} failed: {exc.message}")
         return _finish(request, next_url)
     words = batch_words(batch)
+    if batch.selecting:
+        # A large selection: the seed job reads the rows; the progress page shows the total.
+        text = f"Batch started: {words} on the {resource.noun}s that match"
+        messages.success(request, text + ".")
+        return _finish(request, reverse("batch-detail", args=[batch.pk]))
     text = f"Batch started: {words} on {plural(batch.total_rows, resource.noun)}"
     gone = (expected or 0) - batch.total_rows
     if gone > 0 and selection.scope == "matching":

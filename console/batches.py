@@ -116,6 +116,8 @@ class BatchView:
             return "—"
         if self.batch.suspended:
             return "paused"
+        if self.batch.selecting:
+            return "selecting the rows"
         if not self.rows_left:
             return "finishing"
         rate = self.rate

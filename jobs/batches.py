@@ -175,7 +175,8 @@ def _started(batch: Batch) -> None:
 
 @task
 def run_seed(batch: str) -> dict:
-    """Create the next batch_jobs_per_seed chunk jobs, then the next seed or the monitor job."""
+    """Create the next batch_jobs_per_seed chunk jobs, then the next seed or the monitor job;
+    the first run of a batch whose selection start() left takes its snapshot first."""
     with transaction.atomic():
         current = _running_batch(batch)
         if current is None:
@@ -186,6 +187,16 @@ def run_seed(batch: str) -> dict:
             _enqueue(current, current.seed_job_definition_id, SEED_HANDLER, {"batch": batch})
             return {"created": 0, "suspended": True}
         _started(current)
+        if current.selecting:
+            # A selection too large for the request: its rows are chosen now, and the batch's
+            # job definitions and jobs take the tenant they turn out to have.
+            batches.take_snapshot(current)
+            ids = ENGINE.definition_ids(current)
+            JobDefinition.objects.filter(id__in=ids).update(tenant_id=current.tenant_id)
+            Job.objects.filter(job_definition_id__in=ids).update(tenant_id=current.tenant_id)
+            if current.total_jobs == 0:  # the rows changed or went meanwhile
+                batches.finish(current)
+                return {"created": 0}
         first = current.jobs_created + 1
         last = min(current.jobs_created + current.batch_jobs_per_seed, current.total_jobs)
         numbers = list(range(first, last + 1))

@@ -88,9 +88,25 @@ def record(
         source=source,
         admin_only=touched is None,
     )
+    _write_tenants(entry, touched)
+    return entry
+
+
+def set_tenants(entry: AuditEntry, user, tenants: Iterable | None) -> None:
+    """Record the tenants an entry's action reached once they are known, in place of those it
+    was written with (a large batch's entry is written with its creator's tenants; its seed
+    job selects the rows later). Inside the caller's transaction."""
+    touched = _touched(user, tenants, entry.filter)
+    AuditTenant.objects.filter(entry=entry).delete()
+    _write_tenants(entry, touched)
+    if entry.admin_only != (touched is None):
+        entry.admin_only = touched is None
+        entry.save(update_fields=["admin_only"])
+
+
+def _write_tenants(entry: AuditEntry, touched: set | None) -> None:
     if touched:
         AuditTenant.objects.bulk_create(
             AuditTenant(entry=entry, tenant_id=tenant)
             for tenant in sorted(touched, key=lambda t: (t is not None, t or ""))
         )
-    return entry

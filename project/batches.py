@@ -3,7 +3,9 @@ in chunks (Camunda's batch model).
 
 `start()` takes a snapshot of the rows (their ids, in chunks of TASKYARD_BATCH_CHUNK_SIZE, by
 one INSERT … SELECT), writes the Batch row and its audit entry, and has the engine create the
-seed, monitor and batch job definitions and the seed job, all in one transaction. The engine
+seed, monitor and batch job definitions and the seed job, all in one transaction; a selection
+of more than TASKYARD_BATCH_SNAPSHOT_LIMIT rows is snapshotted by the seed job instead
+(take_snapshot()), so the answer does not wait for reading every row. The engine
 (jobs.batches, installed by jobs.apps with use_engine) runs the chunks: each chunk job applies
 its BatchType's `apply` to its ids in one transaction with the batch's counters and the
 deletion of its BatchChunk, so a chunk runs at most once however often its job runs.
@@ -16,7 +18,9 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
@@ -133,7 +137,13 @@ def start(
 
     Bad parameters, an unknown type or no matching rows raise before anything is written; as
     Camunda, no rows is a 400 ("jobIds is empty"). Ids the user cannot see are not in the
-    batch (they are not in its total either)."""
+    batch (they are not in its total either).
+
+    Up to snapshot_limit() rows are copied into chunks here, so the answer has the batch's
+    totals, as Camunda's has. A larger selection would keep the answer waiting for reading
+    every row (a 100k-row topic is spread over most of the table's pages): the batch keeps
+    the scoped query instead (Batch.selection) and its seed job takes the snapshot, within
+    moments of the answer; until then totalJobs is 0 and the batch is `selecting`."""
     batch_type = TYPES.get(type_name)
     if batch_type is None:
         raise InvalidRequest(f"Unknown batch type '{type_name}'")
@@ -147,38 +157,49 @@ def start(
     parameters = dict(parameters or {})
     if batch_type.check is not None:
         parameters = batch_type.check(parameters)
-    source_rows = _scoped_rows(user, batch_type.model, rows)
+    sql, params = _selection(_scoped_rows(user, batch_type.model, rows), batch_type.before)
+    empty = BadUserRequest(f"{EMPTY_NAMES.get(batch_type.target_type, 'ids')} is empty")
     size = chunk_size()
     now = clock.now()
     with transaction.atomic():
+        limit = snapshot_limit()
+        found = _count_upto(sql, params, limit + 1)
+        if found == 0:
+            raise empty
+        frozen = _freeze_all(params) if found > limit else None
         batch = Batch.objects.create(
             id=new_id(),
             type=batch_type.name,
             target_type=batch_type.target_type,
             parameters=parameters,
             filter=filter,
-            description=description,
+            description=description or batch_type.words(parameters),
             invocations_per_batch_job=size,
             batch_jobs_per_seed=jobs_per_seed(),
             create_user_id=getattr(user, "username", None) or None,
             source=source,
             start_time=now,
+            selection=None if frozen is None else {"sql": sql, "params": frozen},
         )
-        chunks, total, tenants, before = _snapshot(batch, source_rows, size, batch_type.before)
-        if total == 0:
-            # Rolls back the batch row: nothing is written.
-            raise BadUserRequest(f"{EMPTY_NAMES.get(batch_type.target_type, 'ids')} is empty")
-        first_ids = BatchChunk.objects.filter(batch=batch, number=1).values_list("ids", flat=True)
-        entry = audit.record(
+        if frozen is None:
+            chunks, total, tenants, histogram = _snapshot(batch, sql, params, batch_type.before)
+            if total == 0:
+                raise empty  # rolls back the batch row: nothing is written
+            _set_totals(batch, chunks, total, tenants)
+        else:
+            # The creator's tenants until the seed job knows the rows': those who may see the
+            # batch only become more, never fewer, when it does.
+            total, tenants, histogram = None, tenancy.tenant_ids(user), {}
+        batch.audit_entry = audit.record(
             user,
             batch_type.target_type,
             batch_type.action,
             tenants=tenants,
-            ids=(first_ids.first() or [])[: audit.MAX_IDS],
+            ids=_first_ids(batch),
             filter=filter,
-            count=total,
+            count=total or 0,
             # The snapshot's rows as they were when the batch started: what it is to change.
-            before={batch_type.before: before} if batch_type.before else None,
+            before={batch_type.before: histogram} if batch_type.before and total else None,
             after={
                 **parameters,
                 "batch": batch.id,
@@ -189,16 +210,54 @@ def start(
             source=source,
             reason=reason,
         )
-        real = {tenant for tenant in tenants if tenant is not None}
-        batch.tenant_id = next(iter(real)) if len(real) == 1 and None not in tenants else None
-        batch.total_rows = total
-        batch.total_jobs = chunks
-        batch.audit_entry = entry
-        if not description:
-            batch.description = batch_type.words(parameters)
         engine().create(batch)  # job definitions and the seed job; sets their ids on batch
         batch.save()
     return batch
+
+
+def take_snapshot(batch: Batch) -> None:
+    """Select the rows of a batch that start() left to its seed job (inside the seed job's
+    transaction, the batch row locked): the chunks, the batch's totals and tenant, and its
+    audit entry's planned count, first ids, `before` and tenants, as start() would have
+    written them. No row left is a batch of 0 rows, for the caller to finish."""
+    batch_type = TYPES[batch.type]
+    sql, params = batch.selection["sql"], _thaw(batch.selection["params"])
+    chunks, total, tenants, histogram = _snapshot(batch, sql, params, batch_type.before)
+    _set_totals(batch, chunks, total, tenants)
+    batch.selection = None
+    batch.save(update_fields=["selection", "total_rows", "total_jobs", "tenant_id"])
+    entry = AuditEntry.objects.filter(pk=batch.audit_entry_id).first()
+    if entry is None:
+        return
+    entry.target_ids = _first_ids(batch)[: audit.MAX_IDS]
+    entry.count = total
+    if batch_type.before and total:
+        entry.before = {batch_type.before: histogram}
+    entry.after = {**(entry.after or {}), "planned": total}
+    entry.save(update_fields=["target_ids", "count", "before", "after"])
+    audit.set_tenants(entry, creator(batch), tenants)
+
+
+DEFAULT_SNAPSHOT_LIMIT = 10_000
+
+
+def snapshot_limit() -> int:
+    """The most rows start() copies into chunks itself (TASKYARD_BATCH_SNAPSHOT_LIMIT); the
+    seed job selects a larger batch's rows."""
+    return max(int(getattr(settings, "TASKYARD_BATCH_SNAPSHOT_LIMIT", DEFAULT_SNAPSHOT_LIMIT)), 0)
+
+
+def _set_totals(batch: Batch, chunks: int, total: int, tenants: set) -> None:
+    real = {tenant for tenant in tenants if tenant is not None}
+    batch.tenant_id = next(iter(real)) if len(real) == 1 and None not in tenants else None
+    batch.total_rows = total
+    batch.total_jobs = chunks
+
+
+def _first_ids(batch: Batch) -> list:
+    """The first chunk's ids (the audit entry's sample of the rows), or [] before a snapshot."""
+    first = BatchChunk.objects.filter(batch=batch, number=1).values_list("ids", flat=True)
+    return list(first.first() or [])[: audit.MAX_IDS]
 
 
 def _scoped_rows(user, model, rows) -> QuerySet:
@@ -219,19 +278,10 @@ def _scoped_rows(user, model, rows) -> QuerySet:
     return tenancy.scope(model.objects.filter(pk__in=listed), user)
 
 
-def _snapshot(
-    batch: Batch, rows: QuerySet, size: int, before: str | None = None
-) -> tuple[int, int, set, dict]:
-    """Copy the ids of `rows` into BatchChunk rows of up to `size` ids each with one INSERT …
-    SELECT (the ids never travel to Python); returns (chunks, rows, the rows' tenants, and
-    {str(value of `before`): rows} when `before` names a field, else {}).
-
-    On PostgreSQL one statement reads the rows once for the chunks, their tenants and the
-    histogram, so they are exactly the snapshot's. Chunks are numbered in the order the rows
-    are read, not sorted by id: sorting 100k text ids was most of the statement, and nothing
-    needs it (each chunk locks its own rows in id order when it runs)."""
-    quote = connection.ops.quote_name
-    # Named columns: the subquery's output is read by name.
+def _selection(rows: QuerySet, before: str | None) -> tuple[str, list]:
+    """The SQL (and its parameters) of the rows' ids, tenants and `before` values, in named
+    columns (snapshot_id, snapshot_tenant, snapshot_before); a queryset that can match
+    nothing (a user who sees nothing: queryset.none()) is a query of no rows."""
     selected = (
         rows.order_by()
         .annotate(
@@ -242,14 +292,88 @@ def _snapshot(
         .values("snapshot_id", "snapshot_tenant", "snapshot_before")
     )
     try:
-        inner_sql, inner_params = selected.query.sql_with_params()
-    except EmptyResultSet:  # e.g. a user who sees nothing: queryset.none()
-        return 0, 0, set(), {}
-    table = quote(BatchChunk._meta.db_table)
+        sql, params = selected.query.sql_with_params()
+    except EmptyResultSet:
+        nothing = "SELECT NULL AS snapshot_id, NULL AS snapshot_tenant, NULL AS snapshot_before"
+        return f"{nothing} WHERE 1 = 0", []
+    return sql, list(params)
+
+
+def _count_upto(sql: str, params: list, limit: int) -> int:
+    """How many rows the selection has, counting no further than `limit` (so a large one costs
+    what `limit` rows do, not what all of them would)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM ({sql}) s LIMIT %s) bounded", [*params, limit]
+        )
+        return cursor.fetchone()[0]
+
+
+# Parameters of a kept selection, as JSON: the types Django's compiled WHERE clauses pass.
+_THAW = {
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "decimal": Decimal,
+    "uuid": UUID,
+}
+
+
+def _freeze(value):
+    if value is None or isinstance(value, (bool, int, str)):
+        if isinstance(value, str) and "\x00" in value:  # jsonb has no NUL
+            raise TypeError(value)
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, list):
+        return [_freeze(item) for item in value]
+    if isinstance(value, datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    if isinstance(value, Decimal) and value.is_finite():
+        return {"decimal": str(value)}
+    if isinstance(value, UUID):
+        return {"uuid": str(value)}
+    raise TypeError(type(value).__name__)
+
+
+def _freeze_all(params: list) -> list | None:
+    """The parameters as JSON, or None when one has a type JSON cannot keep exactly (the
+    request then takes the snapshot itself: slower, never wrong)."""
+    try:
+        return [_freeze(value) for value in params]
+    except TypeError:
+        return None
+
+
+def _thaw(value):
+    if isinstance(value, list):
+        return [_thaw(item) for item in value]
+    if isinstance(value, dict):
+        ((tag, text),) = value.items()
+        return _THAW[tag](text)
+    return value
+
+
+def _snapshot(
+    batch: Batch, sql: str, params: list, before: str | None = None
+) -> tuple[int, int, set, dict]:
+    """Copy the ids of the selection (`sql`, see _selection) into BatchChunk rows of
+    batch.invocations_per_batch_job ids each with one INSERT … SELECT (the ids never travel
+    to Python); returns (chunks, rows, the rows' tenants, and {str(value of `before`): rows}
+    when `before` names a field, else {}).
+
+    On PostgreSQL one statement reads the rows once for the chunks, their tenants and the
+    histogram, so they are exactly the snapshot's. Chunks are numbered in the order the rows
+    are read, not sorted by id: sorting 100k text ids was most of the statement, and nothing
+    needs it (each chunk locks its own rows in id order when it runs)."""
+    size = batch.invocations_per_batch_job
+    table = connection.ops.quote_name(BatchChunk._meta.db_table)
     numbered = (
         "SELECT s.snapshot_id, s.snapshot_tenant, s.snapshot_before, "
         "(ROW_NUMBER() OVER () - 1) / %s + 1 AS chunk "
-        f"FROM ({inner_sql}) s"
+        f"FROM ({sql}) s"
     )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -268,7 +392,7 @@ def _snapshot(
                     if before
                     else "NULL"
                 ),
-                [size, *inner_params, batch.id],
+                [size, *params, batch.id],
             )
             chunks, total, tenants, histogram = cursor.fetchone()
             if isinstance(tenants, str):
@@ -282,17 +406,16 @@ def _snapshot(
             f"INSERT INTO {table} (batch_id, number, ids, size) "
             "SELECT %s, numbered.chunk, json_group_array(numbered.snapshot_id), COUNT(*) "
             f"FROM ({numbered}) numbered GROUP BY numbered.chunk RETURNING size",
-            [batch.id, size, *inner_params],
+            [batch.id, size, *params],
         )
         sizes = [row[0] for row in cursor.fetchall()]
-        cursor.execute(f"SELECT DISTINCT s.snapshot_tenant FROM ({inner_sql}) s", inner_params)
+        cursor.execute(f"SELECT DISTINCT s.snapshot_tenant FROM ({sql}) s", params)
         tenants = {row[0] for row in cursor.fetchall()}
         histogram = {}
         if before:
             cursor.execute(
-                "SELECT s.snapshot_before, COUNT(*) "
-                f"FROM ({inner_sql}) s GROUP BY s.snapshot_before",
-                inner_params,
+                f"SELECT s.snapshot_before, COUNT(*) FROM ({sql}) s GROUP BY s.snapshot_before",
+                params,
             )
             histogram = {str(value): count for value, count in cursor.fetchall()}
     return len(sizes), sum(sizes), tenants, histogram

@@ -170,6 +170,10 @@ class Batch(models.Model):
     # the confirmation said it: the console shows both.
     filter = models.JSONField(null=True, blank=True)
     description = models.TextField(blank=True, default="")
+    # The rows still to be selected: the scoped query's SQL and its parameters (JSON, tagged
+    # where JSON has no such type), kept when the selection is too large to copy into chunks
+    # within the request; the seed job takes the snapshot and clears it. Null: snapshotted.
+    selection = models.JSONField(null=True, blank=True)
     # Rows: snapshotted, changed, skipped (changed meanwhile, or already as asked), and in
     # chunks whose job failed for good and was deleted.
     total_rows = models.IntegerField(default=0)
@@ -216,6 +220,11 @@ class Batch(models.Model):
 
     def __str__(self):
         return f"{self.type} batch {self.id} ({self.outcome})"
+
+    @property
+    def selecting(self) -> bool:
+        """Whether its seed job has still to select the rows (its totals are not known yet)."""
+        return self.selection is not None and self.end_time is None
 
 
 class BatchChunk(models.Model):

@@ -11,6 +11,7 @@ from jobs.models import ExecutorHeartbeat, Job
 from project import audit
 from project.ids import new_id
 from project.models import AuditEntry, Batch
+from tests.batches import run_batches
 
 from .conftest import HTMX
 
@@ -225,6 +226,23 @@ def test_batch_page_shows_progress_counts_who_and_filter(operator_client, operat
     assert "/jobs/?jobDefinitionId=def-1" in html
     assert f'hx-get="/batches/{batch.pk}/" hx-trigger="every 2s"' in html
     assert "data-executor-warning" not in html
+
+
+def test_a_batch_still_selecting_its_rows_says_so_instead_of_0_of_0(operator_client, operator_user):
+    executor_alive(["batch"])
+    batch = make_batch(
+        operator_user,
+        total_rows=0,
+        total_jobs=0,
+        selection={"sql": "SELECT 1", "params": []},
+    )
+    html = operator_client.get(f"/batches/{batch.pk}/").content.decode()
+    assert "Selecting the matching jobs…" in html and "on the matching jobs" in html
+    assert "<span data-done>" not in html and "0 of 0" not in html
+    assert "data-time-left>selecting the rows<" in html
+    assert "not known until its rows are selected" in html
+    listed = operator_client.get("/batches/").content.decode()
+    assert "Selecting the matching jobs…" in listed
 
 
 def test_batch_progress_partial_for_htmx_and_polling_stops_at_the_end(
@@ -474,6 +492,31 @@ def test_all_matching_job_action_starts_its_batch(
     assert message.startswith("Batch started: ") and message.endswith(" on 3 jobs.")
     # The page it lands on is the batch's progress.
     assert 'id="batch-progress"' in response.content.decode()
+
+
+def test_a_large_all_matching_action_lands_on_its_batch_selecting_the_rows(
+    operator_client, settings
+):
+    settings.TASKYARD_BATCH_SNAPSHOT_LIMIT = 2
+    for _ in range(3):
+        failed_job(process_definition_key="orders")
+    response = confirmed(
+        operator_client,
+        JOBS_URL,
+        action="set_retries",
+        scope="matching",
+        query="processDefinitionKey=orders&noRetriesLeft=true",
+        expected="3",
+        retries="2",
+    )
+    batch = Batch.objects.get()
+    assert batch.selecting and batch.total_rows == 0
+    (message,) = [str(m) for m in response.context["messages"]]
+    assert message == "Batch started: set retries to 2 on the jobs that match."
+    assert "Selecting the matching jobs…" in response.content.decode()
+    run_batches()
+    batch.refresh_from_db()
+    assert (batch.total_rows, batch.rows_changed, batch.outcome) == (3, 3, "completed")
 
 
 @pytest.mark.parametrize(
