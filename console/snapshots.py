@@ -2,12 +2,13 @@
 request and kept in the database, per tenant scope.
 
 At 1M jobs + 1M tasks each of those pages scans big tables (seconds). A periodic job
-(`refresh`, on the SNAPSHOT_QUEUE, rescheduling itself like the batch monitor) computes every
-registered page for every tenant scope a console user has ("*" for admins, each viewer's and
-operator's tenant set), and a page reads its scope's row: a few milliseconds, in every server
-process, for the first view as for a later one. Figures are exact as of the snapshot's time,
-which each page shows; a missing snapshot, one older than max_age() (no executor serves the
-queue) or `?fresh` is computed in the request, as before, and the page says so.
+(`refresh`, on the SNAPSHOT_QUEUE: one job, due again after each run, like the batch monitor)
+computes every registered page for every tenant scope a console user has ("*" for admins, each
+viewer's and operator's tenant set), and a page reads its scope's row: a few milliseconds, in
+every server process, for the first view as for a later one. Figures are exact as of the
+snapshot's time, which each page shows; a missing snapshot, one older than max_age() (no
+executor serves the queue) or `?fresh` is computed in the request, as before, and the page
+says so.
 
 A scope's figures are computed as a principal that sees exactly that scope's tenants, through
 the same scoping (project.tenancy) as a user's request, and read back only by users whose
@@ -27,8 +28,9 @@ from django.tasks import task
 from django.utils import timezone
 
 from console.models import Snapshot
+from jobs.claims import RunAgain, default_retry_cycle
 from jobs.models import Job
-from project import tenancy
+from project import clock, tenancy
 
 SNAPSHOT_QUEUE = "console"
 REFRESH_HANDLER = "console.snapshots.refresh"
@@ -159,15 +161,24 @@ def refresh_all() -> int:
     return done
 
 
+def _full_retries() -> int:
+    """The retries a new refresh job is created with (the backend's, else the retry cycle's)."""
+    retries = getattr(refresh.get_backend(), "retries", None)
+    return default_retry_cycle().retries if retries is None else retries
+
+
 @task(queue_name=SNAPSHOT_QUEUE)
-def refresh() -> dict:
-    """Recompute every registered page for every scope, then run again after interval()."""
-    try:
-        done = refresh_all()
-    finally:
-        # The next run, unless another one is waiting already (two chains would double the
-        # work). This job is locked while it runs: the others are not.
-        waiting = Job.objects.filter(_pending(), lock_owner__isnull=True).exists()
-        if not waiting:
-            refresh.using(run_after=timezone.now() + timedelta(seconds=interval())).enqueue()
-    return {"snapshots": done}
+def refresh() -> RunAgain | dict:
+    """Recompute every registered page for every scope, then run again after interval(): the
+    same job, due again, with its retries full again. A failure is the executor's as for any
+    job: retried after the retry cycle's delay (pages older than max_age() are counted in the
+    request meanwhile); only consecutive failures that spend every retry stop it, with an
+    incident, until an operator sets its retries again."""
+    done = refresh_all()
+    # Two requests that found no job at once created two: this one ends if another will run.
+    # This job is locked while it runs; the others are not.
+    if Job.objects.filter(_pending(), lock_owner__isnull=True, retries__gt=0).exists():
+        return {"snapshots": done}
+    return RunAgain(
+        clock.now() + timedelta(seconds=interval()), {"snapshots": done}, retries=_full_retries()
+    )

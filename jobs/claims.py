@@ -107,10 +107,13 @@ class RunAgain:
     """A handler's answer "done for now, run me again at `at`": the executor keeps the job (its
     retries too), sets its due date and releases its lock instead of deleting it. For jobs that
     look at something periodically (a batch's monitor): one row for as long as it takes, not a
-    new job and its log rows per look. `value` is logged as the run's return value."""
+    new job and its log rows per look. `value` is logged as the run's return value. `retries`,
+    when given, replace the job's: a periodic job's next run may start with a full set, as a
+    new job would, so that failures months apart do not add up to an incident."""
 
     at: datetime
     value: object = None
+    retries: int | None = None
 
 
 @dataclass
@@ -613,6 +616,9 @@ def run_again(
     As complete_job, a job another executor had taken over is left to it (held_lock False)."""
     now = clock.now()
     due = clock.to_ms(again.at)
+    retries = job.retries if again.retries is None else again.retries
+    # Retries only when the handler gives them: an operator's set_retries meanwhile stays.
+    given = {} if again.retries is None else {"retries": again.retries}
     outcome = JobOutcome(job.id, job.handler, True, duration_ms, return_value)
     with transaction.atomic():
         kept = Job.objects.filter(_still_ours(worker_id), id=job.id).update(
@@ -622,8 +628,13 @@ def run_again(
             lock_expiration_time=None,
             exception_message=None,
             exception_stacktrace=None,
+            **given,
         )
         outcome.held_lock = bool(kept)
+        if kept and retries > 0 and job.retries == 0:
+            # Run by hand with no retries left, and given them back: its incident is resolved,
+            # as a success resolves it (complete_jobs).
+            incidents.resolve(incidents.FAILED_JOB, [job.id], now=now)
         outcome.next_due_date = due
         _log_run(
             job,
@@ -631,7 +642,7 @@ def run_again(
             worker_id,
             now,
             then_start,
-            retries=job.retries,
+            retries=retries,
             duration_ms=duration_ms,
             return_value=return_value,
             due_date=due,
