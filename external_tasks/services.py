@@ -339,6 +339,9 @@ class _BatchChange:
                 self.log_kwargs,
                 within=self.within,
                 also=also,
+                # Old values only for the audit of a single task: without them the statement
+                # needs no locking pre-pass.
+                before=tuple(self.changes) if single else (),
             )
             self._collect_topics(changed)
             if changed and self.after_batch is not None:
@@ -380,7 +383,7 @@ class _BatchChange:
 
 
 def _update_batch_at_once(
-    ids, changes, only_if, event, now, log_kwargs, *, within=None, also=()
+    ids, changes, only_if, event, now, log_kwargs, *, within=None, also=(), before=()
 ) -> list[dict]:
     """PostgreSQL: lock, update and log one batch in one statement (project.bulk), with the
     statements of `also` over the changed rows. The log rows copy the updated row, so a
@@ -401,7 +404,7 @@ def _update_batch_at_once(
         log_columns,
         only_if=only_if,
         within=within,
-        before=tuple(changes),
+        before=before,
         returning=("id", "topic_name"),
         also=also,
     )
