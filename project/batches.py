@@ -238,7 +238,9 @@ def take_snapshot(batch: Batch) -> None:
     audit.set_tenants(entry, creator(batch), tenants)
 
 
-DEFAULT_SNAPSHOT_LIMIT = 10_000
+# One chunk by default: counting 10,001 rows of a topic just rewritten (no visibility map) took
+# 67–84 ms in-process at 1M rows, 1,001 took 20 ms.
+DEFAULT_SNAPSHOT_LIMIT = 1_000
 
 
 def snapshot_limit() -> int:
