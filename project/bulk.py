@@ -141,6 +141,31 @@ def _column(model: type[Model], name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
+def _narrowing(model, only_if, within, params: list) -> str:
+    """ " AND (…)" of `only_if` and `within`'s WHERE clause (or ""), its parameters appended."""
+    narrowed = model.objects.all() if within is None else within
+    if only_if is not None:
+        narrowed = narrowed.filter(only_if)
+    if not narrowed.query.where:
+        return ""
+    condition, condition_params = where_of(narrowed)
+    if not condition:
+        return ""
+    params += condition_params
+    return f" AND ({condition})"
+
+
+def _assignments(model, changes: dict, params: list) -> list[str]:
+    """ "column = %s" per change, its value (prepared by the field) appended to `params`."""
+    quote = connection.ops.quote_name
+    assignments = []
+    for name, value in changes.items():
+        field = model._meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    return assignments
+
+
 def _locking_select(model, ids, only_if, within, before, params: list) -> str:
     """SELECT … FOR UPDATE of the rows of `ids` (that meet `only_if` and `within`'s WHERE) in
     id order, keeping the `before` columns as before_<name>."""
@@ -149,14 +174,7 @@ def _locking_select(model, ids, only_if, within, before, params: list) -> str:
     pk = quote(model._meta.pk.column)
     where = f"{table}.{pk} = ANY(%s)"
     params.append(list(ids))
-    narrowed = model.objects.all() if within is None else within
-    if only_if is not None:
-        narrowed = narrowed.filter(only_if)
-    if narrowed.query.where:
-        condition, condition_params = where_of(narrowed)
-        if condition:
-            where += f" AND ({condition})"
-            params += condition_params
+    where += _narrowing(model, only_if, within, params)
     kept = "".join(
         f", {table}.{_column(model, name)} AS {quote('before_' + name)}" for name in before
     )
@@ -181,22 +199,10 @@ def _update_in_id_order(
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     pk = quote(model._meta.pk.column)
-    assignments = []
-    for name, value in changes.items():
-        field = model._meta.get_field(name)
-        assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
+    assignments = _assignments(model, changes, params)
     # No row's id holds a NUL (and jsonb refuses one).
     params.append(json.dumps([str(i) for i in ids if "\x00" not in str(i)]))
-    where = f"{table}.{pk} = wanted.id"
-    narrowed = model.objects.all() if within is None else within
-    if only_if is not None:
-        narrowed = narrowed.filter(only_if)
-    if narrowed.query.where:
-        condition, condition_params = where_of(narrowed)
-        if condition:
-            where += f" AND ({condition})"
-            params += condition_params
+    where = f"{table}.{pk} = wanted.id" + _narrowing(model, only_if, within, params)
     sources = {v.name for v in log_columns.values() if isinstance(v, F)} | set(returning)
     returned = ", ".join(
         f"{table}.{_column(model, name)} AS {quote(name)}" for name in sorted(sources)
@@ -213,11 +219,7 @@ def _update_returning(model, changes, log_columns, before, returning, params: li
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     pk = quote(model._meta.pk.column)
-    assignments = []
-    for name, value in changes.items():
-        field = model._meta.get_field(name)
-        assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
+    assignments = _assignments(model, changes, params)
     sources = {v.name for v in log_columns.values() if isinstance(v, F)} | set(returning)
     returned = ", ".join(
         [f"{table}.{_column(model, name)} AS {quote(name)}" for name in sorted(sources)]
