@@ -229,7 +229,7 @@ def take_snapshot(batch: Batch) -> None:
     entry = AuditEntry.objects.filter(pk=batch.audit_entry_id).first()
     if entry is None:
         return
-    entry.target_ids = _first_ids(batch)[: audit.MAX_IDS]
+    entry.target_ids = _first_ids(batch)
     entry.count = total
     if batch_type.before and total:
         entry.before = {batch_type.before: histogram}
